@@ -1,0 +1,172 @@
+"""`load_image`: one entry point that reads any supported file into an `Image` (see `uqseg.io.image`).
+
+Dispatch is by content first (magic bytes), then by file name:
+- DICOM: the 'DICM' marker at byte 128, or a name ending in .dcm/.DCM or without an extension → `uqseg.io.dicom`;
+- PNG / JPEG / TIFF / BMP / GIF (by signature or extension) → Pillow, `uqseg.io.picture`;
+- NRRD / NIfTI / MetaImage (.nrrd .nhdr .nii .nii.gz .mha .mhd) → SimpleITK, read here.
+Anything else is an `InputError` "not an image file: ...". Every failure is an `InputError(path, reason)`.
+
+Volumes read with SimpleITK keep ITK's geometry, which already is LPS for every format (ITK converts NIfTI's RAS
+on reading): `spacing` (x, y, z) mm, `origin` LPS mm, `direction` 3×3 with the index axes as columns; the array is
+``[slice, row, col]`` = ITK's (z, y, x). meta: format, spacing_source "header", modality None, path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from uqseg.errors import InputError
+from uqseg.io.dicom import load_dicom
+from uqseg.io.image import Image
+from uqseg.io.picture import load_picture, rgb_to_grey
+
+PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"}
+VOLUME_SUFFIXES = {".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd"}
+DICOM_SUFFIXES = {".dcm", ".dicom", ""}
+
+_PICTURE_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",  # PNG
+    b"\xff\xd8\xff",  # JPEG
+    b"II*\x00",  # TIFF little-endian
+    b"MM\x00*",  # TIFF big-endian
+    b"BM",  # BMP
+    b"GIF87a",
+    b"GIF89a",
+)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _sniff(path: Path, head: bytes) -> str | None:
+    """'dicom', 'picture', 'volume' or None from the first bytes and the name."""
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(_PICTURE_SIGNATURES):
+        return "picture"
+    suffix = _suffix(path)
+    if head.startswith(b"NRRD") or head[344:348] in (b"n+1\x00", b"ni1\x00") or head.startswith(b"ObjectType"):
+        return "volume"
+    if suffix in VOLUME_SUFFIXES:
+        return "volume"
+    if suffix in PICTURE_SUFFIXES:
+        return "picture"
+    if suffix in DICOM_SUFFIXES:
+        return "dicom"
+    return None
+
+
+def _describe_head(head: bytes) -> str:
+    text = head[:16]
+    return repr(text)[1:] if text else "nothing"
+
+
+def _load_volume(path: Path) -> Image:
+    """NRRD / NIfTI / MetaImage through SimpleITK, geometry kept in LPS."""
+    import SimpleITK as sitk
+
+    try:
+        itk_image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = next((line for line in str(error).splitlines() if line.strip()), "unreadable")
+        raise InputError(path, f"cannot be read as a {_suffix(path) or 'volume'} image: {first_line.strip()}") from None
+    dimension = itk_image.GetDimension()
+    if dimension not in (2, 3):
+        raise InputError(path, f"is a {dimension}-D image; only 2-D images and 3-D volumes are supported")
+    array = sitk.GetArrayFromImage(itk_image)  # (z, y, x[, components])
+    components = itk_image.GetNumberOfComponentsPerPixel()
+    if components in (3, 4):
+        array = rgb_to_grey(array)
+    elif components != 1:
+        raise InputError(path, f"has {components} components per pixel; expected a grey or RGB image")
+    spacing = tuple(float(s) for s in itk_image.GetSpacing())
+    origin = tuple(float(o) for o in itk_image.GetOrigin())
+    direction = np.asarray(itk_image.GetDirection(), dtype=float).reshape(dimension, dimension)
+    if dimension == 2:  # a 2-D file is a one-slice volume in the patient frame
+        direction = np.block([[direction, np.zeros((2, 1))], [np.zeros((1, 2)), np.ones((1, 1))]])
+        origin = origin + (0.0,)
+    meta = {
+        "format": {".nii": "NIfTI", ".nii.gz": "NIfTI", ".mha": "MetaImage", ".mhd": "MetaImage"}.get(
+            _suffix(path), "NRRD"
+        ),
+        "modality": None,
+        "spacing_source": "header",
+        "path": str(path),
+    }
+    return Image(
+        array=np.ascontiguousarray(array, dtype=np.float32),
+        spacing=spacing,
+        origin=origin,
+        direction=direction,
+        meta=meta,
+    )
+
+
+def _as_2d(path: Path, image: Image) -> Image:
+    """A one-slice volume becomes 2-D (x/y spacing kept); more slices cannot."""
+    if image.ndim == 2:
+        return image
+    slices = image.shape[0]
+    if slices != 1:
+        raise InputError(path, f"is a 3-D volume ({slices} slices); this task needs a 2-D image")
+    return Image(
+        array=image.array[0],
+        spacing=tuple(image.spacing[:2]),
+        origin=image.origin,
+        direction=image.direction,
+        meta=dict(image.meta),
+    )
+
+
+def load_image(path: str | Path, *, ndim: int | None = 2) -> Image:
+    """Read an image file into an `Image`.
+
+    `ndim`: 2 — the caller needs a 2-D image: a one-slice volume is squeezed to ``[row, col]``, a volume with more
+    slices or a folder raises `InputError`; 3 — the caller needs a volume ``[slice, row, col]``: a 2-D image raises
+    `InputError` (DICOM series folders are not read here); None — return whatever the file holds.
+    Raises `InputError` for a missing, empty, unreadable or unsupported file, always naming the path and the reason.
+    """
+    if ndim not in (2, 3, None):
+        raise ValueError(f"ndim must be 2, 3 or None, got {ndim!r}")
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if path.is_dir():
+        if ndim == 2:
+            raise InputError(path, "is a folder; this task needs a single 2-D image file")
+        raise InputError(path, "is a folder; load_image reads single files (read DICOM series with the series loader)")
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(352)
+    except OSError as error:
+        raise InputError(path, f"cannot be read: {error.strerror or error}") from None
+    if not head:
+        raise InputError(path, "empty file (0 bytes)")
+
+    kind = _sniff(path, head)
+    if kind == "dicom":
+        image = load_dicom(path)
+    elif kind == "picture":
+        if not head.startswith(_PICTURE_SIGNATURES) and _suffix(path) in {".png", ".jpg", ".jpeg", ".gif", ".bmp"}:
+            raise InputError(
+                path, f"not an image file: named {_suffix(path)} but its content starts with {_describe_head(head)}"
+            )
+        image = load_picture(path)
+    elif kind == "volume":
+        image = _load_volume(path)
+    else:
+        raise InputError(
+            path,
+            "not an image file: content is not PNG, JPEG, TIFF, BMP, GIF, DICOM, NRRD, NIfTI or MetaImage "
+            f"(it starts with {_describe_head(head)})",
+        )
+
+    if ndim == 2:
+        return _as_2d(path, image)
+    if ndim == 3 and image.ndim != 3:
+        raise InputError(path, "is a 2-D image; this task needs a 3-D volume")
+    return image

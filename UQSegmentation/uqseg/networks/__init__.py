@@ -1,0 +1,1 @@
+"""Network architectures (plain torch, no torchvision)."""

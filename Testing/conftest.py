@@ -92,13 +92,11 @@ def mrml_scene():
                     delattr(slicer, name)
             else:
                 setattr(slicer, name, value)
-        scene.Clear(True)
-        for attr, module_name, _ in reversed(_MODULE_LOGICS):
+        # Unregister the logics and let Python drop the objects. (Calling SetMRMLScene(None) on the module logics
+        # makes the markups/segmentations logics log "GetSubjectHierarchyNode: Invalid scene given".)
+        for _, module_name, _ in _MODULE_LOGICS:
             app_logic.SetModuleLogic(module_name, None)
-            getattr(ns, attr).SetMRMLScene(None)
         app_logic.SetModuleLogic("Colors", None)
-        color_logic.SetMRMLScene(None)
-        app_logic.SetMRMLScene(None)
 
 
 def _shared_data_dir() -> Path:

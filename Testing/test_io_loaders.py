@@ -158,7 +158,8 @@ def test_apply_window_matches_hand_computed_ps33_values():
     np.testing.assert_allclose(
         apply_window(x, 100, 50, "LINEAR_EXACT"), [0, 0, 0.1, 0.5, 0.98, 1.0, 1.0], atol=1e-12
     )
-    # SIGMOID: 1 / (1 + exp(-4 (x - 100) / 50)): x = 75 → 1/(1 + e^2) = 0.1192029…, 100 → 0.5, 125 → 0.8807970….
+    # SIGMOID: 1 / (1 + exp(-4 (x - 100) / 50)):
+    #   x = 75 → 1 / (1 + e^2) = 0.1192029…, x = 100 → 0.5, x = 125 → 1 / (1 + e^-2) = 0.8807970….
     sigmoid = apply_window(x, 100, 50, "SIGMOID")
     np.testing.assert_allclose(sigmoid[[1, 3, 5]], [0.11920292202211755, 0.5, 0.8807970779778823], atol=1e-12)
     assert np.all(np.diff(sigmoid) > 0)
@@ -189,11 +190,26 @@ def test_for_processing_is_not_windowed_for_presentation_is(tmp_path):
     assert shown.meta["windowed"] is True and shown.meta["window"] == (500.0, 200.0, "LINEAR_EXACT")  # the first
     np.testing.assert_allclose(shown.array[0, [0, 40, 50, 60, 99]], [0.0, 0.0, 0.5, 1.0, 1.0])
 
+    # CT values are Hounsfield units: the window is a display hint, never applied.
+    ct = load_image(_write_dicom(tmp_path / "ct.dcm", GRADIENT, Modality="CT", **window))
+    assert ct.meta["windowed"] is False
+    np.testing.assert_array_equal(ct.array, GRADIENT)
+
     # Window + MONOCHROME1: windowed first, then 1 - x.
     both = load_image(
         _write_dicom(tmp_path / "pres1.dcm", GRADIENT, PhotometricInterpretation="MONOCHROME1", **window)
     )
     np.testing.assert_allclose(both.array, 1.0 - shown.array)
+
+
+def test_voi_lut_sequence_is_applied_for_presentation(tmp_path):
+    item = Dataset()
+    item.LUTDescriptor = [1000, 0, 8]  # 1000 entries, first input value 0, 8-bit output
+    item.add_new("LUTData", "US", [min(255, value // 2) for value in range(1000)])
+    item.LUTExplanation = "HALF"
+    image = load_image(_write_dicom(tmp_path / "voilut.dcm", GRADIENT, VOILUTSequence=[item]))
+    assert image.meta["windowed"] is True and image.meta["window"] is None and image.meta["voi_lut"] == "HALF"
+    np.testing.assert_allclose(image.array, np.minimum(255, GRADIENT // 2) / 255.0, atol=1e-6)
 
 
 def test_rescale_and_geometry_tags(tmp_path):

@@ -102,6 +102,12 @@ def test_volume_header_is_lps_with_scaled_direction_columns(tmp_path):
     np.testing.assert_array_equal(data, array)
 
 
+def test_volume_needs_z_spacing_for_several_slices(tmp_path):
+    with pytest.raises(ValueError, match="3 spacings"):
+        write_volume_nrrd(tmp_path / "v.nrrd", np.zeros((2, 3, 4), np.float32), (1.0, 1.0))
+    assert _listdir(tmp_path) == []
+
+
 # -------------------------------------------------------------------------------------------------- segmentations
 def _asymmetric_labelmap():
     lm = np.zeros((3, 6, 8), np.uint8)  # [slice, row, col]
@@ -172,11 +178,7 @@ def test_segmentation_oblique_roundtrip(mrml_scene, tmp_path):
     # Independently of the file's grid: resample each segment onto a reference volume whose geometry the test
     # sets itself in RAS; a mis-oriented file lands its voxels elsewhere.
     ref = slicer.util.addVolumeFromArray(np.zeros(lm.shape, np.uint8))
-    m = slicer.vtkMatrix4x4() if hasattr(slicer, "vtkMatrix4x4") else __import__("vtk").vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            m.SetElement(r, c, expected_matrix[r, c])
-    ref.SetIJKToRASMatrix(m)
+    ref.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(expected_matrix))
     for spec in SEGMENTS[:2]:
         arr = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, spec["name"], ref)
         np.testing.assert_array_equal(arr != 0, lm == spec["label"], err_msg=spec["name"])

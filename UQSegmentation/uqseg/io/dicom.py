@@ -5,7 +5,8 @@ Pixel pipeline, in this order (DICOM PS3.4 grayscale pipeline, without the prese
 2. Modality LUT (Rescale Slope/Intercept or Modality LUT Sequence) with `pydicom.pixels.apply_modality_lut`;
 3. VOI: for FOR PRESENTATION images (Presentation Intent Type "FOR PRESENTATION", or the tag absent) the first
    window (Window Center/Width + VOI LUT Function, see `apply_window`) or, without a window, the first VOI LUT
-   Sequence item; the result is 0..1. FOR PROCESSING images keep their raw (modality) values;
+   Sequence item; the result is 0..1. FOR PROCESSING images keep their raw (modality) values, and so do the
+   quantitative modalities in `QUANTITATIVE_MODALITIES` (CT Hounsfield units etc.: their windows are display hints);
 4. MONOCHROME1 is inverted so that high = bright tissue: ``1 - x`` after windowing, ``max + min - x`` on raw
    values (min/max of the image itself).
 Colour images (RGB, YBR, PALETTE COLOR) become grey by luminance instead of steps 2–4.
@@ -30,6 +31,7 @@ an unsupported or undecodable transfer syntax, or any other decode failure.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ import pydicom
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from uqseg.errors import InputError
 from uqseg.io.image import Image
@@ -50,6 +52,9 @@ MAMMO_VIEW_CODES = frozenset(
 )
 
 WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+# Modalities whose Modality LUT output is a physical quantity a model needs (HU, SUV, ...): never windowed here.
+QUANTITATIVE_MODALITIES = frozenset({"CT", "MR", "PT", "NM"})
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -190,10 +195,12 @@ def _decode(path: Path, ds: Dataset) -> np.ndarray:
     try:
         return ds.pixel_array
     except Exception as error:  # pydicom raises NotImplementedError/RuntimeError/ValueError/... per plugin
-        reason = " ".join(str(error).split())
+        reason = re.sub(r"\s*<[^<>]* at 0x[0-9a-f]+>", "", " ".join(str(error).split()))  # drop object reprs
         if syntax.is_compressed:
-            raise InputError(path, f"unsupported or undecodable transfer syntax {_syntax_name(syntax)}: {reason}") from None
-        raise InputError(path, f"cannot decode pixel data ({_syntax_name(syntax)}): {reason}") from None
+            reason = f"unsupported or undecodable transfer syntax {_syntax_name(syntax)}: {reason}"
+        else:
+            reason = f"cannot decode pixel data ({_syntax_name(syntax)}): {reason}"
+        raise InputError(path, reason) from None
 
 
 def _spacing(ds: Dataset, meta: dict[str, Any]) -> tuple[float, float]:
@@ -255,6 +262,23 @@ def _window(ds: Dataset) -> tuple[float, float, str] | None:
     return center, width, function
 
 
+def _apply_voi_lut_item(values: np.ndarray, item: Dataset, syntax: uid.UID) -> np.ndarray:
+    """One VOI LUT Sequence item applied to Modality LUT output, scaled to 0..1 by the LUT's nominal bit depth.
+
+    PS3.3 C.11.2.1.1: input below the first mapped value takes the first entry, above the last takes the last.
+    (Done here rather than with pydicom's apply_voi_lut, which in pydicom 3.0 indexes 8-bit LUTs with a uint8
+    array and so wraps inputs above 255.)
+    """
+    entries, first_mapped, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 65536
+    data = item.LUTData
+    if isinstance(data, bytes):  # OW: 16-bit words in the dataset's byte order
+        data = np.frombuffer(data, dtype="<u2" if syntax.is_little_endian else ">u2")
+    lut = np.asarray(data, dtype=np.float32)[:entries]
+    index = np.clip(np.rint(values).astype(np.int64) - first_mapped, 0, len(lut) - 1)
+    return lut[index] / np.float32(2**bits - 1)
+
+
 def _view(ds: Dataset) -> str | None:
     view = _text(ds.get("ViewPosition"))
     if view:
@@ -283,18 +307,14 @@ def _grey_pixels(ds: Dataset, stored: np.ndarray, meta: dict[str, Any]) -> np.nd
         values = values * float(slope) + float(intercept or 0.0)  # enhanced multi-frame: in functional groups
     values = np.asarray(values, dtype=np.float32)
 
-    intent = meta["presentation_intent"]
-    if intent != "FOR PROCESSING":
+    if meta["presentation_intent"] != "FOR PROCESSING" and meta["modality"] not in QUANTITATIVE_MODALITIES:
         window = _window(ds)
         if window is not None:
             values = apply_window(values, *window).astype(np.float32)
             meta.update(windowed=True, window=window)
         elif "VOILUTSequence" in ds and len(ds.VOILUTSequence):
             item = ds.VOILUTSequence[0]
-            lut_max = float(2 ** int(item.LUTDescriptor[2]) - 1)
-            # The LUT is indexed by the Modality LUT output, i.e. integer-valued `values`.
-            lut_input = np.rint(values).astype(np.int64)
-            values = np.asarray(apply_voi_lut(lut_input, ds, index=0), dtype=np.float32) / lut_max
+            values = _apply_voi_lut_item(values, item, _transfer_syntax(ds))
             meta.update(windowed=True, voi_lut=str(item.get("LUTExplanation", "VOI LUT Sequence")))
 
     if photometric == "MONOCHROME1":
@@ -312,6 +332,16 @@ def load_dicom(path: str | Path) -> Image:
     Raises `InputError` for any file that cannot give an image.
     """
     path = Path(path)
+    try:
+        return _load(path)
+    except InputError:
+        raise
+    except Exception as error:  # malformed header values (non-numeric spacing, bad LUT descriptors, ...)
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise InputError(path, f"malformed DICOM header or pixel description: {reason}") from None
+
+
+def _load(path: Path) -> Image:
     ds = _read_dataset(path)
     stored = _decode(path, ds)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
@@ -333,12 +363,7 @@ def load_dicom(path: str | Path) -> Image:
         "sop_instance_uid": str(ds.get("SOPInstanceUID", "")) or None,
         "path": str(path),
     }
-    try:
-        array = _grey_pixels(ds, stored, meta)
-    except InputError:
-        raise
-    except Exception as error:  # inconsistent LUT descriptors and similar header damage
-        raise InputError(path, f"cannot apply the pixel value transformations: {' '.join(str(error).split())}") from None
+    array = _grey_pixels(ds, stored, meta)
 
     x_mm, y_mm = _spacing(ds, meta)
     origin, direction = _geometry(ds)

@@ -13,6 +13,7 @@ on reading): `spacing` (x, y, z) mm, `origin` LPS mm, `direction` 3×3 with the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,13 @@ def _describe_head(head: bytes) -> str:
     return repr(text)[1:] if text else "nothing"
 
 
+def _itk_reason(error: Exception) -> str:
+    """The most specific line of an ITK exception (the last one), without ITK's source-file and class prefixes."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[-1] if len(lines) > 1 else (lines[0] if lines else "unreadable")
+    return re.sub(r"^(\[\w+\]\s*|\w+::ERROR:\s*(\w+\(0x[0-9a-f]+\):\s*)?)", "", detail)
+
+
 def _load_volume(path: Path) -> Image:
     """NRRD / NIfTI / MetaImage through SimpleITK, geometry kept in LPS."""
     import SimpleITK as sitk
@@ -72,8 +80,7 @@ def _load_volume(path: Path) -> Image:
     try:
         itk_image = sitk.ReadImage(str(path))
     except RuntimeError as error:
-        first_line = next((line for line in str(error).splitlines() if line.strip()), "unreadable")
-        raise InputError(path, f"cannot be read as a {_suffix(path) or 'volume'} image: {first_line.strip()}") from None
+        raise InputError(path, f"cannot be read as a {_suffix(path) or 'volume'} image: {_itk_reason(error)}") from None
     dimension = itk_image.GetDimension()
     if dimension not in (2, 3):
         raise InputError(path, f"is a {dimension}-D image; only 2-D images and 3-D volumes are supported")

@@ -1,8 +1,8 @@
 """Deterministic synthetic MLO-like mammograms with a known pectoral-muscle boundary (numpy only).
 
 `mlo_phantom` draws, in pixel coordinates ``[row, col]`` of an image with the chest wall on the left:
-- a dark background (≈ 5) and a breast (≈ 70–170) whose skin line is a smooth curve: at the top (axilla) the breast
-  reaches ≈ 0.52·W, bulges out to ≈ 0.90·W at ≈ 0.6·H and curves back to the chest wall at ≈ 0.97·H;
+- a dark background (≈ 5) and a breast (≈ 70–170) whose skin line is a smooth curve: at the top (axilla) the
+  breast reaches ≈ 0.52·W, bulges out to ≈ 0.90·W at ≈ 0.6·H and curves back to the chest wall at ≈ 0.97·H;
   intensity falls off over the last few % of W before the skin line (thinner compressed tissue);
 - fibroglandular texture: smoothed Gaussian noise at two scales, denser towards the middle of the breast;
 - the pectoral muscle (≈ 200–225): a triangle in the top-left corner whose edge is a gently convex curve from
@@ -78,7 +78,8 @@ def mlo_phantom(
     if height < 32 or width < 32:
         raise ValueError(f"shape must be at least 32×32 pixels, got {shape}")
     # Independent streams, so that switching an option on or off changes only that option's part of the image.
-    geometry_rng, texture_rng, blob_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    streams = np.random.SeedSequence(seed).spawn(4)
+    geometry_rng, texture_rng, blob_rng, noise_rng = (np.random.default_rng(stream) for stream in streams)
     rows = np.arange(height, dtype=np.float64)[:, None]
     cols = np.arange(width, dtype=np.float64)[None, :]
 
@@ -99,7 +100,8 @@ def mlo_phantom(
 
     # Tissue: fatty base + fibroglandular texture, denser in the central breast.
     centre = np.exp(-(((rows - 0.55 * height) / (0.30 * height)) ** 2) - ((cols - 0.40 * width) / (0.30 * width)) ** 2)
-    texture = 0.6 * _smooth_noise(texture_rng, (height, width), 3.0) + 0.8 * _smooth_noise(texture_rng, (height, width), 12.0)
+    fine, coarse = (_smooth_noise(texture_rng, (height, width), sigma) for sigma in (3.0, 12.0))
+    texture = 0.6 * fine + 0.8 * coarse
     glandular = _sigmoid(4.0 * (0.8 * centre - 0.35 + 0.3 * texture))  # soft 0..1, no flat clipped patches
     tissue = (70.0 + 100.0 * glandular) * (0.55 + 0.45 * thickness)
     image = 5.0 + (tissue - 5.0) * breast

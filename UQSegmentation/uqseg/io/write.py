@@ -2,7 +2,7 @@
 
 Frames and units (the same conventions as `uqseg.io.image.Image`):
 - Arrays are indexed ``[row, col]`` (2-D) or ``[slice, row, col]`` (3-D); a 2-D array is written as a one-slice volume.
-- `spacing` is in millimetres in (x, y[, z]) = (column, row[, slice]) order; a missing z spacing is 1 mm.
+- `spacing` is in millimetres in (x, y[, z]) = (column, row[, slice]) order; a one-slice image may omit z (1 mm).
 - `origin` (mm, the centre of voxel [0, 0, 0]) and `direction` (3×3; column k is the unit vector of index axis k:
   column, row, slice) are in the patient **LPS** frame, which is what NRRD (``space: left-posterior-superior``),
   Slicer's ``.seg.nrrd`` and Slicer Markups JSON (``coordinateSystem: LPS``) store. Slicer shows RAS = LPS with
@@ -109,6 +109,8 @@ def _geometry(spacing: Sequence[float], origin: Sequence[float], direction: Any)
 
 
 def _nrrd_header(a: np.ndarray, spacing, origin, direction) -> dict[str, Any]:
+    if a.shape[0] > 1 and len(spacing) != 3:
+        raise ValueError(f"a volume of {a.shape[0]} slices needs 3 spacings (x=col, y=row, z=slice), got {spacing!r}")
     space_directions, org = _geometry(spacing, origin, direction)
     return {
         "dimension": 3,

@@ -1,0 +1,214 @@
+"""The `uqseg` command.
+
+    uqseg predict --task TASK INPUT [INPUT ...] --out DIR [--model ID] [--device auto|cpu|cuda|mps]
+                  [--samples N] [--seed S]
+    uqseg demo [--out DIR] [--device D]          run the tasks on the real sample data installed with the project
+    uqseg bench [--task T ...] [--device D] [--json]
+    uqseg models                                  list the models on the search path
+
+`predict` writes DIR/<case>/ (files per the task contract + summary.json), and DIR/queue.csv when more than one case
+was processed. A bad input prints one line `error: <file>: <reason>` on stderr; the other inputs are still processed
+and the exit status is 2. Progress lines `PROGRESS <0..1> <message>` go to stdout (the Slicer module reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from uqseg.errors import InputError
+from uqseg.models.registry import ModelError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".nrrd", ".nii", ".mha", ".mhd", ""}
+
+
+def progress(fraction: float, message: str) -> None:
+    print(f"PROGRESS {fraction:.3f} {message}", flush=True)
+
+
+def case_name(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".seg.nrrd", ".nrrd", ".nii", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff",
+                   ".dcm", ".dicom"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return name
+
+
+def collect_cases(inputs: list[str], ndim: int) -> list[Path]:
+    """Each INPUT file is a case; a folder is one case for 3-D tasks (a DICOM series) or a folder of 2-D cases."""
+    cases: list[Path] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir() and ndim == 2:
+            files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
+                           and f.suffix.lower() in IMAGE_SUFFIXES)
+            cases.extend(files)
+        else:
+            cases.append(p)
+    return cases
+
+
+def unique_names(paths: list[Path]) -> list[str]:
+    names, seen = [], {}
+    for p in paths:
+        n = case_name(p)
+        seen[n] = seen.get(n, 0) + 1
+        names.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return names
+
+
+def write_queue(out: Path, summaries: list[dict]) -> Path:
+    from uqseg.io.write import write_csv
+
+    def key(s):
+        u = s.get("image_uncertainty")
+        return (u is None, -(u or 0.0))
+
+    rows = [(s["case"], "" if s.get("image_uncertainty") is None else round(s["image_uncertainty"], 4),
+             int(bool(s.get("multimodal"))), int(bool(s.get("ood"))), s.get("status", "ok"))
+            for s in sorted(summaries, key=key)]
+    return write_csv(out / "queue.csv", ["case", "image_uncertainty", "multimodal", "ood", "status"], rows)
+
+
+def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="auto", samples=None, seed=0,
+            quiet=False) -> tuple[list[dict], list[str]]:
+    """Run one task on every case. Returns (summaries of the cases that worked, error lines)."""
+    import numpy as np
+    import torch
+
+    from uqseg.device import resolve_device
+    from uqseg.io.load import load_image
+    from uqseg.io.write import write_json
+    from uqseg.models.registry import find_model
+    from uqseg.tasks import TASKS
+
+    task = TASKS[task_id]
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    card = find_model(task_id, model_id)
+    t0 = time.perf_counter()
+    model = task.load(card, dev)
+    load_model_ms = (time.perf_counter() - t0) * 1000
+    paths = collect_cases(inputs, task.ndim)
+    names = unique_names(paths)
+    summaries, errors = [], []
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (path, name) in enumerate(zip(paths, names)):
+        progress(i / max(1, len(paths)), f"{name}")
+        try:
+            t0 = time.perf_counter()
+            image = load_image(path, ndim=task.ndim)
+            t1 = time.perf_counter()
+            summary = task.run(image, model, out / name,
+                               {"card": card, "device": dev, "samples": samples, "seed": seed})
+            t2 = time.perf_counter()
+        except InputError as e:
+            errors.append(f"error: {e}")
+            print(errors[-1], file=sys.stderr, flush=True)
+            continue
+        summary = {
+            "case": name,
+            "input": str(path),
+            **summary,
+            "model": {"id": card.id, "version": card.version},
+            "device": str(dev),
+            "timings_ms": {"load_model": round(load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
+                           "predict_and_write": round((t2 - t1) * 1000, 1)},
+            "input_geometry": {"shape": list(image.shape), "spacing_mm": list(image.spacing),
+                               "spacing_source": image.meta.get("spacing_source"),
+                               "modality": image.meta.get("modality"), "view": image.meta.get("view"),
+                               "laterality": image.meta.get("laterality")},
+        }
+        write_json(out / name / "summary.json", summary)
+        summaries.append(summary)
+        if not quiet:
+            u = summary.get("image_uncertainty")
+            flags = [f for f in ("multimodal", "ood") if summary.get(f)]
+            print(f"{name}: image_uncertainty={'n/a' if u is None else f'{u:.3f}'} "
+                  f"flags={','.join(flags) or '-'} -> {out / name}", flush=True)
+    if len(paths) > 1:
+        write_queue(out, summaries)
+    progress(1.0, "done")
+    return summaries, errors
+
+
+def cmd_predict(args) -> int:
+    summaries, errors = predict(args.task, args.inputs, Path(args.out), args.model, args.device, args.samples,
+                                args.seed)
+    return 2 if errors else 0
+
+
+def cmd_models(args) -> int:
+    from uqseg.models.registry import list_models
+
+    for m in list_models():
+        print(f"{m.task:16s} {m.id:28s} v{m.version:8s} {m.folder}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from uqseg.demo import run_demo
+
+    return run_demo(Path(args.out), args.device)
+
+
+def cmd_bench(args) -> int:
+    from uqseg.bench import run_bench
+
+    results = run_bench(args.task, args.device, repeats=args.repeats)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for task, r in results.items():
+            print(task + ": " + ", ".join(f"{k}={v}" for k, v in r.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from uqseg.tasks import TASKS
+
+    ap = argparse.ArgumentParser(prog="uqseg", description="Uncertainty-aware segmentation (UQSegmentation engine)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="run a task on images and write results with their uncertainty")
+    p.add_argument("--task", required=True, choices=sorted(TASKS))
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file(s) or folder(s)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", default=None, help="model id (default: the task's default model)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--samples", type=int, default=None, help="number of samples for sampling-based tasks")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_predict)
+    d = sub.add_parser("demo", help="run every task on the real sample data installed with the project")
+    d.add_argument("--out", default="demo-output")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    d.set_defaults(func=cmd_demo)
+    b = sub.add_parser("bench", help="time single-pass vs uncertainty inference per task")
+    b.add_argument("--task", action="append", choices=sorted(TASKS), help="task(s) to time (default: all)")
+    b.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
+    m = sub.add_parser("models", help="list the models on the search path")
+    m.set_defaults(func=cmd_models)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ModelError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

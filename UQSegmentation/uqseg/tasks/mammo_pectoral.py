@@ -1,0 +1,104 @@
+"""Task `mammo-pectoral`: pectoral-muscle boundary with a ±σ band on MLO mammograms (Zech et al., MIDL 2026).
+
+Files written per case (contract in ARCHITECTURE.md):
+- boundary.csv — `row, mean_col, std_col, multimodal`, one line per input row holding muscle; input pixel indices
+  (pixel centres), std in input pixels (columns).
+- pectoral.seg.nrrd — segment `pectoral_muscle` on the input's pixel grid and geometry.
+- boundary.mrk.json — open curve along the mean boundary (LPS mm); control points every k-th muscle row (at most
+  ~60 points, first and last row always included) with the per-point σ in mm (column spacing) as measurement `std`.
+- preview.png — image, band, mean boundary, multimodal rows.
+- summary.json — `image_uncertainty` = mean σ over muscle rows in input pixels; `multimodal`; `ood` = the
+  resolution-independent `image_uncertainty_grid` (grid columns) above the card's validation-derived threshold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from uqseg.io.geometry import index_to_lps, volume_geometry
+from uqseg.io.image import Image
+from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
+from uqseg.mammo.pectoral import PectoralResult, predict_pectoral
+from uqseg.mammo.pectoral_model import PectoralHeatmapNet
+from uqseg.mammo.pectoral_preview import render_pectoral_preview
+from uqseg.models.registry import ModelCard, load_state_dict
+
+MAX_CURVE_POINTS = 60
+PECTORAL_COLOR = (0.85, 0.45, 0.35)
+
+
+class MammoPectoralTask:
+    id = "mammo-pectoral"
+    ndim = 2
+    description = "pectoral-muscle boundary with a ±σ uncertainty band (MLO mammograms)"
+
+    def load(self, card: ModelCard, device):
+        model = PectoralHeatmapNet(width=card["architecture"]["width"])
+        model.load_state_dict(load_state_dict(card))
+        return model.to(device).eval()
+
+    def predict(self, image: Image, model, device) -> PectoralResult:
+        return predict_pectoral(image, model, device)
+
+    def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
+        card: ModelCard = options["card"]
+        result = self.predict(image, model, options["device"])
+        return write_outputs(image, result, card, Path(out_dir))
+
+
+def curve_point_indices(n: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(int))
+
+
+def write_outputs(image: Image, result: PectoralResult, card: ModelCard, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    write_csv(out / "boundary.csv", ["row", "mean_col", "std_col", "multimodal"],
+              [(int(r), round(float(m), 3), round(float(s), 3), int(bool(f)))
+               for r, m, s, f in zip(result.rows, result.mean_col, result.std_col, result.multimodal)])
+    files["boundary"] = "boundary.csv"
+    geom = volume_geometry(image)
+    write_segmentation_nrrd(out / "pectoral.seg.nrrd", result.muscle_mask(),
+                            [{"name": "pectoral_muscle", "label": 1, "color": PECTORAL_COLOR}], **geom)
+    files["segmentation"] = "pectoral.seg.nrrd"
+    if result.rows.size >= 2:
+        k = curve_point_indices(result.rows.size)
+        pts = index_to_lps(image, result.mean_col[k], result.rows[k])
+        std_mm = result.std_col[k] * float(image.spacing[0])
+        write_curve_markups_json(out / "boundary.mrk.json", pts, name="pectoral boundary", closed=False,
+                                 point_values=std_mm, value_name="std", value_unit="mm",
+                                 description="per-point standard deviation of the pectoral boundary (mm)")
+        files["curve"] = "boundary.mrk.json"
+    threshold = card.get("uncertainty", {}).get("ood_threshold_grid")
+    ood = bool(threshold is not None and np.isfinite(result.image_uncertainty_grid)
+               and result.image_uncertainty_grid > threshold)
+    summary = {
+        "task": "mammo-pectoral",
+        "image_uncertainty": _finite_or_none(result.image_uncertainty),
+        "image_uncertainty_units": "input pixels (mean boundary σ over muscle rows)",
+        "image_uncertainty_grid": _finite_or_none(result.image_uncertainty_grid),
+        "ood_threshold_grid": threshold,
+        "multimodal": result.is_multimodal,
+        "ood": ood,
+        "muscle_found": bool(result.rows.size > 0),
+        "muscle_rows": int(result.rows.size),
+        "multimodal_rows": int(result.multimodal.sum()),
+        "orientation": {"flipped_for_model": result.flipped, "decided_by": result.orientation_source},
+    }
+    flags = [name for name in ("multimodal", "ood") if summary[name]]
+    if not summary["muscle_found"]:
+        flags.append("no muscle found")
+    caption = (f"{image.meta.get('path', '')}\nmean sigma {summary['image_uncertainty'] or float('nan'):.1f} px"
+               f"   flags: {', '.join(flags) or 'none'}")
+    render_pectoral_preview(image.array, result, out / "preview.png", caption=caption)
+    files["preview"] = "preview.png"
+    summary["files"] = files
+    return summary
+
+
+def _finite_or_none(x: float):
+    return float(x) if x is not None and np.isfinite(x) else None

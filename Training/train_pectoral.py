@@ -68,6 +68,7 @@ def main(argv=None):
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights (a second training stage)")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -80,6 +81,10 @@ def main(argv=None):
     tr_img, tr_msk = load_tensors(args.data, train_names)
     va_img, va_msk = load_tensors(args.data, val_names)
     model = PectoralHeatmapNet(width=args.width)
+    if args.init:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(args.init)))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=8)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -117,7 +122,8 @@ def main(argv=None):
 
     final = evaluate(model, va_img, va_msk)
     config = {"width": args.width, "loss": args.loss, "js_weight": args.js_weight, "epochs": args.epochs,
-              "batch": args.batch, "lr": args.lr, "seed": args.seed, "train_cases": train_names,
+              "batch": args.batch, "lr": args.lr, "seed": args.seed,
+              "init": str(args.init) if args.init else None, "train_cases": train_names,
               "val_cases": val_names, "train_seconds": round(time.time() - t0, 1)}
     save_file(model.state_dict(), str(args.out / "weights.safetensors"))
     (args.out / "config.json").write_text(json.dumps(config, indent=2))

@@ -67,15 +67,16 @@ def boundary_from_mask(muscle: np.ndarray) -> np.ndarray:
     """Muscle mask (H, W) of a canonical image, values in [0, 1] (binary, or a bilinearly resampled fraction) →
     boundary column per row (H,), NaN where the row has no muscle touching the chest wall.
 
-    The boundary is the first non-muscle column (the length of the muscle run from column 0, with the partial pixel
-    that ends the run counted by its fraction), expressed in pixel-centre coordinates (run length − ½). A row whose
+    The boundary is the first non-muscle column: the length of the muscle run from column 0 (pixels ≥ ½ muscle),
+    with partial pixels in and just after the run counted by their fraction, in pixel-centre coordinates (length − ½). A row whose
     muscle fills the whole width has no boundary inside the image and is NaN as well."""
     m = np.asarray(muscle, dtype=np.float64)
     inside = m >= 0.5
     run = np.cumprod(inside, axis=1).sum(axis=1)
     h, w = m.shape
     nxt = np.where(run < w, m[np.arange(h), np.minimum(run, w - 1)], 0.0)
-    length = run + np.where(run < w, nxt, 0.0)
+    in_run = np.arange(w)[None, :] < run[:, None]
+    length = (m * in_run).sum(axis=1) + nxt  # partial pixels count by their fraction, inside and after the run
     out = length - 0.5
     out[(run == 0) | (run >= w)] = np.nan
     return out

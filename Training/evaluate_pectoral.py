@@ -127,6 +127,7 @@ def main(argv=None):
     fig, ax = plt.subplots(figsize=(4.5, 4))
     lim = max(bs.max(), be.max()) * 1.1
     ax.plot([0, lim], [0, lim], "k--", lw=1, label="σ = MAE")
+    ax.plot([0, lim], [0, lim / np.sqrt(2)], ":", color="grey", lw=1, label="Laplace-calibrated: MAE = σ/√2")
     ax.plot(bs, be, "o-", color="tab:blue", label="validation rows (10 equal-count bins)")
     ax.set_xlabel("mean predicted σ (grid columns)")
     ax.set_ylabel("mean absolute error (grid columns)")

@@ -46,6 +46,8 @@ def collect_cases(inputs: list[str], ndim: int) -> list[Path]:
         if p.is_dir() and ndim == 2:
             files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
                            and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise InputError(p, "is a folder with no image files in it (PNG, JPEG, TIFF, DICOM, NRRD, NIfTI, MHA)")
             cases.extend(files)
         else:
             cases.append(p)
@@ -94,9 +96,15 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
     t0 = time.perf_counter()
     model = task.load(card, dev)
     load_model_ms = (time.perf_counter() - t0) * 1000
-    paths = collect_cases(inputs, task.ndim)
-    names = unique_names(paths)
     summaries, errors = [], []
+    paths = []
+    for raw in inputs:
+        try:
+            paths += collect_cases([raw], task.ndim)
+        except InputError as e:
+            errors.append(f"error: {e}")
+            print(errors[-1], file=sys.stderr, flush=True)
+    names = unique_names(paths)
     out.mkdir(parents=True, exist_ok=True)
     for i, (path, name) in enumerate(zip(paths, names)):
         progress(i / max(1, len(paths)), f"{name}")

@@ -11,6 +11,7 @@ metrics.json: Table 1 form), and the validation-derived `ood` threshold.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +21,19 @@ from uqseg.models.registry import sha256_of
 REPO = Path(__file__).resolve().parents[1]
 
 
+def comparison_row(run: Path, epoch: int) -> dict | None:
+    """Validation metrics of a training run at `epoch`, from its log.csv (Table 1 form), or None."""
+    if not (run / "log.csv").is_file() or not (run / "config.json").is_file():
+        return None
+    c = json.loads((run / "config.json").read_text())
+    for line in csv.DictReader(open(run / "log.csv")):
+        if int(line["epoch"]) == epoch and line["val_mae"]:
+            return {"run": run.name, "loss": c["loss"], "js_weight": c["js_weight"], "epoch": epoch,
+                    "init": c.get("init"), "mae": float(line["val_mae"]), "rmse": float(line["val_rmse"]),
+                    "ll": float(line["val_ll"]), "mean_sigma": float(line["val_mean_sigma"])}
+    return None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
@@ -27,6 +41,8 @@ def main(argv=None):
     ap.add_argument("--compare", type=Path, nargs="*", default=[])
     ap.add_argument("--id", default="mammo-pectoral-hhr")
     ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--compare-epoch", type=int, default=30,
+                    help="compare the runs at this epoch (their log.csv has validation metrics every 5 epochs)")
     args = ap.parse_args(argv)
 
     config = json.loads((args.run / "config.json").read_text())
@@ -36,13 +52,7 @@ def main(argv=None):
     shutil.copyfile(args.run / "weights.safetensors", dest / "weights.safetensors")
     for plot in ("calibration.png", "dose.png"):
         shutil.copyfile(args.eval / plot, dest / plot)
-    table = []
-    for run in sorted(args.compare):
-        if (run / "metrics.json").is_file():
-            c = json.loads((run / "config.json").read_text())
-            m = json.loads((run / "metrics.json").read_text())
-            table.append({"run": run.name, "loss": c["loss"], "js_weight": c["js_weight"], "epochs": c["epochs"],
-                          **{k: round(v, 3) for k, v in m.items() if k != "rows"}})
+    table = [row for run in sorted(args.compare) if (row := comparison_row(run, args.compare_epoch))]
     card = {
         "id": args.id,
         "version": args.version,
@@ -82,8 +92,9 @@ def main(argv=None):
             "binned_sigma_vs_error": ev["binned_sigma_vs_error"],
             "dose_reduction": ev["dose"],
             "comparison_table_1": table,
-            "comparison_protocol": "Training/train_pectoral.py's own evaluation (work resolution 512x256 -> grid), "
-                                   "validation split, final epoch",
+            "comparison_protocol": "Training/train_pectoral.py's own evaluation (work resolution 512x256 -> grid) on "
+                                   "the validation split after the same number of epochs (--compare-epoch) from "
+                                   "scratch; runs with `init` set are second stages and are listed for reference",
         },
         "uncertainty": {
             "image_uncertainty": "mean boundary σ over muscle rows (input pixels; grid columns for the ood flag)",

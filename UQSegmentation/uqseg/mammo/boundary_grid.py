@@ -24,7 +24,8 @@ def pad_width(width: int) -> int:
 
 
 def pad_with_ramp(image: torch.Tensor, pad: int) -> torch.Tensor:
-    """Left-pad (…, H, W) → (…, H, W + pad): the edge column repeated, times a linear ramp 0 (outermost) → 1."""
+    """Left-pad (…, H, W) → (…, H, W + pad): the edge column repeated, times a linear ramp k/(pad+1), k = 1 at the
+    outermost column … pad next to the image (the straight line that reaches 0 one column outside the padding)."""
     if pad <= 0:
         return image
     ramp = torch.arange(1, pad + 1, dtype=image.dtype, device=image.device) / (pad + 1)

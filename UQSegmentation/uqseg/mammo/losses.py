@@ -21,13 +21,14 @@ def _masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def gaussian_nll(mean, var, target, valid):
     """Eq. (3): −log N(y | μ, σ²) = ½ log(2π σ²) + (y − μ)² / (2σ²)."""
+    var = torch.where(valid, var, torch.ones_like(var))  # unlabelled rows: keep their gradients finite
     nll = 0.5 * torch.log(2 * math.pi * var) + (target - mean) ** 2 / (2 * var)
     return _masked_mean(torch.where(valid, nll, torch.zeros_like(nll)), valid)
 
 
 def laplace_nll(mean, var, target, valid):
     """Eq. (4): −log Laplace(y | μ, b) = log(2b) + |y − μ| / b with the scale b = sqrt(σ²/2) (same variance)."""
-    b = torch.sqrt(var / 2)
+    b = torch.sqrt(torch.where(valid, var, torch.ones_like(var)) / 2)  # unlabelled rows: finite gradients
     nll = torch.log(2 * b) + (target - mean).abs() / b
     return _masked_mean(torch.where(valid, nll, torch.zeros_like(nll)), valid)
 

@@ -97,8 +97,6 @@ def decode_to_input(mean_g, var_g, prob_g, shape, flipped, source) -> PectoralRe
         std = np.interp(ry[sel], r_grid[muscle], s_img[muscle])
         nearest = np.clip(np.rint(ry[sel]).astype(int), first, last)
         multi = multi_g[nearest]
-        keep = mean >= 0
-        rows, mean, std, multi = rows[keep], mean[keep], std[keep], multi[keep]
     else:
         rows = np.zeros(0, int)
         mean = std = np.zeros(0)

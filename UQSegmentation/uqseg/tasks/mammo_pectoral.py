@@ -92,7 +92,8 @@ def write_outputs(image: Image, result: PectoralResult, card: ModelCard, out: Pa
     flags = [name for name in ("multimodal", "ood") if summary[name]]
     if not summary["muscle_found"]:
         flags.append("no muscle found")
-    caption = (f"{image.meta.get('path', '')}\nmean sigma {summary['image_uncertainty'] or float('nan'):.1f} px"
+    source = Path(image.meta.get("path") or "")
+    caption = (f"{source.parent.name}/{source.name}\nmean sigma {summary['image_uncertainty'] or float('nan'):.1f} px"
                f"   flags: {', '.join(flags) or 'none'}")
     render_pectoral_preview(image.array, result, out / "preview.png", caption=caption)
     files["preview"] = "preview.png"

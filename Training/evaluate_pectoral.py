@@ -6,7 +6,7 @@ its uncertainty means something (Zech et al., MIDL 2026, Fig. 4a/4b, Table 2):
 - binned mean σ vs mean absolute error, 10 bins of equal count over all muscle grid rows (Fig. 4a) → calibration.png;
 - simulated dose reduction (Fig. 4b): quantum noise added as x_d = x + sqrt(x · (1 − d) / d) · ε, ε ~ N(0, 1)
   (x in 8-bit grey levels, one quantum per grey level at full dose, so the added variance is the Poisson variance
-  of the lost dose), d ∈ {1, 0.75, 0.5, 0.25} → dose.png: mean σ and MAE vs dose;
+  of the lost dose), d ∈ {1, 0.75, 0.5, 0.25, 0.1} → dose.png: mean σ and MAE vs dose;
 - the share of multimodal images (Table 2 form) at each dose;
 - the image-level uncertainty distribution (grid columns) → the `ood` threshold = max over validation images × 1.5.
 
@@ -32,7 +32,7 @@ from uqseg.mammo import boundary_grid as bg  # noqa: E402
 from uqseg.mammo.pectoral import predict_pectoral  # noqa: E402
 from uqseg.mammo.pectoral_model import PectoralHeatmapNet  # noqa: E402
 
-DOSES = (1.0, 0.75, 0.5, 0.25)
+DOSES = (1.0, 0.75, 0.5, 0.25, 0.1)
 OOD_FACTOR = 1.5
 
 

@@ -59,7 +59,45 @@ def bench_mammo_pectoral(dev: torch.device, repeats: int) -> dict:
             "input": "synthetic MLO phantom 960x480", "device": str(dev)}
 
 
-BENCHES = {"mammo-pectoral": bench_mammo_pectoral}
+def bench_cxr_landmarks(dev: torch.device, repeats: int) -> dict:
+    """cxr-landmarks (CheXmask-U): `single_pass_ms` = one deterministic pass (encode + decode z = μ) on the
+    preprocessed input; `uncertainty_ms` = the full `predict_landmarks` at N = 50 (preprocessing, ONE encoding, the
+    50 latent samples decoded in one batch, per-node mean/std mapped back to the input); `mc_dropout_ms` = the cost
+    of MC-dropout-style inference: 50 full passes (encoder + decoder) of the same network, one after the other
+    (dropout masks would not change the cost). Input: the synthetic 512 × 512 chest phantom (no data needed)."""
+    from uqseg.cxr.inference import DEFAULT_SAMPLES, predict_landmarks
+    from uqseg.cxr.phantom import chest_phantom
+    from uqseg.cxr.preprocess import network_input
+    from uqseg.io.image import Image
+    from uqseg.models.registry import find_model
+    from uqseg.tasks import TASKS
+
+    model = TASKS["cxr-landmarks"].load(find_model("cxr-landmarks"), dev)
+    image, _ = chest_phantom()
+    img = Image(image)
+    x = network_input(image, model.input_size)[0].to(dev)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+
+    @torch.no_grad()
+    def single():
+        mu, _, feats = model.encode(x)
+        model.decode(mu, feats)
+
+    @torch.no_grad()
+    def mc_passes():
+        for _ in range(DEFAULT_SAMPLES):
+            single()
+
+    single_ms = _median_ms(single, repeats, sync)
+    unc_ms = _median_ms(lambda: predict_landmarks(img, model, dev, samples=DEFAULT_SAMPLES), repeats, sync)
+    mc_ms = _median_ms(mc_passes, max(1, min(repeats, 3)) if dev.type == "cpu" else repeats, sync)
+    return {"single_pass_ms": single_ms, "uncertainty_ms": unc_ms, "samples": DEFAULT_SAMPLES,
+            "ratio": round(unc_ms / single_ms, 3), "mc_dropout_ms": mc_ms,
+            "mc_dropout_over_uncertainty": round(mc_ms / unc_ms, 1), "peak_memory_mb": _peak_memory_mb(dev),
+            "input": "synthetic chest phantom 512x512", "device": str(dev)}
+
+
+BENCHES = {"mammo-pectoral": bench_mammo_pectoral, "cxr-landmarks": bench_cxr_landmarks}
 
 
 def run_bench(tasks, device: str = "auto", repeats: int = 5) -> dict:

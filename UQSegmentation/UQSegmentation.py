@@ -1,0 +1,328 @@
+"""UQSegmentation: uncertainty-aware segmentation of mammograms, chest X-rays and CT in 3D Slicer.
+
+Thin GUI layer (Slicer's scripted-module template): the module's metadata, the parameter node, the widget and the
+test. The widget only connects the .ui to the parameter node and calls the logic; running the models
+(`UQSegmentationLib.logic`, which starts the engine `uqseg` in a background process) and turning results into MRML
+nodes (`UQSegmentationLib`) happen elsewhere.
+"""
+
+import importlib.util
+import os
+import unittest
+from typing import Annotated
+
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from UQSegmentationLib.logic import FAILED, SUCCEEDED
+from UQSegmentationLib.logic import UQSegmentationLogic as RunLogic
+
+#
+# UQSegmentation
+#
+
+
+class UQSegmentation(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("UQ Segmentation")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["UQSegmentation developers"]
+        self.parent.helpText = _("""
+Segments mammograms, chest X-rays and CT volumes with models that also say where they are unsure, and shows that
+uncertainty where you look: a &plusmn;&sigma; band around the pectoral-muscle boundary, organ contours whose nodes are
+coloured by their standard deviation, and variance / entropy overlays on the segments.<br>
+Pick an image and a task, press <b>Apply</b>; the model runs in the background (Apply turns into Cancel).
+The first Apply offers to install PyTorch and the Python packages the models need.<br>
+Tasks and methods:
+<ul>
+<li><b>mammo-pectoral</b>: M. Zech et al., "Heteroscedastic Heatmap Regression for Reliable Pectoral Muscle
+Segmentation in Mammography", MIDL 2026.</li>
+<li><b>mammo-breast</b>: S. Verboom et al., "Deep learning-based breast region segmentation in raw and processed
+digital mammograms", J. Med. Imaging, 2024.</li>
+<li><b>cxr-landmarks</b>: M. Cosarinsky et al., "CheXmask-U", MIDL 2026 (HybridGNet: N. Gaggion et al., IEEE TMI
+2023).</li>
+<li><b>ct-organs</b>: Kampen, Aspe et al., "Structured Covariance Modeling Using Learned Mixture-of-Bases for
+Uncertainty in 3D Segmentation" (Stochastic Segmentation Networks: M. Monteiro et al., 2020).</li>
+</ul>
+See the <a href="https://github.com/uqsegmentation/UQSegmentation">extension documentation</a>.
+""")
+        self.parent.acknowledgementText = _("""
+The models build on the methods cited in the help. Runs on PyTorch through the SlicerPyTorch extension; the
+background process and dependency handling follow SlicerMONAIAuto3DSeg and SlicerNNUnet.
+""")
+
+
+#
+# UQSegmentationParameterNode
+#
+
+
+@parameterNodeWrapper
+class UQSegmentationParameterNode:
+    """The module's state, saved with the scene.
+
+    inputVolume - the image to segment.
+    taskId - the engine's task id (the task combo box; the list comes from the engine).
+    device - auto, cuda, cpu or mps.
+    samples - number of uncertainty samples; 0 means the model's default.
+    cpuFallback - run again on the CPU when the GPU runs out of memory.
+    overlayOpacity - opacity of the uncertainty overlay.
+    overlayThreshold - uncertainty below this fraction of the overlay's maximum is hidden (the display layer's
+        default, 5 %, keeps near-zero uncertainty from tinting the whole image).
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    taskId: str = ""
+    device: str = "auto"
+    samples: Annotated[int, WithinRange(0, 1000)] = 0
+    cpuFallback: bool = True
+    overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
+    overlayThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.05
+
+
+#
+# UQSegmentationWidget
+#
+
+
+class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    POLL_INTERVAL_MS = 200
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._pollTimer = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/UQSegmentation.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = UQSegmentationLogic()
+        for task in self.logic.tasks():
+            self.ui.taskComboBox.addItem(task.id, task.id)
+            self.ui.taskComboBox.setItemData(self.ui.taskComboBox.count - 1, task.description, qt.Qt.ToolTipRole)
+        for device in self.logic.devices():
+            self.ui.deviceComboBox.addItem(device, device)
+        self.ui.progressBar.hide()
+
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
+        self._pollTimer.timeout.connect(self.onPollTimer)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        # The two combo boxes are filled at run time, so they are synchronised here rather than by connectGui.
+        self.ui.taskComboBox.connect("currentIndexChanged(int)", self.onTaskChanged)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """The module is closed (application exit): stop a running model and delete its temp files."""
+        if self._pollTimer:
+            self._pollTimer.stop()
+        if self.logic:
+            self.logic.cleanup()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        # A run goes on in the background; only stop reacting to parameter changes.
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        # The results would land in a closed scene: stop the run and delete its files.
+        if self.logic:
+            self.logic.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+        # A scene saved elsewhere may name a task or device this installation does not offer: use the first one.
+        if self.ui.taskComboBox.findData(self._parameterNode.taskId) < 0 and self.ui.taskComboBox.count:
+            self._parameterNode.taskId = self.ui.taskComboBox.itemData(0)
+        if self.ui.deviceComboBox.findData(self._parameterNode.device) < 0:
+            self._parameterNode.device = self.ui.deviceComboBox.itemData(0)
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # Widgets with the "SlicerParameterName" property in the .ui are bound by connectGui.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+            self.updateGUIFromParameterNode()
+
+    # ---------------------------------------------------------------------------------------------- GUI <-> state
+    def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if p is None:
+            return
+        self._selectItem(self.ui.taskComboBox, p.taskId)
+        self._selectItem(self.ui.deviceComboBox, p.device)
+        self.ui.taskDescriptionLabel.text = self.ui.taskComboBox.itemData(self.ui.taskComboBox.currentIndex,
+                                                                          qt.Qt.ToolTipRole) or ""
+        self.logic.set_overlay_display(p.overlayOpacity, p.overlayThreshold)
+        self.updateRunState()
+
+    @staticmethod
+    def _selectItem(comboBox, data) -> None:
+        index = comboBox.findData(data)
+        if index >= 0 and index != comboBox.currentIndex:
+            wasBlocked = comboBox.blockSignals(True)
+            comboBox.currentIndex = index
+            comboBox.blockSignals(wasBlocked)
+
+    def onTaskChanged(self, index) -> None:
+        if self._parameterNode and index >= 0:
+            self._parameterNode.taskId = self.ui.taskComboBox.itemData(index)
+
+    def onDeviceChanged(self, index) -> None:
+        if self._parameterNode and index >= 0:
+            self._parameterNode.device = self.ui.deviceComboBox.itemData(index)
+
+    def updateRunState(self) -> None:
+        """Apply or Cancel, progress bar and status line, from the logic's run status."""
+        status = self.logic.status
+        p = self._parameterNode
+        if status.running:
+            self.ui.applyButton.text = _("Cancel")
+            self.ui.applyButton.toolTip = _("Stop the model and discard this run")
+            self.ui.applyButton.enabled = True
+        else:
+            self.ui.applyButton.text = _("Apply")
+            ready = bool(p and p.inputVolume and p.taskId)
+            self.ui.applyButton.enabled = ready
+            self.ui.applyButton.toolTip = _("Run the task on the input image") if ready else _(
+                "Select an input image and a task")
+        self.ui.progressBar.visible = status.running
+        self.ui.progressBar.maximum = 0 if status.indeterminate else 1000  # 0: busy indicator
+        self.ui.progressBar.value = int(round(1000 * status.progress))
+        self.ui.progressBar.format = f"%p%  {status.message}" if status.message else "%p%"
+        self.ui.statusLabel.text = status.error or status.message
+
+    # ---------------------------------------------------------------------------------------------- running
+    def onApplyButton(self) -> None:
+        if self.logic.running:
+            self.logic.cancel()
+            self._pollTimer.stop()
+            self.updateRunState()
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
+            message = self.logic.ensure_dependencies(confirm=self._confirm)
+            if message:
+                slicer.util.infoDisplay(message, windowTitle=_("UQ Segmentation"))
+            self.logic.start(p.inputVolume, p.taskId, device=p.device, samples=p.samples or None,
+                             cpu_fallback=p.cpuFallback)
+            self._pollTimer.start()
+        self.updateRunState()
+
+    @staticmethod
+    def _confirm(text) -> bool:
+        return slicer.util.confirmOkCancelDisplay(text, windowTitle=_("UQ Segmentation"))
+
+    def onPollTimer(self) -> None:
+        status = self.logic.poll()
+        self.updateRunState()
+        if status.running:
+            return
+        self._pollTimer.stop()
+        if status.state == SUCCEEDED:
+            p = self._parameterNode
+            if p:
+                self.logic.set_overlay_display(p.overlayOpacity, p.overlayThreshold)
+        elif status.state == FAILED:
+            if status.oom and slicer.util.confirmYesNoDisplay(
+                    status.error + "\n\n" + _("Run it again on the CPU now?"), windowTitle=_("UQ Segmentation")):
+                with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
+                    self.logic.retry_on_cpu()
+                    self._pollTimer.start()
+                self.updateRunState()
+            else:
+                slicer.util.errorDisplay(status.error, windowTitle=_("UQ Segmentation"))
+
+
+#
+# UQSegmentationLogic
+#
+
+
+class UQSegmentationLogic(ScriptedLoadableModuleLogic, RunLogic):
+    """UQSegmentationLib's run logic, plus the parameter node of Slicer's scripted modules."""
+
+    def __init__(self, **kwargs) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        RunLogic.__init__(self, **kwargs)
+
+    def getParameterNode(self):
+        return UQSegmentationParameterNode(super().getParameterNode())
+
+
+#
+# UQSegmentationTest
+#
+
+
+def loadSelfTestModule():
+    """The self-test (Testing/Python/UQSegmentationSelfTest.py, installed with the module) as a Python module."""
+    path = os.path.join(os.path.dirname(__file__), "Testing", "Python", "UQSegmentationSelfTest.py")
+    spec = importlib.util.spec_from_file_location("UQSegmentationSelfTest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class UQSegmentationTest(ScriptedLoadableModuleTest):
+    """Runs the self-test: every task on the CPU on sample data, through the module's logic."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_UQSegmentationSelfTest()
+
+    def test_UQSegmentationSelfTest(self):
+        self.delayDisplay("Running every task on the CPU on sample data")
+        suite = unittest.defaultTestLoader.loadTestsFromModule(loadSelfTestModule())
+        result = unittest.TextTestRunner(verbosity=2).run(suite)
+        self.assertTrue(result.wasSuccessful(), f"{len(result.failures)} failures, {len(result.errors)} errors")
+        self.delayDisplay("Test passed")

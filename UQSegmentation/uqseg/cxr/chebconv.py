@@ -1,0 +1,101 @@
+"""Chebyshev spectral graph convolution in plain torch (Defferrard et al., NeurIPS 2016), as HybridGNet uses it.
+
+For node features X (B, N, C_in) and the rescaled Laplacian L̃ (N, N) (see `graph.py`):
+    T_0 = X,   T_1 = L̃ X,   T_k = 2 L̃ T_k−1 − T_k−2        (Chebyshev recurrence)
+    Y   = Σ_{k=0}^{K−1} T_k W_k + b,                         W_k: (C_in, C_out)
+i.e. Y = Σ_k T_k(L̃) X W_k, a filter that is a polynomial of order K − 1 in L̃: a node's output depends on its
+(K − 1)-hop neighbourhood. "Order K = 6" here means K = 6 terms (torch_geometric's `ChebConv(K=6)` convention),
+so each node sees 5 ring neighbours on either side.
+
+L̃ is applied as a sparse operator (`SparseRows`: for every node the indices and weights of the non-zeros of its
+row, padded to the largest row) — a ring node has two neighbours, so L̃ X costs O(B·N·C) instead of the dense
+O(B·N²·C), which matters when 50 latent samples are decoded at once (the recurrence is fused: index_select,
+addcmul, in-place subtraction). When C_out < C_in the weights are applied first and the polynomial is evaluated on
+the C_out channels with Clenshaw's recurrence (the same sum, fewer operations).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SparseRows(nn.Module):
+    """A fixed sparse (R, N) matrix M applied to x (B, N, C) as M x: row i = Σ_d w[i, d] · x[:, idx[i, d]]
+    (one `index_select` per padded non-zero slot d; used for L̃ and for the pool / unpool matrices)."""
+
+    def __init__(self, dense: torch.Tensor):
+        super().__init__()
+        dense = torch.as_tensor(dense, dtype=torch.float32)
+        nnz = (dense != 0).sum(1)
+        width = max(1, int(nnz.max()))
+        idx = torch.zeros(dense.shape[0], width, dtype=torch.long)
+        w = torch.zeros(dense.shape[0], width)
+        for i in range(dense.shape[0]):  # empty slots keep index 0 with weight 0
+            cols = torch.nonzero(dense[i]).flatten()
+            idx[i, : len(cols)] = cols
+            w[i, : len(cols)] = dense[i, cols]
+        self.register_buffer("idx", idx, persistent=False)
+        self.register_buffer("w", w, persistent=False)
+
+        self.n_cols = dense.shape[1]
+
+    def forward(self, x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """scale · M x, a fresh tensor."""
+        w = self.w if scale == 1.0 else self.w * scale
+        out = x.index_select(1, self.idx[:, 0]) * w[:, 0, None]
+        for d in range(1, self.idx.shape[1]):
+            out = out.addcmul_(x.index_select(1, self.idx[:, d]), w[:, d, None])
+        return out
+
+    def to_dense(self) -> torch.Tensor:
+        out = torch.zeros(self.idx.shape[0], self.n_cols, dtype=self.w.dtype, device=self.w.device)
+        out.scatter_add_(1, self.idx, self.w)
+        return out
+
+
+class ChebConv(nn.Module):
+    def __init__(self, c_in: int, c_out: int, k: int = 6, bias: bool = True):
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"K must be >= 1, got {k}")
+        self.k, self.c_in, self.c_out = k, c_in, c_out
+        self.weight = nn.Parameter(torch.empty(k, c_in, c_out))
+        self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
+        bound = math.sqrt(6.0 / (k * c_in + c_out))  # Glorot-uniform over the K stacked weights
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor, lap) -> torch.Tensor:
+        """x: (B, N, C_in); lap: L̃ as a `SparseRows` (or a dense (N, N) tensor) → (B, N, C_out)."""
+        apply = lap if isinstance(lap, SparseRows) else (lambda t, scale=1.0: scale * torch.matmul(lap, t))
+        out = self._clenshaw(x, apply) if self.c_out < self.c_in else self._recurrence(x, apply)
+        return out if self.bias is None else out + self.bias
+
+    def _recurrence(self, x, apply):
+        """Σ_k T_k W_k with T_k = 2 L̃ T_k−1 − T_k−2 on the C_in input channels."""
+        w = self.weight
+        out = x @ w[0]
+        if self.k > 1:
+            t_prev, t = x, apply(x)
+            out = out + t @ w[1]
+            for k in range(2, self.k):
+                t_prev, t = t, apply(t, 2.0).sub_(t_prev)
+                out = out + t @ w[k]
+        return out
+
+    def _clenshaw(self, x, apply):
+        """The same sum evaluated on the C_out channels (cheaper when C_out < C_in), Clenshaw's recurrence with
+        c_k = X W_k:  b_K = b_K+1 = 0,  b_k = c_k + 2 L̃ b_k+1 − b_k+2 (k = K−1 … 1),  Y = c_0 + L̃ b_1 − b_2."""
+        c = (x @ self.weight.permute(1, 0, 2).reshape(self.c_in, self.k * self.c_out)).unflatten(-1, (self.k, -1))
+        b1 = b2 = None
+        for k in range(self.k - 1, 0, -1):
+            b = c[..., k, :] if b1 is None else c[..., k, :] + apply(b1, 2.0)
+            if b2 is not None:
+                b = b - b2
+            b1, b2 = b, b1
+        if b1 is None:
+            return c[..., 0, :]
+        out = c[..., 0, :] + apply(b1)
+        return out if b2 is None else out - b2

@@ -1,0 +1,108 @@
+"""Landmarks with per-node uncertainty for one chest radiograph (Cosarinsky et al., "CheXmask-U", MIDL 2026).
+
+predict_landmarks(image, model, samples=N):
+1. preprocess (preprocess.py: percentile intensity, centred square, resize to the model's G × G);
+2. encode ONCE: μ, log σ² ∈ R^L (and the encoder feature maps for the skip variant);
+3. draw z_s = μ + σ ⊙ ε_s, ε_s ~ N(0, I), s = 1..N (seeded generator) and decode all N in ONE batch;
+4. per node i and coordinate: mean m_i = (1/N) Σ_s y_s,i and population std σ_i = sqrt((1/N) Σ_s (y_s,i − m_i)²)
+   (as CheXmask-U, `np.std`), in normalised square coordinates, then mapped to the input's own pixels:
+   x = u·S − ½ − pad_left (preprocess.py), σ_x[px] = σ_u · S;
+5. the latent σ = exp(½ log σ²) (the "latent uncertainty", one value per dimension, and its mean);
+6. node std (one number per node, px) = ½ (σ_x + σ_y); image_uncertainty = its mean over the 120 nodes (input px);
+   image_uncertainty_ref = the same in pixels of a 512-pixel square (σ_u · 512: the training images' frame, so it
+   does not depend on the input resolution) — the card's `ood_threshold_ref` applies to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from uqseg.cxr.hybridgnet import HybridGNet
+from uqseg.cxr.preprocess import SquareFrame, network_input
+from uqseg.errors import InputError
+from uqseg.io.image import Image
+
+DEFAULT_SAMPLES = 50
+REF_SIDE = 512  # side of the training images: the frame of image_uncertainty_ref
+MIN_SIDE = 32
+
+
+@dataclass
+class LandmarkResult:
+    """All positions are pixel-centre (x, y) = (column, row) of the input image; stds in input pixels."""
+
+    shape: tuple[int, int]
+    mean: np.ndarray  # (120, 2)
+    std: np.ndarray  # (120, 2)
+    samples: int
+    latent_sigma: np.ndarray  # (L,)
+    frame: SquareFrame
+    mode: np.ndarray = field(repr=False, default=None)  # (120, 2) the decoding of z = μ
+
+    @property
+    def node_std(self) -> np.ndarray:
+        """(120,) ½ (σ_x + σ_y) per node, input px."""
+        return self.std.mean(axis=1)
+
+    @property
+    def image_uncertainty(self) -> float:
+        return float(self.node_std.mean())
+
+    @property
+    def image_uncertainty_ref(self) -> float:
+        return float(self.image_uncertainty / self.frame.size * REF_SIDE)
+
+    @property
+    def latent_sigma_mean(self) -> float:
+        return float(self.latent_sigma.mean())
+
+
+def check_input(image: Image) -> None:
+    if image.ndim != 2:
+        raise InputError(image.meta.get("path"), f"is a {image.ndim}-D image; a chest radiograph must be 2-D")
+    h, w = image.shape
+    if min(h, w) < MIN_SIDE:
+        raise InputError(image.meta.get("path"), f"is only {h}x{w} pixels; a chest radiograph needs at least "
+                                                 f"{MIN_SIDE} pixels per side")
+    a = image.array
+    finite = a[np.isfinite(a)]
+    if finite.size == 0 or float(finite.max()) <= float(finite.min()):
+        raise InputError(image.meta.get("path"), "has no contrast (every pixel has the same value)")
+
+
+def sample_latents(mu: torch.Tensor, logvar: torch.Tensor, samples: int, seed: int) -> torch.Tensor:
+    """(samples, L): z_s = μ + σ ⊙ ε_s with ε from a CPU generator seeded with `seed` (same draws on any device)."""
+    eps = torch.randn(samples, mu.shape[-1], generator=torch.Generator().manual_seed(seed))
+    return HybridGNet.reparameterise(mu.reshape(1, -1), logvar.reshape(1, -1), eps.to(mu.device))
+
+
+@torch.no_grad()
+def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int = 0):
+    """Encode x (1, 1, G, G) once, decode `samples` latents in one batch → (positions (N, 120, 2) normalised,
+    the decoding of μ (120, 2), latent σ (L,))."""
+    mu, logvar, feats = model.encode(x)
+    z = torch.cat([mu, sample_latents(mu, logvar, samples, seed)])
+    pos, _ = model.decode(z, feats)
+    return pos[1:], pos[0], torch.exp(0.5 * logvar[0])
+
+
+@torch.no_grad()
+def predict_landmarks(image: Image, model: HybridGNet, device: torch.device | str = "cpu",
+                      samples: int | None = None, seed: int = 0) -> LandmarkResult:
+    samples = DEFAULT_SAMPLES if samples is None else int(samples)
+    if samples < 2:
+        raise ValueError(f"--samples must be at least 2 to estimate a standard deviation, got {samples}")
+    check_input(image)
+    model.eval()
+    arr = np.nan_to_num(np.asarray(image.array, dtype=np.float32))
+    x, frame = network_input(arr, model.input_size)
+    pos, mode, sigma = sample_positions(model, x.to(device), samples, seed)
+    pos = pos.double().cpu().numpy()
+    mean_u, std_u = pos.mean(0), pos.std(0)
+    return LandmarkResult(shape=tuple(image.shape), mean=frame.from_normalised(mean_u),
+                          std=frame.std_to_pixels(std_u), samples=samples,
+                          latent_sigma=sigma.double().cpu().numpy(), frame=frame,
+                          mode=frame.from_normalised(mode.double().cpu().numpy()))

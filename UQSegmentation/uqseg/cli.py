@@ -1,7 +1,7 @@
 """The `uqseg` command.
 
     uqseg predict --task TASK INPUT [INPUT ...] --out DIR [--model ID] [--device auto|cpu|cuda|mps]
-                  [--samples N] [--seed S]
+                  [--samples N] [--seed S] [--fast]
     uqseg demo [--out DIR] [--device D]          run the tasks on the real sample data installed with the project
     uqseg bench [--task T ...] [--device D] [--json]
     uqseg models                                  list the models on the search path
@@ -77,7 +77,7 @@ def write_queue(out: Path, summaries: list[dict]) -> Path:
 
 
 def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="auto", samples=None, seed=0,
-            quiet=False) -> tuple[list[dict], list[str]]:
+            quiet=False, fast=False) -> tuple[list[dict], list[str]]:
     """Run one task on every case. Returns (summaries of the cases that worked, error lines)."""
     import numpy as np
     import torch
@@ -113,7 +113,7 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
             image = load_image(path, ndim=task.ndim)
             t1 = time.perf_counter()
             summary = task.run(image, model, out / name,
-                               {"card": card, "device": dev, "samples": samples, "seed": seed})
+                               {"card": card, "device": dev, "samples": samples, "seed": seed, "fast": fast})
             t2 = time.perf_counter()
         except InputError as e:
             errors.append(f"error: {e}")
@@ -147,7 +147,7 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
 
 def cmd_predict(args) -> int:
     summaries, errors = predict(args.task, args.inputs, Path(args.out), args.model, args.device, args.samples,
-                                args.seed)
+                                args.seed, fast=args.fast)
     return 2 if errors else 0
 
 
@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--samples", type=int, default=None, help="number of samples for sampling-based tasks")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fast", action="store_true",
+                   help="one deterministic pass, no sampling-based uncertainty (sampling tasks, e.g. mammo-breast)")
     p.set_defaults(func=cmd_predict)
     d = sub.add_parser("demo", help="run every task on the real sample data installed with the project")
     d.add_argument("--out", default="demo-output")

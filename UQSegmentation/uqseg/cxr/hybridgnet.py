@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from uqseg.cxr.chebconv import ChebConv, SparseRows
+from uqseg.cxr.chebconv import ChebBasis, ChebConv, SparseRows
 from uqseg.cxr.graph import LandmarkGraph, build_graph
 
 LOGVAR_RANGE = (-16.0, 8.0)  # clamp of log σ² (numerical safety only)
@@ -91,8 +91,8 @@ class HybridGNet(nn.Module):
         if input_size % 2 ** len(widths):
             raise ValueError(f"input_size must be a multiple of {2 ** len(widths)}")
         self.graph = graph or build_graph()
-        self.lap_fine = SparseRows(self.graph.lap_fine)
-        self.lap_coarse = SparseRows(self.graph.lap_coarse)
+        self.lap_fine = ChebBasis(self.graph.lap_fine, k)  # T_0..T_K−1 of L̃, sparse (chebconv.py)
+        self.lap_coarse = ChebBasis(self.graph.lap_coarse, k)
         self.pool = SparseRows(self.graph.pool)
         self.unpool = SparseRows(self.graph.unpool)
         self.input_size, self.latent, self.skip, self.skip_stages = input_size, latent, skip, tuple(skip_stages)

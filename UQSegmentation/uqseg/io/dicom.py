@@ -21,7 +21,10 @@ so). Origin/direction come from Image Position/Orientation (Patient) when presen
 window ((center, width, function) or None), voi_lut (the VOI LUT Sequence explanation when that was applied, else
 None), inverted (bool: MONOCHROME1 was flipped), laterality (Image Laterality, else Laterality, else None), view
 (View Position, else Patient Orientation when it holds a mammography view code such as "MLO" — as in CBIS-DDSM
-files — else None), spacing_source (the tag name or "default"), bits_stored, n_frames, transfer_syntax,
+files — else None), patient_orientation (the two Patient Orientation values, row then column direction, e.g.
+("A", "R"), when the tag holds two; else None), spacing_source (the tag name or "default"), imager_pixel_spacing
+((x, y) mm from Imager Pixel Spacing whenever that tag is valid, even when Pixel Spacing gave `spacing`: the detector
+plane spacing some models are defined on; else None), bits_stored, n_frames, transfer_syntax,
 sop_instance_uid, format ("DICOM"), path.
 
 Every problem with a file raises `InputError(path, reason)`: not DICOM, no pixel data, truncated pixel data,
@@ -206,6 +209,14 @@ def _decode(path: Path, ds: Dataset) -> np.ndarray:
 def _spacing(ds: Dataset, meta: dict[str, Any]) -> tuple[float, float]:
     """In-plane (x = column, y = row) spacing in mm and its source; DICOM stores (row, column)."""
     notes = []
+    meta["imager_pixel_spacing"] = None
+    imager = _find(ds, "ImagerPixelSpacing")
+    try:
+        imager_row, imager_col = (float(v) for v in imager)
+        if all(math.isfinite(v) and v > 0 for v in (imager_row, imager_col)):
+            meta["imager_pixel_spacing"] = (imager_col, imager_row)
+    except (TypeError, ValueError):
+        pass
     for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
         value = _find(ds, keyword)
         if value is None:
@@ -291,6 +302,15 @@ def _view(ds: Dataset) -> str | None:
     return None
 
 
+def _patient_orientation(ds: Dataset) -> tuple[str, str] | None:
+    """The two Patient Orientation values (directions of increasing column, then row index), upper-cased; None
+    unless the tag holds exactly two (CBIS-DDSM files put a single view code there instead)."""
+    value = ds.get("PatientOrientation")
+    if value is None or isinstance(value, str) or len(value) != 2:
+        return None
+    return tuple(str(v).strip().upper() for v in value)
+
+
 def _grey_pixels(ds: Dataset, stored: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     """Stored values → float32 grey image following the pipeline in the module docstring; fills meta."""
     photometric = _text(ds.get("PhotometricInterpretation")) or "MONOCHROME2"
@@ -357,6 +377,7 @@ def _load(path: Path) -> Image:
         "presentation_intent": _text(ds.get("PresentationIntentType")),
         "laterality": _text(ds.get("ImageLaterality")) or _text(ds.get("Laterality")),
         "view": _view(ds),
+        "patient_orientation": _patient_orientation(ds),
         "bits_stored": int(ds.get("BitsStored", 0)) or None,
         "n_frames": frames,
         "transfer_syntax": _syntax_name(_transfer_syntax(ds)),

@@ -11,6 +11,7 @@ Adding a task = adding a module here and registering it in TASKS; the CLI and th
 from __future__ import annotations
 
 from uqseg.tasks.cxr_landmarks import CxrLandmarksTask
+from uqseg.tasks.mammo_breast import MammoBreastTask
 from uqseg.tasks.mammo_pectoral import MammoPectoralTask
 
-TASKS = {t.id: t for t in (MammoPectoralTask(), CxrLandmarksTask())}
+TASKS = {t.id: t for t in (MammoPectoralTask(), MammoBreastTask(), CxrLandmarksTask())}

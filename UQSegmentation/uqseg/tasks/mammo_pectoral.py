@@ -8,7 +8,10 @@ Files written per case (contract in ARCHITECTURE.md):
   ~60 points, first and last row always included) with the per-point σ in mm (column spacing) as measurement `std`.
 - preview.png — image, band, mean boundary, multimodal rows.
 - summary.json — `image_uncertainty` = mean σ over muscle rows in input pixels; `multimodal`; `ood` = the
-  resolution-independent `image_uncertainty_grid` (grid columns) above the card's validation-derived threshold.
+  resolution-independent `image_uncertainty_grid` (grid columns) above the card's validation-derived threshold;
+  `pectoral_agreement` = agreement with the mammo-breast segmentation's pectoral muscle on the same image (its fast
+  deterministic pass; mean row-wise boundary distance, Dice, `disagree` flag — `uqseg.mammo.pectoral_agreement`),
+  or `compared: false` with the reason when no mammo-breast model is installed.
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ class MammoPectoralTask:
     def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
         card: ModelCard = options["card"]
         result = self.predict(image, model, options["device"])
-        return write_outputs(image, result, card, Path(out_dir))
+        summary = write_outputs(image, result, card, Path(out_dir))
+        from uqseg.tasks.mammo_breast import agreement_with_boundary_result
+
+        summary["pectoral_agreement"] = agreement_with_boundary_result(image, result, options["device"])
+        return summary
 
 
 def curve_point_indices(n: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:

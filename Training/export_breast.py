@@ -1,0 +1,140 @@
+"""Ship a trained breast / pectoral run as a model: Resources/Models/<id>/{model.json, weights.safetensors,
+uncertainty.png}.
+
+    python Training/export_breast.py --run runs/breast_w8 --eval runs/breast_w8/eval --id mammo-breast-mcd \
+        --version 1.0.0
+
+The card records the architecture, the preprocessing, the training recipe and split, the measured validation
+numbers of this run (evaluate_breast.py: Dice, Table-6 pectoral FN/FP, uncertainty checks), the targets of issue 5
+and whether they were reached, and the validation-derived `ood` threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from uqseg.mammo.breast import MIN_PECTORAL_AREA_MM2
+from uqseg.mammo.breast_preprocess import DEFAULT_LONG_SIDE_MM, TARGET_SPACING_MM
+from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES
+from uqseg.models.registry import sha256_of
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"dice_breast": 0.95, "dice_pectoral_mlo": 0.85}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--eval", type=Path, required=True)
+    ap.add_argument("--id", default="mammo-breast-mcd")
+    ap.add_argument("--version", default="1.0.0")
+    args = ap.parse_args(argv)
+
+    config = json.loads((args.run / "config.json").read_text())
+    ev = json.loads((args.eval / "evaluation.json").read_text())
+    dest = REPO / "Resources" / "Models" / args.id
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.run / "weights.safetensors", dest / "weights.safetensors")
+    shutil.copyfile(args.eval / "uncertainty.png", dest / "uncertainty.png")
+    from safetensors.torch import load_file
+
+    n_params = sum(t.numel() for k, t in load_file(str(dest / "weights.safetensors")).items()
+                   if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    reached = {"dice_breast": ev["dice_breast"]["mean"] >= TARGETS["dice_breast"],
+               "dice_pectoral_mlo": ev["dice_pectoral"]["mean"] >= TARGETS["dice_pectoral_mlo"]}
+    card = {
+        "id": args.id,
+        "version": args.version,
+        "task": "mammo-breast",
+        "default": True,
+        "title": "Breast / pectoral-muscle / background segmentation with MC-dropout uncertainty",
+        "citation": "S. D. Verboom et al., \"Deep learning-based breast "
+                    "region segmentation in raw and processed digital mammograms: generalization across views and "
+                    "vendors\", J. Med. Imaging 11(1), 014001 (2024), doi:10.1117/1.JMI.11.1.014001",
+        "architecture": {
+            "name": "BreastSegNet", "backbone": "UNet2d: 4 down-sampling stages, 2x(3x3 conv + BN + ReLU) per stage, "
+            "bilinear up-sampling + 1x1 conv halving the channels", "width": config["width"],
+            "channels": [config["width"] * 2**i for i in range(5)], "dropout": config["dropout"],
+            "dropout_position": "element-wise (nn.Dropout) on the last decoder features, before the 1x1 classifier",
+            "classes": ["background", "breast", "pectoral"], "parameters": n_params, "input_multiple": 16,
+        },
+        "preprocessing": {
+            "spacing": f"resampled to {TARGET_SPACING_MM} mm pixels from ImagerPixelSpacing, else PixelSpacing or the "
+                       f"file header; without a spacing the long side is assumed to span {DEFAULT_LONG_SIDE_MM:g} mm",
+            "intensity": "processed DICOM: the DICOM window / VOI LUT (LINEAR, LINEAR_EXACT, SIGMOID) applied by the "
+                         "loader; raw (FOR PROCESSING): -ln(exposure) (stored MONOCHROME1) or ln(1 + value); then "
+                         "(x - p0.5) / (p99.5 - p0.5) clipped to 0..1",
+            "monochrome1": "inverted by the loader (high = attenuating tissue)",
+            "orientation": "chest wall flipped to the left (PatientOrientation, else pixel intensities)",
+            "padding": "zeros on the right and bottom to a multiple of 16",
+            "working_resolution": f"{TARGET_SPACING_MM} mm (DDSM PNGs: 600 x 300 pixels; CBIS-DDSM DICOM ~600 x 380)",
+        },
+        "inference": {
+            "mc_samples_default": DEFAULT_SAMPLES,
+            "mc_dropout": "dropout active, BatchNorm in eval mode; the deterministic features are computed once and "
+                          "dropout + classifier are repeated per sample (identical to N full passes)",
+            "outputs": "mean softmax -> label map; predictive entropy (nats); per-class variance; mutual information",
+            "postprocessing": "largest connected tissue component with holes filled; largest pectoral component "
+                              f">= {MIN_PECTORAL_AREA_MM2:g} mm^2, else no pectoral",
+            "fast": "one deterministic pass (dropout off)",
+        },
+        "training": {
+            "data": "../shared/data/mammo_ddsm (DDSM screen-film MLO, 50 images 960x480; breast = fatty + "
+                    "fibroglandular labels, pectoral = label 3; 10 images have the chest wall on the right and are "
+                    "flipped from their label)",
+            "split": "validation = every 5th image in sorted file-name order (10 images); 40 train (as mammo-pectoral)",
+            "train_cases": config["train_cases"], "val_cases": config["val_cases"],
+            "recipe": "Training/train_breast.py", "epochs": config["epochs"], "batch": config["batch"],
+            "patch": config["patch"], "loss": "class-weighted cross-entropy",
+            "class_weights": dict(zip(["background", "breast", "pectoral"], config["class_weights"])),
+            "optimizer": "AdamW lr %g, weight decay 1e-4, 1 warm-up epoch then cosine to 2%%; final-epoch weights"
+                         % config["lr"],
+            "augmentation": "random crop with padding (512x320 at 0.4 mm), scale 0.8-1.25, rotation +-5 deg, elastic "
+                            "deformation, left-right flip (p 0.15), pseudo-CC crops below the muscle (p 0.2, "
+                            "top-bottom flip p 0.5), VOI-like window jitter (LINEAR / SIGMOID), gamma 0.5-1.5, "
+                            "Gaussian noise, robust renormalisation",
+            "train_seconds_cpu": config["train_seconds"], "threads": config.get("threads"),
+            "hardware": "2 CPU cores shared with other jobs (no GPU)",
+        },
+        "validation": {
+            "protocol": "Training/evaluate_breast.py: full inference pipeline (N = %d MC samples) on the 10 "
+                        "validation images at their 960x480 input resolution" % ev["samples"],
+            "dice_breast": ev["dice_breast"], "dice_pectoral_mlo": ev["dice_pectoral"],
+            "dice_tissue": ev["dice_tissue"],
+            "dice_breast_fast": ev["dice_breast_fast"], "dice_pectoral_fast": ev["dice_pectoral_fast"],
+            "table6_pectoral": {
+                "definition": "per image: FN = pectoral muscle in the reference, none segmented; FP = segmented, "
+                              "none in the reference",
+                "mlo_validation": {"images": ev["images"], "with_muscle": ev["pectoral_reference_images"],
+                                   "fn": ev["pectoral_fn"], "fp": ev["pectoral_fp"]},
+                "cc_real": ({"images": ev["cc_views"]["images"], "fp": ev["cc_views"]["pectoral_fp"],
+                             "note": ev["cc_views"]["note"]} if "cc_views" in ev else None),
+            },
+            "targets": TARGETS, "targets_reached": reached,
+            "entropy_error_auroc": ev["entropy_error_auroc"], "pixel_error_rate": ev["pixel_error_rate"],
+            "entropy_error_bins": ev["entropy_error_bins"],
+            "image_uncertainty_vs_1_minus_dice_spearman": ev["image_uncertainty_vs_1_minus_dice_spearman"],
+            "agreement_with_pectoral_model": ev.get("agreement_with_pectoral_model"),
+            "per_image": [{k: r[k] for k in ("name", "dice_breast", "dice_pectoral", "image_uncertainty")}
+                          for r in ev["per_image"]],
+        },
+        "uncertainty": {
+            "image_uncertainty": "mean predictive entropy (nats) over the pixels labelled breast or pectoral, on the "
+                                 "0.4 mm working grid",
+            "per_image_validation": ev["image_uncertainty"],
+            "ood_threshold": ev["ood_threshold"],
+            "ood_rule": "image_uncertainty > 1.5 x the largest validation image's value",
+        },
+        "weights": {"file": "weights.safetensors", "sha256": sha256_of(dest / "weights.safetensors"),
+                    "bytes": (dest / "weights.safetensors").stat().st_size},
+        "license": "Apache-2.0 (weights trained on DDSM via the Mammogram-segmentation project labels)",
+    }
+    (dest / "model.json").write_text(json.dumps(card, indent=2))
+    print(f"wrote {dest}; targets reached: {reached}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""Task `mammo-breast`: background / breast / pectoral-muscle segmentation of CC and MLO mammograms, raw or processed,
+with MC-dropout uncertainty (after Verboom et al., "Deep learning-based breast region segmentation in raw and
+processed digital mammograms", JMI 2024 — "maseg").
+
+Files written per case (contract in ARCHITECTURE.md), all on the input's own pixel grid and geometry:
+- segmentation.seg.nrrd — segments `breast` (label 1) and `pectoral` (label 2); background is 0.
+- uncertainty.nrrd — per-pixel predictive entropy of the mean softmax over the MC-dropout samples, in nats
+  (0 … ln 3 = 1.0986), stored as float32 rounded to 1/4096 nats (so that it compresses).
+- variance.nrrd — per-pixel variance, over the samples, of the probability of the class the pixel is labelled with
+  (one of the per-class variances; all three are summarised in summary.json). Not written with `fast`.
+- preview.png — outlines (breast cyan, pectoral orange) over the entropy overlay with a colour bar.
+- summary.json — `image_uncertainty` = mean predictive entropy over the pixels labelled breast or pectoral (nats,
+  on the 0.4 mm working grid, so independent of the input resolution); `ood` = image_uncertainty above the card's
+  validation-derived `ood_threshold`; `pectoral_found`, areas (mm², on the spacing basis reported in
+  `preprocessing`), the mean per-class variances and mutual information over the tissue, the preprocessing that was
+  applied, and `pectoral_agreement` (below).
+
+Consistency with `mammo-pectoral` (issue 5, point 6): on MLO views — a DICOM view code MLO/ML/..., or no view code
+and a pectoral muscle found by this model — the shipped pectoral-boundary model also runs (one pass, its uncertainty
+is free) and `pectoral_agreement` reports the mean row-wise distance between the two delineations, their Dice and a
+`disagree` flag (`uqseg.mammo.pectoral_agreement`). On CC views it is null with the reason. `mammo-pectoral`'s own
+summary carries the same block (it runs this model's fast pass).
+
+Options (from `uqseg predict`): `samples` (default 20), `seed`, `fast` (one deterministic pass, no MC sampling:
+the maps are the softmax entropy of that pass and no variance.nrrd is written; `--samples 0` means the same).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from uqseg.errors import InputError
+from uqseg.io.geometry import volume_geometry
+from uqseg.io.image import Image
+from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
+from uqseg.mammo.breast import BreastResult, predict_breast
+from uqseg.mammo.breast_model import PECTORAL, BreastSegNet
+from uqseg.mammo.breast_preprocess import intensity_transform
+from uqseg.mammo.breast_preview import render_breast_preview
+from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES
+from uqseg.mammo.orientation import CC_VIEWS, MLO_VIEWS
+from uqseg.mammo.pectoral_agreement import compare
+from uqseg.models.registry import ModelCard, ModelError, load_state_dict
+
+BREAST_COLOUR = (0.95, 0.75, 0.65)
+PECTORAL_COLOUR = (0.85, 0.45, 0.35)
+SEGMENTS = [{"name": "breast", "label": 1, "color": BREAST_COLOUR},
+            {"name": "pectoral", "label": 2, "color": PECTORAL_COLOUR}]
+ENTROPY_QUANTUM = 1.0 / 4096
+
+
+def build_model(card: ModelCard) -> BreastSegNet:
+    arch = card["architecture"]
+    return BreastSegNet(width=int(arch["width"]), dropout=float(arch.get("dropout", 0.5)))
+
+
+_PECTORAL_MODELS: dict = {}
+
+
+def _pectoral_model(device):
+    """The shipped pectoral-boundary model (cached per device); None when none is installed."""
+    from uqseg.models.registry import find_model
+    from uqseg.tasks.mammo_pectoral import MammoPectoralTask
+
+    key = str(device)
+    if key not in _PECTORAL_MODELS:
+        try:
+            card = find_model("mammo-pectoral")
+            _PECTORAL_MODELS[key] = (card, MammoPectoralTask().load(card, device))
+        except ModelError:
+            _PECTORAL_MODELS[key] = None
+    return _PECTORAL_MODELS[key]
+
+
+class MammoBreastTask:
+    id = "mammo-breast"
+    ndim = 2
+    description = "background / breast / pectoral segmentation with MC-dropout entropy (CC and MLO, raw or processed)"
+
+    def load(self, card: ModelCard, device):
+        model = build_model(card)
+        model.load_state_dict(load_state_dict(card))
+        return model.to(device).eval()
+
+    def predict(self, image: Image, model, device, samples=None, seed: int = 0, fast: bool = False) -> BreastResult:
+        samples = DEFAULT_SAMPLES if samples is None else int(samples)
+        if samples <= 0:
+            fast = True
+        return predict_breast(image, model, device, samples=max(1, samples), seed=seed, fast=fast)
+
+    def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
+        seed = options.get("seed") or 0
+        result = self.predict(image, model, options["device"], options.get("samples"), seed,
+                              bool(options.get("fast")))
+        agreement = pectoral_agreement_for(image, result, options["device"])
+        return write_outputs(image, result, options["card"], Path(out_dir), seed=seed, agreement=agreement)
+
+
+def is_mlo_candidate(image: Image, result: BreastResult) -> tuple[bool, str]:
+    view = (image.meta.get("view") or "").upper()
+    if view in MLO_VIEWS:
+        return True, f"view {view}"
+    if view in CC_VIEWS:
+        return False, f"not compared: cranio-caudal view ({view}); the pectoral-boundary model needs an MLO view"
+    if view:
+        return False, f"not compared: view {view} is neither CC nor MLO"
+    if result.pectoral_found:
+        return True, "view unknown, pectoral muscle found by the segmentation"
+    return False, "not compared: view unknown and no pectoral muscle found by the segmentation"
+
+
+def pectoral_agreement_for(image: Image, result: BreastResult, device) -> dict:
+    """The `pectoral_agreement` block of summary.json (module docstring)."""
+    candidate, why = is_mlo_candidate(image, result)
+    if not candidate:
+        return {"compared": False, "reason": why}
+    loaded = _pectoral_model(device)
+    if loaded is None:
+        return {"compared": False, "reason": "no mammo-pectoral model installed"}
+    from uqseg.mammo.pectoral import predict_pectoral
+
+    card, model = loaded
+    boundary = predict_pectoral(image, model, device)
+    block = compare(result.label == PECTORAL, boundary.rows, boundary.mean_col, boundary.muscle_mask(),
+                    chest_wall_right=result.prepared.flipped, column_spacing_mm=result.prepared.input_spacing_mm[0])
+    return {"compared": True, "reason": why, "other_task": "mammo-pectoral",
+            "other_model": {"id": card.id, "version": card.version},
+            "other_image_uncertainty_px": None if not np.isfinite(boundary.image_uncertainty)
+            else round(float(boundary.image_uncertainty), 3), **block}
+
+
+_BREAST_MODELS: dict = {}
+
+
+def _breast_model(device):
+    """The default mammo-breast model (cached per device); None when none is installed."""
+    from uqseg.models.registry import find_model
+
+    key = str(device)
+    if key not in _BREAST_MODELS:
+        try:
+            card = find_model("mammo-breast")
+            _BREAST_MODELS[key] = (card, MammoBreastTask().load(card, device))
+        except ModelError:
+            _BREAST_MODELS[key] = None
+    return _BREAST_MODELS[key]
+
+
+def agreement_with_boundary_result(image: Image, boundary, device) -> dict:
+    """The `pectoral_agreement` block for mammo-pectoral's summary: this task's model, one fast deterministic pass
+    (no MC sampling: ≈ the cost of one network pass at 0.4 mm), compared with the boundary model's result
+    `boundary` (a `PectoralResult`) by `uqseg.mammo.pectoral_agreement.compare`."""
+    loaded = _breast_model(device)
+    if loaded is None:
+        return {"compared": False, "reason": "no mammo-breast model installed"}
+    card, model = loaded
+    try:
+        seg = predict_breast(image, model, device, fast=True, input_maps=False)
+    except InputError as error:
+        return {"compared": False, "reason": f"mammo-breast refuses this image: {error.reason}"}
+    block = compare(seg.label == PECTORAL, boundary.rows, boundary.mean_col, boundary.muscle_mask(),
+                    chest_wall_right=seg.prepared.flipped, column_spacing_mm=seg.prepared.input_spacing_mm[0])
+    return {"compared": True, "reason": "MLO view (mammo-pectoral runs on MLO views only)",
+            "other_task": "mammo-breast", "other_model": {"id": card.id, "version": card.version},
+            "other_method": "one deterministic pass (the mammo-breast task's own summary compares its MC-dropout "
+                            "label map)", **block}
+
+
+def _finite_or_none(x):
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def write_outputs(image: Image, result: BreastResult, card: ModelCard, out: Path, seed: int = 0,
+                  agreement: dict | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    geom = volume_geometry(image)
+    files = {}
+    write_segmentation_nrrd(out / "segmentation.seg.nrrd", result.label, SEGMENTS, **geom)
+    files["segmentation"] = "segmentation.seg.nrrd"
+    ent = (np.round(result.entropy / ENTROPY_QUANTUM) * ENTROPY_QUANTUM).astype(np.float32)
+    write_volume_nrrd(out / "uncertainty.nrrd", ent, **geom)
+    files["uncertainty"] = "uncertainty.nrrd"
+    if result.variance is not None:
+        var = (np.round(result.variance / ENTROPY_QUANTUM**2) * ENTROPY_QUANTUM**2).astype(np.float32)
+        write_volume_nrrd(out / "variance.nrrd", var, **geom)
+        files["variance"] = "variance.nrrd"
+    threshold = card.get("uncertainty", {}).get("ood_threshold")
+    score = _finite_or_none(result.image_uncertainty)
+    fast = result.samples == 0
+    ood = bool(not fast and threshold is not None and score is not None and score > threshold)
+    tissue = result.work_label != 0
+    mi = (float(result.work_mutual_information[tissue].mean())
+          if result.work_mutual_information is not None and tissue.any() else None)
+    summary = {
+        "task": "mammo-breast",
+        "image_uncertainty": score,
+        "image_uncertainty_units": "nats (mean predictive entropy over the breast and pectoral pixels)",
+        "uncertainty_units": "nats",
+        "variance_units": "probability^2",
+        "method": ("fast: one deterministic pass (dropout off); softmax entropy, no MC sampling" if fast
+                   else f"MC dropout: {result.samples} samples (dropout 0.5 active, BatchNorm in eval mode)"),
+        "samples": result.samples,
+        "seed": seed,
+        "multimodal": False,
+        "ood": ood,
+        "ood_threshold": threshold,
+        "pectoral_found": result.pectoral_found,
+        "pectoral_area_mm2": round(result.pectoral_area_mm2, 1),
+        "breast_area_mm2": round(result.breast_area_mm2, 1),
+        "mean_class_variance": result.class_variance_means(),
+        "mean_mutual_information": mi,
+        "preprocessing": result.prepared.describe(),
+        "pectoral_agreement": agreement,
+        "inference_ms": result.timings_ms,
+    }
+    flags = [name for name in ("ood",) if summary[name]]
+    if agreement and agreement.get("disagree"):
+        flags.append("pectoral models disagree")
+    source = Path(image.meta.get("path") or "")
+    view = "/".join(v for v in (image.meta.get("laterality"), image.meta.get("view")) if v)
+    agree = ""
+    if agreement and agreement.get("compared") and agreement.get("mean_row_distance_mm") is not None:
+        agree = f"   vs pectoral model {agreement['mean_row_distance_mm']:.1f} mm"
+    caption = (f"{source.parent.name}/{source.name} {view}\n"
+               f"mean entropy {score if score is not None else float('nan'):.3f} nats "
+               f"({'fast' if fast else f'N={result.samples}'}){agree}   flags: {', '.join(flags) or 'none'}")
+    shown, _ = intensity_transform(image)  # what the model saw (raw images log-transformed), before normalisation
+    render_breast_preview(shown, result.label, result.entropy, out / "preview.png", title=caption)
+    files["preview"] = "preview.png"
+    summary["files"] = files
+    return summary

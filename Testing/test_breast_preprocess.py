@@ -93,19 +93,32 @@ def test_resampling_to_400_um_keeps_physical_sizes_and_its_inverse_returns_to_th
 
 
 def test_spacing_rules_imager_pixel_spacing_first_then_tag_then_long_side_fallback(tmp_path):
-    px = np.tile(np.arange(0, 600, 6, dtype=np.uint16), (150, 1))  # 150 × 100
+    px = np.tile(np.arange(0, 6000, 6, dtype=np.uint16), (1500, 1))  # 1500 × 1000
     both = load_image(write_mg(tmp_path / "both.dcm", px, PixelSpacing=[0.05, 0.05], ImagerPixelSpacing=[0.1, 0.08]))
     assert both.meta["spacing_source"] == "PixelSpacing"
     assert input_spacing(both) == ((0.08, 0.1), "ImagerPixelSpacing")  # detector plane, (x, y)
-    assert prepare(both).work_shape == (round(150 * 0.1 / 0.4), round(100 * 0.08 / 0.4))
+    assert prepare(both).work_shape == (round(1500 * 0.1 / 0.4), round(1000 * 0.08 / 0.4))
     only = load_image(write_mg(tmp_path / "pixel.dcm", px, PixelSpacing=[0.2, 0.2]))
     assert input_spacing(only) == ((0.2, 0.2), "PixelSpacing")
     none = load_image(write_mg(tmp_path / "none.dcm", px))
     (sx, sy), basis = input_spacing(none)
-    assert sx == sy == pytest.approx(DEFAULT_LONG_SIDE_MM / 150) and basis.startswith("default")
+    assert sx == sy == pytest.approx(DEFAULT_LONG_SIDE_MM / 1500) and basis.startswith("default")
     assert prepare(none).work_shape == (600, 400)  # long side → 240 mm / 0.4 mm
     png = Image(np.zeros((960, 480), np.float32), meta={"spacing_source": "default", "modality": "OT"})
     assert prepare(png).work_shape == (600, 300)
+
+
+def test_implausible_header_spacing_falls_back_and_says_so(tmp_path):
+    """A 1 mm placeholder (Slicer's spacing for a DICOM without one, passed on in the NRRD it writes) would make a
+    1.5-metre mammogram and a 3750 × 2500 working grid: the long-side fallback is used and named instead."""
+    image = Image(np.zeros((1500, 1000), np.float32), spacing=(1.0, 1.0),
+                  meta={"spacing_source": "nrrd header", "modality": "MG"})
+    (sx, sy), basis = input_spacing(image)
+    assert sx == sy == pytest.approx(DEFAULT_LONG_SIDE_MM / 1500)
+    assert basis.startswith("default") and "implausible" in basis and "1500 mm" in basis
+    assert prepare(image).work_shape == (600, 400)
+    tiny = Image(np.zeros((1500, 1000), np.float32), spacing=(0.01, 0.01), meta={"spacing_source": "nrrd header"})
+    assert "implausible" in input_spacing(tiny)[1]
 
 
 def test_padding_to_a_multiple_of_16():

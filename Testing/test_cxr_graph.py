@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from uqseg.cxr.chebconv import ChebConv, SparseRows
+from uqseg.cxr.chebconv import ChebBasis, ChebConv, SparseRows
 from uqseg.cxr.graph import (ORGANS, build_graph, node_organs, normalised_laplacian, organ_slices, pool_matrix,
                              ring_adjacency, scaled_laplacian, unpool_matrix)
 
@@ -77,7 +77,8 @@ def _dense_reference(lap: np.ndarray, x: np.ndarray, weight: np.ndarray, bias: n
 
 @pytest.mark.parametrize("c_in,c_out,k", [(3, 5, 6), (5, 2, 6), (4, 4, 1), (4, 3, 2), (2, 3, 3)])
 def test_chebconv_matches_dense_spectral_reference(c_in, c_out, k):
-    """Both code paths (recurrence for C_out ≥ C_in, Clenshaw for C_out < C_in), sparse and dense L̃."""
+    """Every code path — recurrence (C_out ≥ C_in), Clenshaw (C_out < C_in), sparse and dense L̃, and the sparse
+    polynomial basis of the model (rings shorter than 2K − 1 wrap onto themselves) — gives the same sum."""
     torch.manual_seed(0)
     lap = scaled_laplacian(ring_adjacency([6, 5, 4]))
     conv = ChebConv(c_in, c_out, k).double()
@@ -89,6 +90,20 @@ def test_chebconv_matches_dense_spectral_reference(c_in, c_out, k):
     sparse.w = sparse.w.double()
     np.testing.assert_allclose(conv(x, sparse).detach().numpy(), ref, atol=1e-10)
     np.testing.assert_allclose(conv(x, torch.from_numpy(lap)).detach().numpy(), ref, atol=1e-10)
+    basis = ChebBasis(torch.from_numpy(lap), k)
+    basis.poly = basis.poly.double()
+    np.testing.assert_allclose(conv(x, basis).detach().numpy(), ref, atol=1e-10)
+
+
+def test_chebconv_fast_path_has_the_gradients_of_the_reference():
+    torch.manual_seed(1)
+    lap = build_graph().lap_coarse
+    conv = ChebConv(4, 3, 6)
+    x = torch.randn(5, 60, 4, requires_grad=True)
+    gx_fast, gw_fast = torch.autograd.grad(conv(x, ChebBasis(lap, 6)).pow(2).sum(), [x, conv.weight])
+    gx_ref, gw_ref = torch.autograd.grad(conv(x, lap).pow(2).sum(), [x, conv.weight])
+    torch.testing.assert_close(gx_fast, gx_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gw_fast, gw_ref, atol=1e-4, rtol=1e-4)
 
 
 def test_chebconv_is_local_to_k_minus_1_hops():

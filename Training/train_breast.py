@@ -1,7 +1,12 @@
 """Train the breast / pectoral segmentation model (mammo-breast; after Verboom et al., JMI 2024) on
 ../shared/data/mammo_ddsm.
 
-    python Training/train_breast.py --out runs/breast_w8 --width 8 --minutes 18 --threads 2
+    # the shipped model (mammo-breast-mcd 1.0.0): three stages, each from the previous one's final weights
+    python Training/train_breast.py --out runs/breast_w8 --width 8 --epochs 15 --threads 2
+    python Training/train_breast.py --out runs/breast_w8_s2 --init runs/breast_w8/weights.safetensors \
+        --epochs 30 --lr 1.5e-3 --threads 2
+    python Training/train_breast.py --out runs/breast_w8_s3 --init runs/breast_w8_s2/weights.safetensors \
+        --epochs 30 --lr 1e-3 --threads 2
 
 Data: datasets/ddsm_breast.py (inference preprocessing → 0.4 mm working images 600 × 300, canonical side from the
 label; split: every 5th sorted name is validation, 10 of 50). Augmentation: breast_augment.py (crop with padding to
@@ -26,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -88,6 +93,7 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--init", type=Path, default=None, help="start from these weights (a second, lower-lr stage)")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -102,7 +108,11 @@ def main(argv=None):
     va_img, va_lab = stack(load_cases(args.data, val_names))
     print(f"loaded {len(train_names)} train / {len(val_names)} val working images {tuple(tr_img.shape[-2:])} "
           f"in {time.time() - t_load:.1f} s", flush=True)
-    model = BreastSegNet(width=args.width, dropout=0.5).to(memory_format=torch.channels_last)  # ≈ 25 % faster on CPU
+    model = BreastSegNet(width=args.width, dropout=0.5)
+    if args.init:
+        model.load_state_dict(load_file(str(args.init)))
+        print(f"initialised from {args.init}", flush=True)
+    model = model.to(memory_format=torch.channels_last)  # ≈ 25 % faster on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     weights = torch.tensor(CLASS_WEIGHTS)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +161,8 @@ def main(argv=None):
     final = evaluate(model, va_img, va_lab)
     config = {"width": args.width, "dropout": 0.5, "epochs": epoch, "batch": args.batch, "lr": args.lr,
               "patch": list(args.patch), "class_weights": list(CLASS_WEIGHTS), "seed": args.seed,
-              "minutes_budget": args.minutes, "threads": args.threads or torch.get_num_threads(),
+              "minutes_budget": args.minutes,
+              "init": str(args.init) if args.init else None, "threads": args.threads or torch.get_num_threads(),
               "train_cases": train_names, "val_cases": val_names, "train_seconds": round(time.time() - t0, 1),
               "work_shape": list(tr_img.shape[-2:])}
     save_weights(model, args.out / "weights.safetensors")

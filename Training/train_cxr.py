@@ -174,6 +174,7 @@ def main(argv=None):
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             m = evaluate(model, va_img, va_tgt, va_msk)
             row += [round(m[c], 4) for c in cols]
+            save_file(model.state_dict(), str(args.out / "weights_last.safetensors"))  # survives an interruption
         else:
             row += [""] * len(cols)
         log.write(",".join(map(str, row)) + "\n")

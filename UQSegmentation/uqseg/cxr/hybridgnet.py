@@ -70,10 +70,15 @@ class Encoder(nn.Module):
 
 
 def sample_features(fmap: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of fmap (B or 1, C, h, w) at normalised positions pos (B, N, 2) in [0, 1] → (B, N, C)."""
-    if fmap.shape[0] != pos.shape[0]:
-        fmap = fmap.expand(pos.shape[0], -1, -1, -1)
-    grid = (2.0 * pos - 1.0).unsqueeze(2)  # (B, N, 1, 2): x, y in [-1, 1]
+    """Bilinear samples of fmap (B or 1, C, h, w) at normalised positions pos (B, N, 2) in [0, 1] → (B, N, C).
+    With one feature map for many position sets (one image, many latent samples) all B·N points are sampled from it
+    in one call, without expanding the map."""
+    b, n = pos.shape[0], pos.shape[1]
+    if fmap.shape[0] == 1 and b > 1:
+        grid = (2.0 * pos.reshape(1, b * n, 1, 2) - 1.0)  # x, y in [-1, 1]
+        out = F.grid_sample(fmap, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.view(fmap.shape[1], b, n).permute(1, 2, 0)
+    grid = (2.0 * pos - 1.0).unsqueeze(2)  # (B, N, 1, 2)
     out = F.grid_sample(fmap, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.squeeze(-1).transpose(1, 2)
 

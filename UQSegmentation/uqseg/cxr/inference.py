@@ -79,7 +79,7 @@ def sample_latents(mu: torch.Tensor, logvar: torch.Tensor, samples: int, seed: i
     return HybridGNet.reparameterise(mu.reshape(1, -1), logvar.reshape(1, -1), eps.to(mu.device))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int = 0):
     """Encode x (1, 1, G, G) once, decode `samples` latents in one batch → (positions (N, 120, 2) normalised,
     the decoding of μ (120, 2), latent σ (L,))."""
@@ -89,7 +89,7 @@ def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int
     return pos[1:], pos[0], torch.exp(0.5 * logvar[0])
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_landmarks(image: Image, model: HybridGNet, device: torch.device | str = "cpu",
                       samples: int | None = None, seed: int = 0) -> LandmarkResult:
     samples = DEFAULT_SAMPLES if samples is None else int(samples)

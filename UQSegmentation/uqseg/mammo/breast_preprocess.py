@@ -14,6 +14,10 @@ working image, and `to_input_grid` maps anything computed on that working grid b
      cropped to the breast whose long side the breast fills (the DDSM PNGs: 960 rows → 0.25 mm). Every input without
      a known spacing is therefore resampled to the same working size (long side 600 pixels at 0.4 mm). Which rule
      was used is reported (`Prepared.spacing_basis`) and ends up in summary.json.
+   A spacing from a tag or header that makes the long side shorter than 50 mm or longer than 450 mm
+   (`PLAUSIBLE_LONG_SIDE_MM`; detectors and films are 18 × 24 to 24 × 30 cm, spot views ~ 10 cm) is not believed
+   and the fallback is used, saying so: a volume that Slicer loaded from a DICOM without spacing carries a 1 mm
+   placeholder, which would otherwise make a 4.5-metre mammogram and a working grid of tens of millions of pixels.
 2. Intensities (the loader has already applied the Modality LUT, the DICOM window / VOI LUT — LINEAR, LINEAR_EXACT,
    SIGMOID — to FOR PRESENTATION images, and inverted MONOCHROME1 so that high = attenuating tissue):
    - processed images (window or VOI LUT applied by the loader): used as windowed;
@@ -49,6 +53,8 @@ from uqseg.mammo.orientation import chest_wall_side
 
 TARGET_SPACING_MM = 0.4
 DEFAULT_LONG_SIDE_MM = 240.0
+#: a spacing that makes the image's long side fall outside this range (mm) is not believed (step 1)
+PLAUSIBLE_LONG_SIDE_MM = (50.0, 450.0)
 MULTIPLE = 16  # four 2× down-sampling stages
 
 
@@ -86,13 +92,23 @@ class Prepared:
 def input_spacing(image: Image) -> tuple[tuple[float, float], str]:
     """((x, y) mm, basis) of the input's pixels for the 0.4 mm resampling; see the module docstring, step 1."""
     imager = image.meta.get("imager_pixel_spacing")
-    if imager is not None:
-        return (float(imager[0]), float(imager[1])), "ImagerPixelSpacing"
     source = image.meta.get("spacing_source")
-    if source and source != "default":
-        return (float(image.spacing[0]), float(image.spacing[1])), str(source)
+    found = None
+    if imager is not None:
+        found = (float(imager[0]), float(imager[1])), "ImagerPixelSpacing"
+    elif source and source != "default":
+        found = (float(image.spacing[0]), float(image.spacing[1])), str(source)
     s = DEFAULT_LONG_SIDE_MM / max(image.shape[:2])
-    return (s, s), f"default: spacing unknown, long side assumed {DEFAULT_LONG_SIDE_MM:g} mm"
+    if found is None:
+        return (s, s), f"default: spacing unknown, long side assumed {DEFAULT_LONG_SIDE_MM:g} mm"
+    (sx, sy), basis = found
+    h, w = image.shape[:2]
+    long_mm = max(h * sy, w * sx)
+    if PLAUSIBLE_LONG_SIDE_MM[0] <= long_mm <= PLAUSIBLE_LONG_SIDE_MM[1]:
+        return (sx, sy), basis
+    # e.g. a volume saved by Slicer from a DICOM without spacing: the 1 mm placeholder would make a 4 m mammogram
+    return (s, s), (f"default: the {basis} spacing ({sx:g} x {sy:g} mm) gives a {long_mm:.0f} mm long side, "
+                    f"implausible for a mammogram; long side assumed {DEFAULT_LONG_SIDE_MM:g} mm")
 
 
 def working_shape(shape: tuple[int, int], spacing_mm: tuple[float, float],

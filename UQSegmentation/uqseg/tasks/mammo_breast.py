@@ -206,6 +206,9 @@ def write_outputs(image: Image, result: BreastResult, card: ModelCard, out: Path
         "multimodal": False,
         "ood": ood,
         "ood_threshold": threshold,
+        # where an uncertainty overlay should start colouring (the model's validation pixel error rate reaches 5 %
+        # there; below it the MC-dropout entropy of this small model is a near-uniform floor, see the card)
+        "uncertainty_display_threshold": card.get("uncertainty", {}).get("display_threshold"),
         "pectoral_found": result.pectoral_found,
         "pectoral_area_mm2": round(result.pectoral_area_mm2, 1),
         "breast_area_mm2": round(result.breast_area_mm2, 1),

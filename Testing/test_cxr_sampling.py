@@ -84,6 +84,17 @@ def test_mean_and_std_are_the_sample_moments_in_input_pixels(model):
     assert result.samples == 30 and result.mean.shape == (120, 2)
 
 
+def test_deterministic_pass_is_the_decoding_of_the_latent_mean(model):
+    """The single pass `uqseg bench` compares with: the same pipeline, z = μ, no std."""
+    _set_sigma(model, 0.5)
+    image, _ = chest_phantom((90, 120))
+    sampled = predict_landmarks(Image(image), model, samples=30, seed=7)
+    single = predict_landmarks(Image(image), model, deterministic=True)
+    np.testing.assert_allclose(single.mean, sampled.mode, atol=1e-5)
+    assert single.samples == 0 and not single.std.any() and single.mean.shape == (120, 2)
+    np.testing.assert_allclose(single.latent_sigma, 0.5, rtol=1e-5)
+
+
 def test_std_follows_the_latent_sigma(model):
     image, _ = chest_phantom((64, 64))
     stds = []

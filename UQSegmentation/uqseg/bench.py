@@ -63,14 +63,14 @@ def bench_mammo_pectoral(dev: torch.device, repeats: int) -> dict:
 def bench_cxr_landmarks(dev: torch.device, repeats: int) -> dict:
     """cxr-landmarks (CheXmask-U), all three through the same pipeline (preprocessing of the 512 × 512 input,
     network, positions mapped back to input pixels), so that only the way of getting the uncertainty differs:
-    `single_pass_ms` = one deterministic prediction (encode, decode z = μ); `uncertainty_ms` = `predict_landmarks`
-    at N = 50 (ONE encoding, the 50 latent samples decoded in one batch, per-node mean / std); `mc_dropout_ms` = the
+    `single_pass_ms` = `predict_landmarks(deterministic=True)`, one deterministic prediction (input checks,
+    preprocessing, encode, decode z = μ); `uncertainty_ms` = `predict_landmarks` at N = 50 (ONE encoding, the 50 latent samples decoded in one batch, per-node mean / std); `mc_dropout_ms` = the
     cost of MC-dropout-style inference at N = 50: 50 full passes (encoder + decoder) one after the other, then the
     same moments (dropout masks would not change the cost). Input: the synthetic 512 × 512 chest phantom. The
     single and uncertainty runs alternate (medians of `repeats` each after a warm-up)."""
     import numpy as np
 
-    from uqseg.cxr.inference import DEFAULT_SAMPLES, predict_landmarks
+    from uqseg.cxr.inference import DEFAULT_SAMPLES, check_input, predict_landmarks
     from uqseg.cxr.phantom import chest_phantom
     from uqseg.cxr.preprocess import network_input
     from uqseg.io.image import Image
@@ -82,15 +82,13 @@ def bench_cxr_landmarks(dev: torch.device, repeats: int) -> dict:
     img = Image(image)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
-    @torch.inference_mode()
     def single():
-        x, frame = network_input(image, model.input_size)
-        mu, _, feats = model.encode(x.to(dev))
-        return frame.from_normalised(model.decode(mu, feats)[0][0].cpu().numpy())
+        return predict_landmarks(img, model, dev, deterministic=True)
 
     @torch.inference_mode()
     def mc_passes():
-        x, frame = network_input(image, model.input_size)
+        check_input(img)
+        x, frame = network_input(np.nan_to_num(np.asarray(image, dtype=np.float32)), model.input_size)
         x = x.to(dev)
         outs = []
         for _ in range(DEFAULT_SAMPLES):

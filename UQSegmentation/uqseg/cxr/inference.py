@@ -91,14 +91,22 @@ def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int
 
 @torch.inference_mode()
 def predict_landmarks(image: Image, model: HybridGNet, device: torch.device | str = "cpu",
-                      samples: int | None = None, seed: int = 0) -> LandmarkResult:
+                      samples: int | None = None, seed: int = 0, deterministic: bool = False) -> LandmarkResult:
+    """Steps 1–6 of the module docstring. `deterministic=True` is the single pass: the same pipeline with one
+    decoding of z = μ and no sampling (std zeros, `samples` 0) — what `uqseg bench` compares the sampling with."""
     samples = DEFAULT_SAMPLES if samples is None else int(samples)
-    if samples < 2:
+    if samples < 2 and not deterministic:
         raise ValueError(f"--samples must be at least 2 to estimate a standard deviation, got {samples}")
     check_input(image)
     model.eval()
     arr = np.nan_to_num(np.asarray(image.array, dtype=np.float32))
     x, frame = network_input(arr, model.input_size)
+    if deterministic:
+        mu, logvar, feats = model.encode(x.to(device))
+        mode = model.decode(mu, feats)[0][0].double().cpu().numpy()
+        return LandmarkResult(shape=tuple(image.shape), mean=frame.from_normalised(mode), std=np.zeros_like(mode),
+                              samples=0, latent_sigma=torch.exp(0.5 * logvar[0]).double().cpu().numpy(),
+                              frame=frame, mode=frame.from_normalised(mode))
     pos, mode, sigma = sample_positions(model, x.to(device), samples, seed)
     pos = pos.double().cpu().numpy()
     mean_u, std_u = pos.mean(0), pos.std(0)

@@ -1,6 +1,7 @@
 """PNG preview of a mammo-breast result (a matplotlib Figure on the Agg canvas, no pyplot state): the mammogram in
-grey, the predictive-entropy map as a translucent inferno overlay (transparent where the model is sure, opaque from
-half the maximum entropy up), the outline of the breast (tissue: breast ∪ pectoral) in cyan and of the pectoral
+grey, the predictive-entropy map as a translucent inferno overlay — transparent below `threshold` (the model card's
+display threshold: where its validation error rate reaches 5 %, marked on the colour bar) and increasingly opaque
+above it; without a threshold, opacity rises from 0 to full at half the maximum entropy — the outline of the breast (tissue: breast ∪ pectoral) in cyan and of the pectoral
 muscle in orange, a colour bar in nats (0 … ln 3), and a caption. Large images are shown down-sampled (at most
 `MAX_ROWS` rows; nearest for labels, area for the image and the entropy)."""
 
@@ -32,7 +33,7 @@ def _shrink(a: np.ndarray, shape, mode: str) -> np.ndarray:
 
 
 def render_breast_preview(image: np.ndarray, label: np.ndarray, entropy: np.ndarray, path: Path,
-                          title: str = "") -> Path:
+                          title: str = "", threshold: float | None = None) -> Path:
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
@@ -54,7 +55,11 @@ def render_breast_preview(image: np.ndarray, label: np.ndarray, entropy: np.ndar
     ax.imshow(grey, cmap="gray", vmin=0, vmax=1, extent=extent, interpolation="antialiased")
     norm = Normalize(0.0, ENTROPY_MAX)
     rgba = colormaps[CMAP](norm(ent))
-    rgba[..., 3] = np.clip(ent / (0.5 * ENTROPY_MAX), 0.0, 1.0) * 0.85
+    if threshold is None:
+        rgba[..., 3] = np.clip(ent / (0.5 * ENTROPY_MAX), 0.0, 1.0) * 0.85
+    else:
+        above = np.clip((ent - threshold) / max(ENTROPY_MAX - threshold, 1e-6), 0.0, 1.0)
+        rgba[..., 3] = np.where(ent >= threshold, 0.45 + 0.45 * above, 0.0)
     ax.imshow(rgba, extent=extent, interpolation="nearest")
     ys = (np.arange(shape[0]) + 0.5) / k - 0.5
     xs = (np.arange(shape[1]) + 0.5) / k - 0.5
@@ -62,7 +67,10 @@ def render_breast_preview(image: np.ndarray, label: np.ndarray, entropy: np.ndar
         if mask.any() and not mask.all():
             ax.contour(xs, ys, mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=1.1)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=CMAP), ax=ax, fraction=0.046, pad=0.02)
-    bar.set_label("predictive entropy [nats]")
+    bar.set_label("predictive entropy [nats]" + ("" if threshold is None else "; shown above the white line"),
+                  fontsize=8)
+    if threshold is not None:
+        bar.ax.axhline(threshold, color="white", lw=1.5)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_title(title, fontsize=7.5)

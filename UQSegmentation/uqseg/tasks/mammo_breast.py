@@ -230,7 +230,8 @@ def write_outputs(image: Image, result: BreastResult, card: ModelCard, out: Path
                f"mean entropy {score if score is not None else float('nan'):.3f} nats "
                f"({'fast' if fast else f'N={result.samples}'}){agree}   flags: {', '.join(flags) or 'none'}")
     shown, _ = intensity_transform(image)  # what the model saw (raw images log-transformed), before normalisation
-    render_breast_preview(shown, result.label, result.entropy, out / "preview.png", title=caption)
+    render_breast_preview(shown, result.label, result.entropy, out / "preview.png", title=caption,
+                          threshold=summary["uncertainty_display_threshold"])
     files["preview"] = "preview.png"
     summary["files"] = files
     return summary

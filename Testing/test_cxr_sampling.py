@@ -130,3 +130,15 @@ def test_a_few_optimisation_steps_reduce_the_loss():
         opt.step()
         losses.append(loss.item())
     assert min(losses[-3:]) < losses[0], losses
+
+
+def test_autograd_works_after_an_inference_mode_prediction(model):
+    """The sparse Chebyshev operator is cached on first use; created under torch.inference_mode() (as
+    `predict_landmarks` runs) it must still serve a later pass with gradients (fine-tuning, corrections)."""
+    image, _ = chest_phantom((64, 64))
+    predict_landmarks(Image(image), model, samples=4)
+    x, _ = network_input(image, model.input_size)
+    pos, mu, logvar, _ = model(x, sample=False)
+    pos.sum().backward()
+    assert model.head.weight.grad is not None and torch.isfinite(model.head.weight.grad).all()
+    model.zero_grad()

@@ -93,9 +93,11 @@ class ChebBasis(nn.Module):
             return p
         key = (p.device, p.dtype)
         if key not in self._sparse:
-            with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+            # a normal tensor even when first asked for under torch.inference_mode(), so that a later pass with
+            # autograd (training, the pinned-node correction) can use the same cache
+            with warnings.catch_warnings(), torch.inference_mode(False):  # "Sparse CSR ... beta state"
                 warnings.simplefilter("ignore", UserWarning)
-                self._sparse = {key: p.to_sparse_csr()}
+                self._sparse = {key: p.clone().to_sparse_csr()}
         return self._sparse[key]
 
 

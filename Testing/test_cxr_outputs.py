@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from slicer_readback import segment_mask_on_own_grid
 from uqseg.cli import main as cli_main
 from uqseg.cxr import batch_csv
 from uqseg.cxr.phantom import chest_phantom
@@ -142,22 +143,6 @@ def test_chexmask_u_batch_csv_and_queue(batch):
     assert u == sorted(u, reverse=True)
 
 
-def _segment_mask(slicer, seg_node, segment_id, shape):
-    import vtk
-    from vtk.util.numpy_support import vtk_to_numpy
-
-    oi = slicer.vtkOrientedImageData()
-    assert seg_node.GetBinaryLabelmapRepresentation(segment_id, oi)
-    m = vtk.vtkMatrix4x4()
-    oi.GetImageToWorldMatrix(m)
-    full = np.zeros(shape, bool)
-    x0, x1, y0, y1, z0, z1 = oi.GetExtent()
-    if x1 >= x0 and y1 >= y0:
-        vals = vtk_to_numpy(oi.GetPointData().GetScalars()).reshape(z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1)
-        full[z0:z1 + 1, y0:y1 + 1, x0:x1 + 1] = vals != 0
-    return full[0], np.array([[m.GetElement(i, j) for j in range(4)] for i in range(4)])
-
-
 @pytest.mark.parametrize("key", ["phantom_mm", "cr_dicom", "phantom"])
 def test_curves_and_segmentation_read_back_through_slicer(mrml_scene, batch, key):
     if key not in batch["cases"]:
@@ -189,10 +174,10 @@ def test_curves_and_segmentation_read_back_through_slicer(mrml_scene, batch, key
     assert names == ["right_lung", "left_lung", "heart"]
     expected = labelmap(values[:, :2], (h, w))
     for i, organ in enumerate(names):
-        mask, matrix = _segment_mask(slicer, seg, segmentation.GetNthSegmentID(i), (1, h, w))
+        mask, matrix = segment_mask_on_own_grid(slicer, seg, segmentation.GetNthSegmentID(i), (1, h, w))
         np.testing.assert_allclose(matrix[:2, :2], np.diag([-sx, -sy]), atol=1e-6)
         np.testing.assert_allclose(matrix[:2, 3], [-ox, -oy], atol=1e-6)
         want = expected == LABELS[organ]
         assert want.sum() > 0.01 * h * w, f"{key}: {organ} is nearly empty"
-        differ = (mask != want).sum()
+        differ = (mask[0] != want).sum()
         assert differ <= 0.003 * want.sum() + 5, f"{key}: {organ} differs from the filled ring in {differ} px"

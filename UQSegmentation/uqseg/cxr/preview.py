@@ -11,6 +11,7 @@ import numpy as np
 
 from uqseg.cxr.graph import organ_slices
 from uqseg.cxr.preprocess import normalise_intensity
+from uqseg.io.write import write_png_atomically
 
 ORGAN_COLOURS = {"right_lung": (0.25, 0.65, 1.0), "left_lung": (0.3, 0.9, 0.4), "heart": (1.0, 0.35, 0.35)}
 CMAP = "plasma"
@@ -41,8 +42,4 @@ def render_landmark_preview(image: np.ndarray, mean: np.ndarray, node_std: np.nd
     ax.set_title(title, fontsize=8)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
+    return write_png_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))

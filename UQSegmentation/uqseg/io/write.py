@@ -382,3 +382,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     NaN/±inf become null (so the file is strict JSON). Returns the path written."""
     _dump_json(path, obj)
     return Path(path)
+
+
+def write_png_atomically(path: str | os.PathLike, save) -> Path:
+    """Write a PNG through `save(temporary_path)` (e.g. ``lambda tmp: fig.savefig(tmp, format="png")`` or
+    ``lambda tmp: image.save(tmp, format="PNG")``) and rename it to `path` only when that succeeded (a failed
+    preview leaves no file, not half of one). Returns the path."""
+    with _atomic_path(path) as tmp:
+        save(tmp)
+    return Path(path)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uqseg.io.write import write_png_atomically
 from uqseg.mammo.breast_model import BACKGROUND, PECTORAL
 from uqseg.mammo.intensity import normalise_intensity
 
@@ -79,8 +80,4 @@ def render_breast_preview(image: np.ndarray, label: np.ndarray, entropy: np.ndar
                ax.plot([], [], color=PECTORAL_COLOUR, lw=1.5, label="pectoral")[0]]
     ax.legend(handles=handles, loc="best", fontsize=7, framealpha=0.6)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
+    return write_png_atomically(path, lambda tmp: fig.savefig(tmp, format="png"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage, ImageDraw
 
+from uqseg.io.write import write_png_atomically
 from uqseg.mammo.intensity import normalise_intensity
 
 BAND = (0, 200, 255)
@@ -45,8 +46,4 @@ def render_pectoral_preview(image: np.ndarray, result, path: Path, caption: str 
         canvas.paste(out, (0, 0))
         canvas.paste(bar, (0, size[1]))
         out = canvas
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    out.save(tmp)
-    tmp.replace(path)
-    return path
+    return write_png_atomically(path, lambda tmp: out.save(tmp, format="PNG"))

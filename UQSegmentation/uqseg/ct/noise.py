@@ -1,0 +1,81 @@
+"""Position-keyed Gaussian noise, so that sliding-window samples of one volume stitch consistently.
+
+A sample of Eq. (13) needs ε_d for every voxel and (mixture of bases) ε_k for every block. When the volume is
+processed window by window, a voxel in the overlap of two windows must get the SAME ε_d in both, or the stitched
+sample would be an average of two different draws (less variance along the seams). `NoiseField` makes every draw a
+function of (seed, stream, position in the whole volume): the grid is cut into fixed tiles aligned to the volume
+origin, each tile's normals come from a generator seeded by (seed, stream, tile index), and a window takes the part of
+each tile it covers. Sample s of a window therefore equals sample s of any other window (or of the whole volume) on
+their common voxels, independent of the window layout. Streams: 0 voxel noise ε_d, 1 block noise ε_k, 2 the global
+ε of the low-rank / single-basis forms.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+VOXEL_STREAM, BLOCK_STREAM, GLOBAL_STREAM = 0, 1, 2
+_MASK = (1 << 63) - 1
+
+
+def _key(*parts: int) -> int:
+    """A 63-bit generator seed from integers (a fixed polynomial hash; only needs to separate tiles)."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (int(p) & _MASK)) * 1099511628211) & _MASK
+    return h
+
+
+class NoiseField:
+    """Standard normal draws keyed by position. `tile` is the tile edge in grid cells (voxels or blocks)."""
+
+    def __init__(self, seed: int = 0, device: torch.device | str = "cpu", tile: int = 32):
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.tile = int(tile)
+
+    def _generator(self, *parts: int) -> torch.Generator:
+        g = torch.Generator(device=self.device)
+        g.manual_seed(_key(self.seed, *parts))
+        return g
+
+    def keyed_normal(self, k: int, channels: int, shape: tuple[int, int, int], offset: tuple[int, int, int],
+                     stream: int) -> torch.Tensor:
+        """(k, channels, *shape) normals for the cells [offset, offset + shape) of the whole grid."""
+        t = self.tile
+        out = torch.empty((k, channels, *shape), device=self.device)
+        ranges = [range(o // t, (o + s - 1) // t + 1) for o, s in zip(offset, shape)]
+        for tz, ty, tx in itertools.product(*ranges):
+            tile_noise = torch.randn((k, channels, t, t, t), generator=self._generator(stream, k, channels, tz, ty, tx),
+                                     device=self.device)
+            src, dst = [], []
+            for ti, o, s in zip((tz, ty, tx), offset, shape):
+                lo, hi = max(ti * t, o), min((ti + 1) * t, o + s)
+                src.append(slice(lo - ti * t, hi - ti * t))
+                dst.append(slice(lo - o, hi - o))
+            out[(slice(None), slice(None), *dst)] = tile_noise[(slice(None), slice(None), *src)]
+        return out
+
+    def voxel_noise(self, k: int, shape: tuple[int, ...], offset: tuple[int, int, int]) -> torch.Tensor:
+        """ε_d for a window: `shape` = (1, C, Z, Y, X) of the logits → (k, 1, C, Z, Y, X)."""
+        if shape[0] != 1:
+            raise ValueError("position-keyed noise is drawn for one window at a time (batch size 1)")
+        return self.keyed_normal(k, shape[1], tuple(shape[2:]), offset, VOXEL_STREAM)[:, None]
+
+    def block_noise(self, k: int, batch: int, blocks: tuple[int, int, int], rank: int,
+                    offset: tuple[int, int, int], block: int) -> torch.Tensor:
+        """ε_k of the mixture's blocks of a window starting at voxel `offset` (a multiple of the block edge):
+        (k, 1, Kz, Ky, Kx, R)."""
+        if batch != 1:
+            raise ValueError("position-keyed noise is drawn for one window at a time (batch size 1)")
+        if any(o % block for o in offset):
+            raise ValueError(f"window offset {offset} is not a multiple of the mixture block edge {block}")
+        block_offset = tuple(o // block for o in offset)
+        eps = self.keyed_normal(k, rank, blocks, block_offset, BLOCK_STREAM)  # (k, R, Kz, Ky, Kx)
+        return eps.permute(0, 2, 3, 4, 1)[:, None]
+
+    def global_noise(self, k: int, rank: int) -> torch.Tensor:
+        """The global ε (k, R) of the low-rank and single-basis forms: the same for every window."""
+        return torch.randn((k, rank), generator=self._generator(GLOBAL_STREAM, k, rank), device=self.device)

@@ -78,7 +78,7 @@ def ssn_loss(dist: LogitDistribution, label: torch.Tensor, weights: LossWeights 
     dice = sum(soft_dice_loss(eta[s].softmax(1), label, ignore_index) for s in range(k)) / k
     kl = dist.kl_to_unit()
     loss = ce + dice + weights.kl * kl
-    terms = {"ce": float(ce), "dice": float(dice), "kl": float(kl)}
+    terms = {"ce": float(ce.detach()), "dice": float(dice.detach()), "kl": float(kl.detach())}
     if dist.form in ("single_basis", "mixture_of_bases"):
         orth = orthogonality(dist.bases)
         loss = loss + weights.orthogonality * orth

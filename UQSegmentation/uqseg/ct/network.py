@@ -2,8 +2,9 @@
 features, and 1×1×1 heads for the parameters of the logit Gaussian of `uqseg.ct.covariance`.
 
 Input (B, 1, Z, Y, X): CT normalised by `uqseg.ct.preprocess.normalise_hu` on the working grid (z, y, x array order,
-isotropic model spacing). Each of Z, Y, X must be a multiple of `size_multiple` (the product of the strides, and the
-mixture block edge). Output: a `LogitDistribution` on the same grid.
+isotropic model spacing). Each of Z, Y, X must be a multiple of `size_multiple[axis]` (the product of the strides along
+that axis, and the mixture block edge). Strides may be anisotropic, e.g. fewer down-samplings along z for thin
+volumes. Output: a `LogitDistribution` on the same grid.
 
 Heads on the last decoder features f (width filters[0], LeakyReLU):
 - mean μ: C channels (every form, the deterministic baseline included);
@@ -35,7 +36,7 @@ def orthonormal_rows(m: int, c: int, r: int, generator: torch.Generator | None =
 class StochasticSegNet3d(nn.Module):
     def __init__(self, classes: int = 2, form: str = "mixture_of_bases", rank: int = 16, bases: int = 3,
                  block: int = 4, filters: tuple[int, ...] = (16, 32, 64, 128), log_var_min: float = -9.0,
-                 log_var_max: float = 4.0, in_channels: int = 1):
+                 log_var_max: float = 4.0, in_channels: int = 1, strides: list | None = None):
         super().__init__()
         if form not in FORMS:
             raise ValueError(f"unknown covariance form {form!r}; expected one of {FORMS}")
@@ -43,8 +44,14 @@ class StochasticSegNet3d(nn.Module):
         self.log_var_min, self.log_var_max = log_var_min, log_var_max
         self.filters = tuple(filters)
         levels = len(filters)
-        strides = [1] + [2] * (levels - 1)
-        self.size_multiple = math.lcm(2 ** (levels - 1), block if form == "mixture_of_bases" else 1)
+        # strides per level as (z, y, x); the first level keeps full resolution
+        strides = [[1, 1, 1]] + [[2, 2, 2]] * (levels - 1) if strides is None else [list(s) for s in strides]
+        if len(strides) != levels:
+            raise ValueError(f"{levels} filter levels need {levels} strides, got {len(strides)}")
+        self.strides = strides
+        per_axis = [math.prod(s[a] for s in strides) for a in range(3)]
+        blk = block if form == "mixture_of_bases" else 1
+        self.size_multiple = tuple(math.lcm(m, blk) for m in per_axis)
         self.backbone = DynUNet(3, in_channels, filters[0], kernel_size=[3] * levels, strides=strides,
                                 upsample_kernel_size=strides[1:], filters=list(filters), norm_name="instance",
                                 res_block=True)
@@ -78,7 +85,7 @@ class StochasticSegNet3d(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape[2:]
-        if any(s % self.size_multiple for s in shape):
+        if any(s % m for s, m in zip(shape, self.size_multiple)):
             raise ValueError(f"grid {tuple(shape)} is not a multiple of {self.size_multiple} (pad the volume)")
         return self.act(self.backbone(x))
 
@@ -106,5 +113,39 @@ class StochasticSegNet3d(nn.Module):
         """The hyper-parameters a model card records to rebuild this network."""
         return {"name": "StochasticSegNet3d", "backbone": "monai.networks.nets.DynUNet (residual, instance norm)",
                 "form": self.form, "classes": self.classes, "rank": self.rank, "bases": self.n_bases,
-                "block": self.block, "filters": list(self.filters),
+                "block": self.block, "filters": list(self.filters), "strides": self.strides,
                 "log_var_range": [self.log_var_min, self.log_var_max]}
+
+
+def _storage_groups(model: nn.Module) -> list[list[str]]:
+    """Names of the state-dict tensors grouped by the storage they share (DynUNet's `skip_layers` alias the
+    encoder / decoder blocks)."""
+    groups: dict = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        groups.setdefault((t.data_ptr(), tuple(t.shape)), []).append(name)
+    return list(groups.values())
+
+
+def weights_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without aliased duplicates (safetensors refuses shared tensors): one name per storage."""
+    state = model.state_dict()
+    return {g[0]: state[g[0]].detach().contiguous() for g in _storage_groups(model)}
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor], strict: bool = True) -> list[str]:
+    """Load `weights_to_save` output. strict: every storage must be given (aliases are filled through their
+    group); returns the names of storages not in `tensors` (non-strict: e.g. new heads of stage 2)."""
+    missing = []
+    full = {}
+    for group in _storage_groups(model):
+        given = next((n for n in group if n in tensors), None)
+        if given is None:
+            missing.append(group[0])
+            continue
+        for n in group:
+            full[n] = tensors[given]
+    unknown = sorted(set(tensors) - set(full))
+    if strict and (missing or unknown):
+        raise ValueError(f"weights do not match the network: missing {missing[:5]}, unexpected {unknown[:5]}")
+    model.load_state_dict(full, strict=False)
+    return missing

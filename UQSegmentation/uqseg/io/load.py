@@ -3,7 +3,8 @@
 Dispatch is by content first (magic bytes), then by file name:
 - DICOM: the 'DICM' marker at byte 128, or a name ending in .dcm/.DCM or without an extension → `uqseg.io.dicom`;
 - PNG / JPEG / TIFF / BMP / GIF (by signature or extension) → Pillow, `uqseg.io.picture`;
-- NRRD / NIfTI / MetaImage (.nrrd .nhdr .nii .nii.gz .mha .mhd) → SimpleITK, read here.
+- NRRD / NIfTI / MetaImage (.nrrd .nhdr .nii .nii.gz .mha .mhd) → SimpleITK, read here;
+- a folder, when a volume is wanted (ndim 3 or None) → a DICOM series, `uqseg.io.dicom_series.load_dicom_series`.
 Anything else is an `InputError` "not an image file: ...". Every failure is an `InputError(path, reason)`.
 
 Volumes read with SimpleITK keep ITK's geometry, which already is LPS for every format (ITK converts NIfTI's RAS
@@ -20,6 +21,7 @@ import numpy as np
 
 from uqseg.errors import InputError
 from uqseg.io.dicom import load_dicom
+from uqseg.io.dicom_series import load_dicom_series, series_slice_reason
 from uqseg.io.image import Image
 from uqseg.io.picture import load_picture, rgb_to_grey
 
@@ -133,8 +135,9 @@ def load_image(path: str | Path, *, ndim: int | None = 2) -> Image:
     """Read an image file into an `Image`.
 
     `ndim`: 2 — the caller needs a 2-D image: a one-slice volume is squeezed to ``[row, col]``, a volume with more
-    slices or a folder raises `InputError`; 3 — the caller needs a volume ``[slice, row, col]``: a 2-D image raises
-    `InputError` (DICOM series folders are not read here); None — return whatever the file holds.
+    slices or a folder raises `InputError`; 3 — the caller needs a volume ``[slice, row, col]``: a folder is read as
+    a DICOM series (`load_dicom_series`), a 2-D image raises `InputError` (for one slice of a multi-file DICOM
+    series the reason says to pass its folder); None — return whatever the file (or the series folder) holds.
     Raises `InputError` for a missing, empty, unreadable or unsupported file, always naming the path and the reason.
     """
     if ndim not in (2, 3, None):
@@ -145,7 +148,7 @@ def load_image(path: str | Path, *, ndim: int | None = 2) -> Image:
     if path.is_dir():
         if ndim == 2:
             raise InputError(path, "is a folder; this task needs a single 2-D image file")
-        raise InputError(path, "is a folder; load_image reads single files (read DICOM series with the series loader)")
+        return load_dicom_series(path)
     try:
         with path.open("rb") as stream:
             head = stream.read(352)
@@ -175,5 +178,9 @@ def load_image(path: str | Path, *, ndim: int | None = 2) -> Image:
     if ndim == 2:
         return _as_2d(path, image)
     if ndim == 3 and image.ndim != 3:
+        if kind == "dicom":
+            reason = series_slice_reason(path)
+            if reason is not None:
+                raise InputError(path, reason)
         raise InputError(path, "is a 2-D image; this task needs a 3-D volume")
     return image

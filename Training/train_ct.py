@@ -17,7 +17,8 @@ Preprocessing (uqseg.ct.preprocess, recorded in config.json for the model card):
 oversampling (ct_augment.py) and heavy augmentation (rotation, scaling, elastic, gamma, noise, blur).
 Optimiser AdamW (weight decay 1e-4); stage 2 gives the covariance heads `--head-lr-factor` × the learning rate
 (they start from scratch, the backbone from stage 1); cosine decay to 5 % after a 5 % linear warm-up.
-Writes weights.safetensors (the final step's; validation never picks a checkpoint), config.json, log.jsonl.
+Writes weights.safetensors (the final step's; validation never picks a checkpoint), config.json, log.jsonl, and
+checkpoint.safetensors at every evaluation (to continue an interrupted run with --init).
 """
 
 from __future__ import annotations
@@ -187,6 +188,7 @@ def main(argv=None) -> int:
         if step % args.eval_every == 0 or step == args.steps:
             rec["val"] = {name: evaluate(model, v, lb, zr, organs) for name, v, lb, zr in val}
             print(json.dumps(rec), flush=True)
+            save_file(weights_to_save(model), str(out / "checkpoint.safetensors"))  # resumable with --init
         elif step % 10 == 0:
             print(json.dumps(rec), flush=True)
         log.write(json.dumps(rec) + "\n")

@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cxr_augment import random_affine, random_intensity  # noqa: E402
 from datasets.jsrt_landmarks import list_cases, load_case, load_tensors  # noqa: E402
-from uqseg.cxr.hybridgnet import kl_divergence  # noqa: E402
+from uqseg.cxr.losses import hybridgnet_loss  # noqa: E402
 from uqseg.cxr.rasterise import LABELS, dice, organ_masks  # noqa: E402
 from uqseg.tasks.cxr_landmarks import build_model  # noqa: E402
 
@@ -157,11 +156,7 @@ def main(argv=None):
             img, tgt = random_affine(tr_img[idx], tr_tgt[idx], gen)
             img = random_intensity(img, gen)
             pos, mu, logvar, inter = model(img)
-            mse = F.mse_loss(pos, tgt)
-            kl = kl_divergence(mu, logvar)
-            loss = mse + beta * kl
-            if inter:
-                loss = loss + args.ds_weight * (F.mse_loss(inter[0], model.pool(tgt)) + F.mse_loss(inter[1], tgt))
+            loss, mse, kl = hybridgnet_loss(model, pos, mu, logvar, inter, tgt, beta, args.ds_weight)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -29,6 +29,9 @@ from slicer.util import VTKObservationMixin
 
 from UQSegmentationLib.logic import FAILED, SUCCEEDED
 from UQSegmentationLib.logic import UQSegmentationLogic as RunLogic
+from UQSegmentationLib.review_controller import ReviewController
+from UQSegmentationLib.review_save import corrections_root
+from UQSegmentationLib.review_scheduling import ThreadRunner
 
 #
 # UQSegmentation
@@ -48,6 +51,10 @@ uncertainty where you look: a &plusmn;&sigma; band around the pectoral-muscle bo
 coloured by their standard deviation, and variance / entropy overlays on the segments.<br>
 Pick an image and a task, press <b>Apply</b>; the model runs in the background (Apply turns into Cancel).
 The first Apply offers to install PyTorch and the Python packages the models need.<br>
+<b>Review</b> lists the regions the model is unsure about, most uncertain first: Next / Previous take the views there.
+Drag a contour point and the model reshapes the whole contour through it; breast and CT regions are edited in the
+Segment Editor, which can then change only the uncertain region. Save corrections writes labels for retraining;
+Open queue steps through a batch run, most uncertain case first.<br>
 Tasks and methods:
 <ul>
 <li><b>mammo-pectoral</b>: M. Zech et al., "Heteroscedastic Heatmap Regression for Reliable Pectoral Muscle
@@ -84,6 +91,8 @@ class UQSegmentationParameterNode:
     overlayOpacity - opacity of the uncertainty overlay.
     overlayThreshold - uncertainty below this fraction of the overlay's maximum is hidden (the display layer's
         default, 5 %, keeps near-zero uncertainty from tinting the whole image).
+    regionThreshold - the review's region threshold in the case's units; 0 means the model card's default.
+    Region statuses are kept in the same node by UQSegmentationLib.review_state (one parameter per case).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -93,11 +102,38 @@ class UQSegmentationParameterNode:
     cpuFallback: bool = True
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
     overlayThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.05
+    regionThreshold: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0
 
 
 #
 # UQSegmentationWidget
 #
+
+
+class SingleShotTimer:
+    """The review's debounce timer (UQSegmentationLib.review_scheduling: start / stop / active) on a QTimer."""
+
+    def __init__(self) -> None:
+        self._callback = None
+        self._timer = qt.QTimer()
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._fire)
+
+    @property
+    def active(self) -> bool:
+        return self._timer.isActive()
+
+    def start(self, delay_ms, callback) -> None:
+        self._callback = callback
+        self._timer.start(delay_ms)
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _fire(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback:
+            callback()
 
 
 class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -110,6 +146,8 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._pollTimer = None
+        self.review = None
+        self._reviewTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -136,6 +174,7 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.taskComboBox.connect("currentIndexChanged(int)", self.onTaskChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.setupReview()
 
         self.initializeParameterNode()
 
@@ -143,6 +182,10 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The module is closed (application exit): stop a running model and delete its temp files."""
         if self._pollTimer:
             self._pollTimer.stop()
+        if self._reviewTimer:
+            self._reviewTimer.stop()
+        if self.review:
+            self.review.close()
         if self.logic:
             self.logic.cleanup()
         self.removeObservers()
@@ -161,6 +204,8 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # The results would land in a closed scene: stop the run and delete its files.
         if self.logic:
             self.logic.cancel()
+        if self.review:
+            self.review.close_session()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -187,6 +232,8 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             # Widgets with the "SlicerParameterName" property in the .ui are bound by connectGui.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            if self.review:
+                self.review.parameter_node = self._parameterNode.parameterNode
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
             self.updateGUIFromParameterNode()
 
@@ -269,6 +316,7 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             if p:
                 self.logic.set_overlay_display(p.overlayOpacity, p.overlayThreshold)
+            self.startReview(status.results)
         elif status.state == FAILED:
             if status.oom and slicer.util.confirmYesNoDisplay(
                     status.error + "\n\n" + _("Run it again on the CPU now?"), windowTitle=_("UQ Segmentation")):
@@ -278,6 +326,120 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.updateRunState()
             else:
                 slicer.util.errorDisplay(status.error, windowTitle=_("UQ Segmentation"))
+
+
+    # ---------------------------------------------------------------------------------------------- review
+    def setupReview(self) -> None:
+        """The Review section: UQSegmentationLib.review_controller does the work, on a background thread for the
+        model and a QTimer that hands its results back to the GUI thread."""
+        self.review = ReviewController(slicer.mrmlScene, self.logic.getParameterNode().parameterNode,
+                                       runner=ThreadRunner(), timer=SingleShotTimer(),
+                                       on_change=lambda controller, what: self.updateReviewGUI())
+        self._reviewTimer = qt.QTimer()
+        self._reviewTimer.setInterval(50)
+        self._reviewTimer.timeout.connect(self.review.poll)
+        self._reviewTimer.start()
+        self.ui.regionsTableWidget.connect("cellClicked(int,int)", self.onRegionClicked)
+        self.ui.regionThresholdSpinBox.connect("editingFinished()", self.onThresholdEdited)
+        actions = {
+            self.ui.previousRegionButton: lambda s: s.previous(),
+            self.ui.nextRegionButton: lambda s: s.next(),
+            self.ui.acceptRegionButton: lambda s: s.accept(),
+            self.ui.markCorrectedButton: lambda s: s.mark_corrected(),
+            self.ui.undoCorrectionButton: lambda s: s.undo(),
+            self.ui.acceptAlternativeButton:
+                lambda s: s.accept_alternative(which=max(0, self.ui.alternativeComboBox.currentIndex)),
+        }
+        for button, action in actions.items():
+            button.connect("clicked(bool)", lambda checked=False, a=action: self.onReviewAction(a))
+        self.ui.editInSegmentEditorButton.connect("clicked(bool)", self.onEditInSegmentEditor)
+        self.ui.saveCorrectionsButton.connect("clicked(bool)", self.onSaveCorrections)
+        self.ui.openQueueButton.connect("clicked(bool)", self.onOpenQueue)
+        self.ui.previousCaseButton.connect("clicked(bool)", lambda: self.onQueueStep(self.review.previous_case))
+        self.ui.nextCaseButton.connect("clicked(bool)", lambda: self.onQueueStep(self.review.next_case))
+        self.updateReviewGUI()
+
+    def startReview(self, results) -> None:
+        threshold = self._parameterNode.regionThreshold if self._parameterNode else 0.0
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the review."), waitCursor=True):
+            self.review.review(results, threshold=threshold or None)
+        self.updateReviewGUI()
+
+    def onReviewAction(self, action) -> None:
+        if self.review.session is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Review action failed."), waitCursor=True):
+            action(self.review.session)
+        self.updateReviewGUI()
+
+    def onRegionClicked(self, row, column) -> None:
+        rows = self.review.table_rows()
+        if 0 <= row < len(rows):
+            self.onReviewAction(lambda s: s.go_to(rows[row]["id"]))
+
+    def onThresholdEdited(self) -> None:
+        if self.review.session is not None:
+            self.startReview(self.review.session.results)
+
+    def onEditInSegmentEditor(self) -> None:
+        session = self.review.session
+        if session is None or session.area is None:
+            slicer.util.infoDisplay(_("Select a breast or CT region first (Next region)."),
+                                    windowTitle=_("UQ Segmentation"))
+            return
+        slicer.util.selectModule("SegmentEditor")
+
+    def onSaveCorrections(self) -> None:
+        session = self.review.session
+        if session is None:
+            return
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Save corrections to"),
+                                                     str(corrections_root(session.results)))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Saving the corrections failed."), waitCursor=True):
+            record = session.save(folder)
+            self.ui.reviewSummaryLabel.text = _("Saved {case} to {folder}").format(case=record["case"], folder=folder)
+
+    def onOpenQueue(self) -> None:
+        path = qt.QFileDialog.getOpenFileName(None, _("Open review queue"), "", _("Review queue (queue.csv)"))
+        if path:
+            self.onQueueStep(lambda: self.review.open_queue(path))
+
+    def onQueueStep(self, step) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Opening the case failed."), waitCursor=True):
+            step()
+        self.updateReviewGUI()
+
+    def updateReviewGUI(self) -> None:
+        """Table of regions, summary line and which buttons apply, from the review controller."""
+        session = self.review.session if self.review else None
+        rows = self.review.table_rows() if self.review else []
+        table = self.ui.regionsTableWidget
+        table.setRowCount(len(rows))
+        for r, region in enumerate(rows):
+            for c, text in enumerate((str(region["id"]), region["kind"].replace("_", " "), region["where"],
+                                      f"{region['uncertainty']:.3g}", region["status"])):
+                table.setItem(r, c, qt.QTableWidgetItem(text))
+        if session is not None and session.current is not None:
+            table.selectRow([row["id"] for row in rows].index(session.current))
+        self.ui.reviewSummaryLabel.text = self.review.message if self.review else ""
+        alternatives = session.alternatives() if session is not None else []
+        combo = self.ui.alternativeComboBox
+        if [combo.itemText(k) for k in range(combo.count)] != alternatives:
+            combo.clear()
+            for text in alternatives:
+                combo.addItem(text)
+        selected = session is not None and session.current is not None
+        for button in (self.ui.acceptRegionButton, self.ui.markCorrectedButton):
+            button.enabled = selected
+        self.ui.previousRegionButton.enabled = self.ui.nextRegionButton.enabled = bool(rows)
+        self.ui.acceptAlternativeButton.enabled = self.ui.alternativeComboBox.enabled = selected and bool(alternatives)
+        self.ui.editInSegmentEditorButton.enabled = selected and session.area is not None
+        self.ui.undoCorrectionButton.enabled = session is not None and session.undo_stack.can_undo
+        self.ui.saveCorrectionsButton.enabled = session is not None
+        queue = self.review.queue if self.review else None
+        self.ui.previousCaseButton.enabled = self.ui.nextCaseButton.enabled = queue is not None
 
 
 #

@@ -58,6 +58,16 @@ Modules (one idea each): colormaps, legend, hierarchy, views (slice composite la
 with Slicer's storage nodes), terminology, input_volume, display_band (mammo-pectoral), display_node_colormap
 (cxr-landmarks), display_variance (ct-organs, mammo-breast), results (registry + load_results), render.
 
+Review and correction (issue 7; entry point `review_session.ReviewSession(results, parameter_node, runner=...,
+timer=...)`, held for the GUI by `review_controller.ReviewController`): review_regions (uncertain regions of a
+loaded result, RAS boxes), review_state (status in the parameter node), review_navigation (centre and zoom the
+slice nodes), review_scheduling (injected debounce timers and runners: synchronous or a worker thread polled from
+the GUI thread), correction_models (the result's model run again in-process, checked against the files),
+correction_curves / correction_pectoral / correction_cxr (control-point moves → the model-aware update),
+correction_labels (breast / CT: the Segment Editor's editable area, accept the alternative), review_undo,
+review_save (nodes → uqseg.correction.save), review_queue (queue.csv of a batch), segment_arrays (segments ↔
+numpy on a volume's grid, no application needed).
+
 Layers: engine (`uqseg`) ← this package ← GUI (`UQSegmentation.py`). This package imports the engine only to read
 input images (`input_volume.load_input_volume`); it never imports the GUI.
 """

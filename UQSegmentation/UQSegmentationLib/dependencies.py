@@ -38,6 +38,7 @@ REQUIREMENTS = {
     "pynrrd>=1.0": "nrrd",
     "SimpleITK>=2.3": "SimpleITK",
     "matplotlib>=3.7": "matplotlib",
+    "monai>=1.3": "monai",
 }
 
 # Built into Slicer's Python: never installed or upgraded by us (an incompatible version is reported instead).

@@ -4,6 +4,8 @@
                   [--samples N] [--seed S] [--fast]
     uqseg demo [--out DIR] [--device D]          run the tasks on the real sample data installed with the project
     uqseg bench [--task T ...] [--device D] [--json]
+    uqseg finetune --task TASK --corrections DIR --out MODELS_DIR [--model ID] [--epochs N] [--lr X]
+                   [--batch B] [--device D] [--seed S]   fine-tune on corrected cases → MODELS_DIR/<id>-ft<N>/
     uqseg models                                  list the models on the search path
 
 `predict` writes DIR/<case>/ (files per the task contract + summary.json), and DIR/queue.csv when more than one case
@@ -177,6 +179,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    from uqseg.finetune.errors import FinetuneError
+    from uqseg.finetune.run import run_finetune
+
+    try:
+        out = run_finetune(args.task, args.corrections, args.out, model_id=args.model, epochs=args.epochs, lr=args.lr,
+                           batch=args.batch, device=args.device, seed=args.seed, report=progress,
+                           note=lambda m: print(m, flush=True))
+    except (FinetuneError, InputError, OSError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    ft = out["card"]["fine_tuning"]
+    print(f"{out['id']} (version {out['version']}): {len(ft['cases'])} cases, {len(ft['skipped'])} skipped, "
+          f"loss {ft['loss_before']['loss']:.4f} -> {ft['loss_after']['loss']:.4f} -> {out['folder']}", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from uqseg.tasks import TASKS
 
@@ -203,6 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+    from uqseg.finetune.run import DEFAULT_BATCH, DEFAULT_EPOCHS, RECIPES
+
+    f = sub.add_parser("finetune", help="fine-tune a model on a folder of corrected cases (writes a new model)")
+    f.add_argument("--task", required=True, choices=sorted(RECIPES))
+    f.add_argument("--corrections", required=True, help="corrections folder (as written by the correction tools)")
+    f.add_argument("--out", required=True, help="models folder to write <id>-ft<N>/ into (use it as UQSEG_MODELS)")
+    f.add_argument("--model", default=None, help="model id to start from (default: the task's default model)")
+    f.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    f.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default per task: pectoral 1e-4, cxr and breast 3e-5)")
+    f.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=cmd_finetune)
     m = sub.add_parser("models", help="list the models on the search path")
     m.set_defaults(func=cmd_models)
     return ap

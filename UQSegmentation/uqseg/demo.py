@@ -10,6 +10,10 @@ pectoral-boundary model's.
 cxr-landmarks: the NEMA WG04 CR chest radiograph of the `pydicom-data` package, stored uncompressed (RG1_UNCR) and
 as lossless JPEG 2000 (RG1_J2KR): MONOCHROME1 with a VOI window, and a PixelSpacing of 0\\0, so it loads with the
 default 1 mm spacing (flagged `spacing_source: default`). Both files hold the same pixels, so the two results agree.
+
+ct-organs: the real CT sample shipped in Resources/SampleData/ct-abdomen (a TotalSegmentator test series, Apache-2.0,
+downsampled to 256 × 256 × 20), once as its DICOM series folder and once as NIfTI — the same voxels, so the same
+result.
 """
 
 from __future__ import annotations
@@ -105,6 +109,36 @@ def run_breast_demo(out: Path, views: dict[str, list[Path]], device: str = "auto
     return len(summaries) == len(files) and not errors
 
 
+def ct_sample_dir() -> Path:
+    """Resources/SampleData/ct-abdomen: the shipped real CT sample (next to the repository's models, or installed
+    next to the Slicer module)."""
+    here = Path(__file__).resolve().parent
+    for root in (here.parent.parent / "Resources", here.parent / "Resources"):
+        if (root / "SampleData" / "ct-abdomen").is_dir():
+            return root / "SampleData" / "ct-abdomen"
+    raise FileNotFoundError("Resources/SampleData/ct-abdomen (the CT sample) is not installed")
+
+
+def run_ct_demo(out: Path, device: str = "auto") -> bool:
+    """ct-organs on the shipped real CT sample, as a DICOM series folder and as NIfTI; True when both worked."""
+    from uqseg.cli import predict
+
+    try:
+        sample = ct_sample_dir()
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return False
+    inputs = [sample / "dicom", sample / "ct.nii.gz"]
+    print("== ct-organs on the real CT sample (TotalSegmentator test series, Apache-2.0, downsampled to 256 x 256 x "
+          "20): as a DICOM series and as NIfTI")
+    summaries, errors = predict("ct-organs", [str(p) for p in inputs], out / "ct-organs", device=device)
+    print(f"  {(out / 'ct-organs').resolve()}  (one folder per case: segmentation.seg.nrrd, probability.nrrd, "
+          f"variance.nrrd, entropy.nrrd, sample_*.seg.nrrd, summary.json, preview.png)")
+    for p in sorted((out / "ct-organs").glob("*/preview.png")):
+        print(f"  preview: {p.resolve()}")
+    return len(summaries) == len(inputs) and not errors
+
+
 def run_demo(out: Path, device: str = "auto") -> int:
     from uqseg.cli import predict
 
@@ -135,6 +169,8 @@ def run_demo(out: Path, device: str = "auto") -> int:
         ok = run_breast_demo(out, views, device) and ok
     if model_available("cxr-landmarks"):
         ok = run_cxr_demo(out, device) and ok
+    if model_available("ct-organs"):
+        ok = run_ct_demo(out, device) and ok
     return 0 if ok else 1
 
 

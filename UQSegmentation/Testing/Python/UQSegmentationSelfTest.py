@@ -1,4 +1,5 @@
-"""UQSegmentation self-test: load sample data, run every task on the CPU through the module's logic, check the nodes.
+"""UQSegmentation self-test: load sample data, run every task on the CPU through the module's logic, check the nodes,
+and review each result briefly (regions, Next, Accept; a contour point moved through the model and undone).
 
 Runs inside Slicer — as a ctest (`slicer_add_python_unittest` in UQSegmentation/CMakeLists.txt) and from the
 module's "Reload and Test" (`UQSegmentationTest` delegates here) — and also on the `slicer-core` wheel in pytest
@@ -149,6 +150,34 @@ class UQSegmentationSelfTest(unittest.TestCase):
         self.assertNotIn("input", [p.name for p in status.case_dir.parent.parent.iterdir()],
                          "the temp input file was not deleted after the run")
 
+    def _reviewStep(self, results):
+        """A short review of the result (issue 7): regions, Next, Accept (kept in the parameter node); for the
+        contour tasks one control point moved through the model-aware update, then undone exactly."""
+        from UQSegmentationLib.review_session import CURVE_TASKS, ReviewSession
+
+        session = ReviewSession(results)
+        try:
+            self.assertEqual([r["id"] for r in session.rows()], list(range(1, len(session.regions) + 1)))
+            if session.regions:
+                region = session.next()
+                session.accept()
+                self.assertEqual(session.state.statuses(), {region.id: "accepted"})
+            if results.task not in CURVE_TASKS:
+                return
+            session.start_corrections()
+            self.assertIsNotNone(session.corrector, session.error)
+            curve = session.corrector.curves[0]
+            before = [tuple(curve.GetNthControlPointPositionWorld(k)) for k in range(curve.GetNumberOfControlPoints())]
+            k = len(before) // 2
+            x, y, z = before[k]
+            curve.SetNthControlPointPositionWorld(k, x + 3.0, y, z)
+            self.assertEqual(session.corrector.updates, 1, session.corrector.last_error)
+            self.assertTrue(session.undo())
+            after = [tuple(curve.GetNthControlPointPositionWorld(k)) for k in range(curve.GetNumberOfControlPoints())]
+            self.assertEqual(after, before)
+        finally:
+            session.close()
+
     def test_every_task_on_cpu(self):
         """Each task of the engine's registry: sample input → background run on the CPU → nodes in the scene."""
         ran = 0
@@ -162,6 +191,7 @@ class UQSegmentationSelfTest(unittest.TestCase):
                 status = self.logic.run(volume, task.id, device="cpu", timeout=TIMEOUT_S,
                                         process_events=self._processEvents)
                 self._checkResults(status, task.id, volume)
+                self._reviewStep(status.results)
                 ran += 1
         self.assertGreater(ran, 0, "no task had sample data")
 

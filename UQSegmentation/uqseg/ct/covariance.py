@@ -186,6 +186,31 @@ class LogitDistribution:
             p = bb * a[..., None, :]
         return cov + p @ p.transpose(-1, -2)
 
+    def marginal_variance(self) -> torch.Tensor:
+        """Σ_n,cc, the variance of each class logit of each voxel: (B, C, *S), nats² (the diagonal of Eq. 5 / 7),
+        without forming the C×C blocks."""
+        if self.form == "deterministic":
+            return torch.zeros_like(self.mean)
+        d = self.variance
+        if self.form == "diagonal":
+            return d
+        if self.form == "lowrank":
+            return d + self.factor.pow(2).sum(2)
+        if self.form == "single_basis":
+            return d + torch.einsum("br...,cr->bc...", self.factor.pow(2), self.bases[0].pow(2))
+        a2 = self._blocked_scales().pow(2)  # (B, R, Kz, P, Ky, P, Kx, P)
+        out = torch.einsum("brziyjxl,bzyxcr->bcziyjxl", a2, self.block_bases().pow(2))
+        return d + out.reshape(d.shape)
+
+    def block_of_voxel(self, index: torch.Tensor) -> torch.Tensor:
+        """The flat mixture-block index (Kz·Ky·Kx order) of each flat voxel index."""
+        _, ky, kx = self.block_grid()
+        z_, y_, x_ = self.spatial
+        zz, rem = index // (y_ * x_), index % (y_ * x_)
+        yy, xx = rem // x_, rem % x_
+        p = self.block
+        return ((zz // p) * ky + yy // p) * kx + xx // p
+
     def dense_factor(self) -> torch.Tensor:
         """P as a dense (B, C·N, R_total) matrix with rows ordered (c, z, y, x) — for tests on tiny grids.
         R_total = R (``lowrank``, ``single_basis``) or R·K (``mixture_of_bases``, K blocks, block-major columns)."""

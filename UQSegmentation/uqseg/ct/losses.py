@@ -71,7 +71,7 @@ def ssn_loss(dist: LogitDistribution, label: torch.Tensor, weights: LossWeights 
     if dist.form == "deterministic":
         ce = cross_entropy(dist.mean, label, ignore_index)
         dice = soft_dice_loss(dist.mean.softmax(1), label, ignore_index)
-        return ce + dice, {"ce": float(ce), "dice": float(dice)}
+        return ce + dice, {"ce": float(ce.detach()), "dice": float(dice.detach())}
     eta = dist.sample(weights.samples, generator=generator)  # (k, B, C, *S)
     k = eta.shape[0]
     ce = sum(cross_entropy(eta[s], label, ignore_index) for s in range(k)) / k
@@ -82,9 +82,9 @@ def ssn_loss(dist: LogitDistribution, label: torch.Tensor, weights: LossWeights 
     if dist.form in ("single_basis", "mixture_of_bases"):
         orth = orthogonality(dist.bases)
         loss = loss + weights.orthogonality * orth
-        terms["orth"] = float(orth)
+        terms["orth"] = float(orth.detach())
     if dist.form == "mixture_of_bases":
         went = weight_entropy(dist)
         loss = loss + weights.weight_entropy * went
-        terms["weight_entropy"] = float(went)
+        terms["weight_entropy"] = float(went.detach())
     return loss, terms

@@ -29,33 +29,37 @@ def _key(*parts: int) -> int:
 
 
 class NoiseField:
-    """Standard normal draws keyed by position. `tile` is the tile edge in grid cells (voxels or blocks)."""
+    """Standard normal draws keyed by position. `tile`: the tile size (z, y, x) in grid cells (an int for a cube);
+    voxel noise and block noise use the same tile size, counted in voxels and in blocks respectively."""
 
-    def __init__(self, seed: int = 0, device: torch.device | str = "cpu", tile: int = 32):
+    def __init__(self, seed: int = 0, device: torch.device | str = "cpu", tile: int | tuple[int, int, int] = (4, 8, 8)):
         self.seed = int(seed)
         self.device = torch.device(device)
-        self.tile = int(tile)
+        self.tile = (int(tile),) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)
 
     def _generator(self, *parts: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
         g.manual_seed(_key(self.seed, *parts))
         return g
 
+    def tile_noise(self, k: int, channels: int, tile_index: tuple[int, int, int], stream: int) -> torch.Tensor:
+        """The (k, channels, tz, ty, tx) normals of one tile of the whole grid (tile_index counts tiles)."""
+        return torch.randn((k, channels, *self.tile), generator=self._generator(stream, k, channels, *tile_index),
+                           device=self.device)
+
     def keyed_normal(self, k: int, channels: int, shape: tuple[int, int, int], offset: tuple[int, int, int],
                      stream: int) -> torch.Tensor:
         """(k, channels, *shape) normals for the cells [offset, offset + shape) of the whole grid."""
-        t = self.tile
         out = torch.empty((k, channels, *shape), device=self.device)
-        ranges = [range(o // t, (o + s - 1) // t + 1) for o, s in zip(offset, shape)]
-        for tz, ty, tx in itertools.product(*ranges):
-            tile_noise = torch.randn((k, channels, t, t, t), generator=self._generator(stream, k, channels, tz, ty, tx),
-                                     device=self.device)
+        ranges = [range(o // t, (o + s - 1) // t + 1) for o, s, t in zip(offset, shape, self.tile)]
+        for index in itertools.product(*ranges):
+            noise = self.tile_noise(k, channels, index, stream)
             src, dst = [], []
-            for ti, o, s in zip((tz, ty, tx), offset, shape):
+            for ti, o, s, t in zip(index, offset, shape, self.tile):
                 lo, hi = max(ti * t, o), min((ti + 1) * t, o + s)
                 src.append(slice(lo - ti * t, hi - ti * t))
                 dst.append(slice(lo - o, hi - o))
-            out[(slice(None), slice(None), *dst)] = tile_noise[(slice(None), slice(None), *src)]
+            out[(slice(None), slice(None), *dst)] = noise[(slice(None), slice(None), *src)]
         return out
 
     def voxel_noise(self, k: int, shape: tuple[int, ...], offset: tuple[int, int, int]) -> torch.Tensor:

@@ -10,8 +10,9 @@ Adding a task = adding a module here and registering it in TASKS; the CLI and th
 
 from __future__ import annotations
 
+from uqseg.tasks.ct_organs import CtOrgansTask
 from uqseg.tasks.cxr_landmarks import CxrLandmarksTask
 from uqseg.tasks.mammo_breast import MammoBreastTask
 from uqseg.tasks.mammo_pectoral import MammoPectoralTask
 
-TASKS = {t.id: t for t in (MammoPectoralTask(), MammoBreastTask(), CxrLandmarksTask())}
+TASKS = {t.id: t for t in (MammoPectoralTask(), MammoBreastTask(), CxrLandmarksTask(), CtOrgansTask())}

@@ -1,0 +1,10 @@
+"""Fine-tuning a shipped model on a folder of corrected cases (`uqseg finetune`; issue 7, point 4).
+
+    run.py          the command: cases → preprocessing → loss before → training → loss after → new model folder
+    cases.py        which corrected cases of a corrections folder are usable (verified records), and their inputs
+    loop.py         the optimisation loop shared by every task (BatchNorm statistics frozen)
+    augment.py      light augmentation
+    model_folder.py the new model's id, version, card and atomic write
+    pectoral.py, cxr.py, breast.py   one recipe per task family: preprocessing as inference, the training loss
+    errors.py       CaseSkipped (one case) and FinetuneError (the run)
+"""

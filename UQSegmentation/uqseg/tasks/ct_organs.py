@@ -1,0 +1,164 @@
+"""Task `ct-organs`: organ segmentation of a CT volume by a Stochastic Segmentation Network with a Mixture-of-Bases
+logit covariance (Kampen, Aspe et al., NLDL 2026), with the voxel predictive variance Var[σ(η)].
+
+Input: a CT volume — a DICOM series folder, or NIfTI / NRRD / MHA — checked by `uqseg.io.ct.require_ct` (a 2-D
+image, a thin or non-CT volume, a mask or label map are refused with the reason).
+
+Files written per case (contract in ARCHITECTURE.md), all on the input's own grid (same size, spacing, origin and
+direction as the input volume):
+- segmentation.seg.nrrd — one segment per organ of the model (label c = organs[c − 1]), names and colours;
+- probability.nrrd — float32, the MC estimate of Eq. (14) that the voxel belongs to an organ, 1 − p̄_background
+  (for a one-organ model: p̄ of that organ);
+- variance.nrrd — float32, the predictive variance Σ_{c ≥ 1} Var[p_c] over the organ classes, probability²
+  (for a one-organ model: Var[p] of that organ; at most 0.25 per class);
+- entropy.nrrd — float32, entropy of p̄ in nats;
+- sample_<i>.seg.nrrd — the label maps of the first `keep` samples (default 3), for "accept the alternative";
+- preview.png — the axial working-grid slice with the most variance in the organs: outlines + variance overlay;
+- summary.json — `image_uncertainty` = the mean of variance.nrrd over the voxels labelled as any organ, computed
+  on the working grid (isotropic model spacing, so independent of the input resolution), probability²; per organ:
+  volume (ml), mean variance and mean entropy inside it; `ood` = image_uncertainty above the card's
+  `uncertainty.ood_threshold` (when the card gives one); `variance_display_threshold` (the card's, used by the preview
+  and by Slicer to start colouring the overlay); `active_fraction` = share of the working grid that needed sampling.
+
+Options: `samples` (k, default 30; 0 or `fast` = one deterministic pass: softmax(μ), zero variance), `seed`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from uqseg.ct.inference import DEFAULT_SAMPLES, CtPrediction, predict_ct
+from uqseg.ct.network import StochasticSegNet3d, load_weights
+from uqseg.ct.preview import render_ct_preview
+from uqseg.io.ct import require_ct
+from uqseg.io.geometry import volume_geometry
+from uqseg.io.image import Image
+from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
+from uqseg.models.registry import ModelCard, load_state_dict
+
+#: segment colours (0..1), after Slicer's GenericAnatomyColors
+ORGAN_COLOURS = {"liver": (0.87, 0.51, 0.40), "spleen": (0.62, 0.42, 0.64), "stomach": (0.85, 0.72, 0.35),
+                 "aorta": (0.88, 0.38, 0.30), "pancreas": (0.98, 0.71, 0.44), "heart": (0.81, 0.43, 0.33),
+                 "pulmonary_artery": (0.0, 0.59, 0.81)}
+DEFAULT_KEEP = 3
+VARIANCE_QUANTUM = 1.0 / 2**16
+
+
+def build_model(card: ModelCard) -> StochasticSegNet3d:
+    a = card["architecture"]
+    return StochasticSegNet3d(classes=int(a["classes"]), form=a["form"], rank=int(a["rank"]), bases=int(a["bases"]),
+                              block=int(a["block"]), filters=tuple(a["filters"]), strides=a.get("strides"),
+                              log_var_min=float(a["log_var_range"][0]), log_var_max=float(a["log_var_range"][1]))
+
+
+class CtOrgansTask:
+    id = "ct-organs"
+    ndim = 3
+    description = "CT organs: stochastic segmentation (Mixture-of-Bases covariance) with voxel predictive variance"
+
+    def load(self, card: ModelCard, device):
+        model = build_model(card)
+        load_weights(model, load_state_dict(card))
+        return model.to(device).eval()
+
+    def predict(self, image: Image, model, card: ModelCard, device, samples=None, seed: int = 0, fast: bool = False,
+                keep: int = DEFAULT_KEEP) -> CtPrediction:
+        require_ct(image, image.meta.get("path"))
+        samples = DEFAULT_SAMPLES if samples is None else int(samples)
+        if fast or samples <= 0:
+            samples, keep = 0, 0
+        prep = card["preprocessing"]
+        return predict_ct(image, model, float(prep["spacing_mm"]), tuple(prep["hu_window"]), list(card["organs"]),
+                          device, samples=samples, seed=seed, keep=keep)
+
+    def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
+        card = options["card"]
+        seed = options.get("seed") or 0
+        pred = self.predict(image, model, card, options["device"], options.get("samples"), seed,
+                            bool(options.get("fast")))
+        return write_outputs(image, pred, card, Path(out_dir), seed)
+
+
+def segments_for(organs: list[str]) -> list[dict]:
+    return [{"name": o, "label": i, "color": ORGAN_COLOURS.get(o, (0.9, 0.8, 0.2))}
+            for i, o in enumerate(organs, start=1)]
+
+
+def summary_numbers(pred: CtPrediction) -> dict:
+    """image_uncertainty and the per-organ numbers, on the working grid (module docstring)."""
+    var = pred.work_variance[1:].sum(0)
+    p = np.clip(pred.work_probability, 1e-12, 1)
+    ent = -(p * np.log(p)).sum(0)
+    organ = pred.work_label > 0
+    voxel_ml = float(np.prod(pred.grid.spacing)) / 1000.0
+    per_organ = {}
+    for i, name in enumerate(pred.organs, start=1):
+        m = pred.work_label == i
+        per_organ[name] = {"volume_ml": round(float(m.sum()) * voxel_ml, 2),
+                           "mean_variance": round(float(var[m].mean()), 6) if m.any() else None,
+                           "mean_entropy_nats": round(float(ent[m].mean()), 5) if m.any() else None}
+    score = float(var[organ].mean()) if organ.any() else None
+    return {"image_uncertainty": score, "organs": per_organ}
+
+
+def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, seed: int = 0) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    geom = volume_geometry(image)
+    segments = segments_for(pred.organs)
+    files = {}
+    write_segmentation_nrrd(out / "segmentation.seg.nrrd", pred.label, segments, **geom)
+    files["segmentation"] = "segmentation.seg.nrrd"
+    q = VARIANCE_QUANTUM
+    write_volume_nrrd(out / "probability.nrrd", (np.round(pred.organ_probability / q) * q).astype(np.float32), **geom)
+    files["probability"] = "probability.nrrd"
+    write_volume_nrrd(out / "variance.nrrd", (np.round(pred.variance / q**2) * q**2).astype(np.float32), **geom)
+    files["variance"] = "variance.nrrd"
+    write_volume_nrrd(out / "entropy.nrrd", (np.round(pred.entropy / q) * q).astype(np.float32), **geom)
+    files["entropy"] = "entropy.nrrd"
+    if pred.kept_labels is not None:
+        files["samples"] = []
+        for i, lab in enumerate(pred.kept_labels):
+            name = f"sample_{i}.seg.nrrd"
+            write_segmentation_nrrd(out / name, lab, segments, **geom)
+            files["samples"].append(name)
+    numbers = summary_numbers(pred)
+    unc = card.get("uncertainty", {})
+    threshold = unc.get("ood_threshold")
+    score = numbers["image_uncertainty"]
+    fast = pred.samples == 0
+    summary = {
+        "task": "ct-organs",
+        "image_uncertainty": score,
+        "image_uncertainty_units": "probability^2 (mean predictive variance over the voxels predicted as an organ, "
+                                   "on the model's working grid)",
+        "variance_units": "probability^2",
+        "method": ("fast: one deterministic pass, softmax of the mean logits, no sampling" if fast else
+                   f"{card['architecture']['form']} logit covariance; {pred.samples} samples in logit space from one "
+                   "network pass per window (Eq. 13-14)"),
+        "samples": pred.samples,
+        "seed": seed,
+        "multimodal": False,
+        "ood": bool(not fast and threshold is not None and score is not None and score > threshold),
+        "ood_threshold": threshold,
+        "variance_display_threshold": unc.get("display_threshold"),
+        "organs": numbers["organs"],
+        "working_grid": {"shape_zyx": list(pred.grid.shape), "spacing_mm": list(pred.grid.spacing),
+                         "origin_lps_mm": list(pred.grid.origin), "direction": "identity (axis-aligned LPS)"},
+        "windows": pred.windows,
+        "active_fraction": pred.active_fraction,
+        "inference_ms": pred.timings_ms,
+    }
+    source = Path(image.meta.get("path") or "")
+    flags = ["ood"] if summary["ood"] else []
+    caption = (f"{source.name}  {card.id} v{card.version}  "
+               f"{'fast' if fast else f'k={pred.samples}'}  mean organ variance "
+               f"{score if score is not None else float('nan'):.4f}  flags: {', '.join(flags) or 'none'}")
+    colours = [ORGAN_COLOURS.get(o, (0.9, 0.8, 0.2)) for o in pred.organs]
+    render_ct_preview(pred.work_hu, pred.work_label, pred.work_variance[1:].sum(0), pred.organs, colours,
+                      float(pred.grid.spacing[0]), out / "preview.png", title=caption,
+                      threshold=summary["variance_display_threshold"])
+    files["preview"] = "preview.png"
+    summary["files"] = files
+    return summary

@@ -55,6 +55,24 @@ def prepare(case, spacing: float, hu: tuple[float, float]):
     return vol, lab
 
 
+def class_rows_by_organ(tensors: dict, init_config: Path, organs: list[str]) -> dict:
+    """When the --init run segmented other organs, keep the rows of its class head (mean_head: background, then its
+    organs) that belong to this run's organs, by name — e.g. a liver-only run from a four-organ run keeps the
+    background and liver rows. Rows of organs the init run did not have are left to a fresh start."""
+    if not init_config.is_file():
+        return tensors
+    old = json.loads(init_config.read_text()).get("organs", [])
+    if old == organs or not all(o in old for o in organs):
+        return tensors
+    rows = [0] + [old.index(o) + 1 for o in organs]
+    out = dict(tensors)
+    for name in ("mean_head.weight", "mean_head.bias"):
+        if name in out:
+            out[name] = out[name][rows].contiguous()
+    print(f"class head rows {rows} of the init run's {['background'] + old} kept for {['background'] + organs}")
+    return out
+
+
 def dice_per_organ(pred: np.ndarray, truth: np.ndarray, organs: list[str]) -> dict:
     out = {}
     for i, organ in enumerate(organs, start=1):
@@ -142,8 +160,12 @@ def main(argv=None) -> int:
     model = StochasticSegNet3d(classes=len(organs) + 1, form=args.form, rank=args.rank, bases=args.bases,
                                block=args.block, filters=tuple(args.filters), strides=DEFAULT_STRIDES)
     if args.init:
-        new = load_weights(model, load_file(args.init), strict=False)
-        print(f"init from {args.init}: {len(new)} new tensors (the covariance heads)", flush=True)
+        tensors = class_rows_by_organ(load_file(args.init), Path(args.init).parent / "config.json", organs)
+        own = model.state_dict()
+        reshaped = sorted(k for k, v in tensors.items() if k in own and own[k].shape != v.shape)
+        new = load_weights(model, {k: v for k, v in tensors.items() if k not in reshaped}, strict=False)
+        print(f"init from {args.init}: {len(new)} tensors start fresh (new heads; {len(reshaped)} of another "
+              f"shape, e.g. the class head of a different organ list: {reshaped})", flush=True)
     patch = tuple(args.patch)
     if any(p % m for p, m in zip(patch, model.size_multiple)):
         raise SystemExit(f"--patch {patch} must be a multiple of {model.size_multiple}")

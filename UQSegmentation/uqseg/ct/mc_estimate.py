@@ -8,14 +8,19 @@ can change anything.
 - kept (keep, *S) uint8: the arg-max labels of the first `keep` samples (for "accept the alternative");
 - active_fraction: the share of voxels that were sampled.
 
+Samples. C > 2 classes: η_s exactly as `LogitDistribution.sample` draws them with the same `NoiseField` (the same
+position-keyed ε_d, ε_k and global ε — tested). C = 2 (one organ): only the logit difference δ = η_1 − η_0 enters
+softmax(η)_1 = σ(δ), and δ is Gaussian with mean μ_1 − μ_0, diagonal part √(d_0 + d_1) ε (one normal per voxel
+instead of two) and low-rank part (P_1 − P_0) ε (the difference of the two basis rows). These draws have exactly
+the law of the general ones (not the same numbers); they halve the cost of sampling.
+
 Tile-sparse evaluation. A voxel is *settled* when its top class t (arg-max of μ) beats every other class c by
     μ_t − μ_c ≥ SETTLED_MARGIN + SETTLED_Z · (s_t + s_c),      s_c² = Σ_n,cc (the marginal logit variance)
 (SETTLED_MARGIN = 10 nats, SETTLED_Z = 5): then in every sample, except with probability ≤ (C−1)·Φ(−5) ≈ 3e-7
 per class, η_t − η_c ≥ 10 and p_t ≥ 1/(1 + (C−1) e^{−10}), so softmax(μ) agrees with the MC mean to within
 (C−1)·e^{−10} ≈ 2e-4 and the variance is below 1e-7. The grid is cut into the tiles of the `NoiseField`; tiles with
-at least one unsettled voxel are sampled exactly as `LogitDistribution.sample` with the same field would (the same
-position-keyed ε_d, ε_k and global ε — tested), the others take softmax(μ) and zero variance. In a CT volume most
-of the body and all of the air is settled, so the cost of k samples is a fraction of a network pass.
+at least one unsettled voxel are sampled, the others take softmax(μ) and zero variance. In a CT volume most of the
+body and all of the air is settled, so the cost of k samples is a fraction of a network pass.
 """
 
 from __future__ import annotations
@@ -48,9 +53,7 @@ def unsettled_voxels(dist: LogitDistribution) -> torch.Tensor:
         return torch.zeros(mu.shape[1:], dtype=torch.bool, device=mu.device)
     s = dist.marginal_variance()[0].clamp_min(0).sqrt()
     top = mu.argmax(0, keepdim=True)
-    mu_t = mu.gather(0, top)
-    s_t = s.gather(0, top)
-    margin = mu_t - mu - SETTLED_Z * (s_t + s)
+    margin = mu.gather(0, top) - mu - SETTLED_Z * (s.gather(0, top) + s)
     margin = margin.scatter(0, top, float("inf"))  # the top class itself
     return (margin < SETTLED_MARGIN).any(0)
 
@@ -61,14 +64,39 @@ def _tiles(shape, tile):
     return tuple(s // t for s, t in zip(shape, tile))
 
 
-def _to_tiles(x: torch.Tensor, tile) -> torch.Tensor:
-    """(..., Z, Y, X) → (..., nTz·nTy·nTx, tz·ty·tx) in tile-major order."""
+def _to_tiles(x: torch.Tensor, tile, block: int | None = None) -> torch.Tensor:
+    """(..., Z, Y, X) → (..., nTiles, voxels per tile), tiles in (z, y, x) order. Inside a tile the voxels are in
+    (z, y, x) order, or — with `block` — grouped block by block ((bz, by, bx) then (pz, py, px)), so that the voxels
+    of one mixture block are consecutive."""
     lead = x.shape[:-3]
     (nz, ny, nx), (tz, ty, tx) = _tiles(x.shape[-3:], tile), tile
-    y = x.reshape(*lead, nz, tz, ny, ty, nx, tx)
     n = len(lead)
-    y = y.permute(*range(n), n, n + 2, n + 4, n + 1, n + 3, n + 5)
+    if block is None:
+        y = x.reshape(*lead, nz, tz, ny, ty, nx, tx).permute(*range(n), n, n + 2, n + 4, n + 1, n + 3, n + 5)
+        return y.reshape(*lead, nz * ny * nx, tz * ty * tx)
+    p = block
+    y = x.reshape(*lead, nz, tz // p, p, ny, ty // p, p, nx, tx // p, p)
+    y = y.permute(*range(n), n, n + 3, n + 6, n + 1, n + 4, n + 7, n + 2, n + 5, n + 8)
     return y.reshape(*lead, nz * ny * nx, tz * ty * tx)
+
+
+def _tile_layout_noise(noise: NoiseField, k: int, channels: int, tile_ids, nt, offset, block):
+    """ε_d (k, channels, n) of the listed tiles, drawn as `keyed_normal` draws them, in `_to_tiles` order."""
+    coords = list(itertools.product(*[range(n) for n in nt]))
+    off = tuple(o // t for o, t in zip(offset, noise.tile))
+    eps = torch.stack([noise.tile_noise(k, channels, tuple(a + b for a, b in zip(coords[int(t)], off)), VOXEL_STREAM)
+                       for t in tile_ids], 2)  # (k, ch, nA, tz, ty, tx)
+    if block is None:
+        return eps.reshape(k, channels, -1)
+    return _reorder_blocks(eps, block).reshape(k, channels, -1)
+
+
+def _reorder_blocks(eps: torch.Tensor, p: int) -> torch.Tensor:
+    """(k, ch, nA, tz, ty, tx) → (k, ch, nA, [blocks in tile], [voxels in block]) with the `_to_tiles(block=p)`
+    order."""
+    k, ch, na, tz, ty, tx = eps.shape
+    y = eps.reshape(k, ch, na, tz // p, p, ty // p, p, tx // p, p).permute(0, 1, 2, 3, 5, 7, 4, 6, 8)
+    return y.reshape(k, ch, na, -1)
 
 
 def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple[int, int, int] = (0, 0, 0),
@@ -86,70 +114,92 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
     tile = noise.tile
     if any(o % t for o, t in zip(offset, tile)):
         raise ValueError(f"window offset {offset} is not a multiple of the noise tile {tile}")
+    mixture = dist.form == "mixture_of_bases"
+    block = dist.block if mixture else None
+    if mixture and any(t % block for t in tile):
+        raise ValueError(f"the noise tile {tile} must consist of whole mixture blocks of {block} voxels")
     active_vox = unsettled_voxels(dist) if sparse else torch.ones(shape, dtype=torch.bool, device=mu.device)
-    active_tiles = _to_tiles(active_vox[None].float(), tile)[0].amax(-1) > 0  # (nT,)
-    tile_ids = torch.nonzero(active_tiles).flatten()
-    nt = _tiles(shape, tile)
-    n_active = int(tile_ids.numel())
-    if n_active == 0:
+    tile_ids = torch.nonzero(_to_tiles(active_vox[None], tile)[0].any(-1)).flatten()
+    if tile_ids.numel() == 0:
         return WindowMoments(mean, second, kept, 0.0)
-    tvox = tile[0] * tile[1] * tile[2]
-    # flat voxel indices (into Z·Y·X) of the active tiles' voxels, tile-major
-    vox_index = _to_tiles(torch.arange(mu[0].numel(), device=mu.device).reshape(shape)[None], tile)[0]
-    index = vox_index[tile_ids].reshape(-1)  # (n_active · tvox,)
-    # ε_d of the active tiles, exactly as keyed_normal draws them, in the tile-major order of `index`
-    tile_coords = list(itertools.product(*[range(n) for n in nt]))
-    off_tiles = tuple(o // t for o, t in zip(offset, tile))
-    eps_d = torch.stack([noise.tile_noise(k, c, tuple(a + b for a, b in zip(tile_coords[int(t)], off_tiles)),
-                                          VOXEL_STREAM) for t in tile_ids], 2).reshape(k, c, -1)
-    if dist.form == "mixture_of_bases":
-        # block-major order: the active tiles consist of whole P×P×P blocks; voxels of one block consecutive
-        p3 = dist.block ** 3
-        if any(t % dist.block for t in tile):
-            raise ValueError(f"the noise tile {tile} must consist of whole mixture blocks of {dist.block} voxels")
-        block_of = dist.block_of_voxel(index)
-        z_, y_, x_ = shape
-        zz, yy, xx = index // (y_ * x_), (index // x_) % y_, index % x_
-        pb = dist.block
-        within = ((zz % pb) * pb + yy % pb) * pb + xx % pb
-        perm = torch.argsort(block_of * p3 + within)
-        index, eps_d = index[perm], eps_d[:, :, perm]
-        blocks = block_of[perm][::p3]  # (nb,)
-        rank = dist.rank
-        a_b = dist.factor[0].float().reshape(rank, -1)[:, index].reshape(rank, -1, p3)  # (R, nb, P³)
-        bases_b = dist.block_bases()[0].float().reshape(-1, c, rank)[blocks]  # (nb, C, R)
-        block_eps = noise.block_noise(k, 1, dist.block_grid(), rank, offset, dist.block)[:, 0]
-        block_eps = block_eps.reshape(k, -1, rank)[:, blocks]  # (k, nb, R)
-    elif dist.form == "single_basis":
-        a_t = dist.factor[0].float().reshape(dist.rank, -1)[:, index].T  # (n, R)
-        global_eps = noise.global_noise(k, dist.rank).float()
-    elif dist.form == "lowrank":
-        p_f = dist.factor[0].float().reshape(c, dist.rank, -1)[:, :, index]  # (C, R, n)
-        global_eps = noise.global_noise(k, dist.rank).float()
-    mu_a = mu.reshape(c, -1)[:, index]  # (C, n)
-    sd_a = (0.5 * dist.log_var[0].float()).exp().reshape(c, -1)[:, index]
-    sum_p = torch.zeros(c, index.numel(), device=mu.device)
+    nt = _tiles(shape, tile)
+    binary = c == 2
+    ch = 1 if binary else c
+    # flat voxel indices (into Z·Y·X) of the active tiles, in the order of their noise
+    arange = torch.arange(mu[0].numel(), device=mu.device).reshape(shape)
+    index = _to_tiles(arange[None], tile, block)[0][tile_ids].reshape(-1)
+    eps_d = _tile_layout_noise(noise, k, ch, tile_ids, nt, offset, block)  # (k, ch, n)
+    mu_a = mu.reshape(c, -1)[:, index]
+    var_a = dist.variance[0].float().reshape(c, -1)[:, index]
+    if binary:
+        loc = (mu_a[1] - mu_a[0])[None]  # (1, n) mean of δ
+        scale = (var_a[0] + var_a[1]).sqrt()[None]
+    else:
+        loc, scale = mu_a, var_a.sqrt()
+    low_rank = _low_rank_sampler(dist, index, k, noise, offset, binary)
+    sum_p = torch.zeros(ch, index.numel(), device=mu.device)
     sum_p2 = torch.zeros_like(sum_p)
     kept_a = []
     for s0 in range(0, k, SAMPLE_CHUNK):
         s1 = min(k, s0 + SAMPLE_CHUNK)
-        ks = s1 - s0
-        eta = mu_a[None] + sd_a[None] * eps_d[s0:s1]  # (ks, C, n)
-        if dist.form == "mixture_of_bases":
-            g = bases_b[None] * block_eps[s0:s1, :, None, :]  # (ks, nb, C, R): B̃_k diag(ε_k)
-            eta = eta + torch.einsum("rbv,kbcr->kcbv", a_b, g).reshape(ks, c, -1)
-        elif dist.form == "single_basis":
-            g = (dist.bases[0].float()[None] * global_eps[s0:s1, None, :])  # (ks, C, R)
-            eta = eta + (a_t @ g.reshape(-1, dist.rank).T).T.reshape(ks, c, -1)
-        elif dist.form == "lowrank":
-            eta = eta + torch.einsum("crn,kr->kcn", p_f, global_eps[s0:s1])
-        p = eta.softmax(1)
+        eta = loc[None] + scale[None] * eps_d[s0:s1]  # (ks, ch, n)
+        if low_rank is not None:
+            eta = eta + low_rank(s0, s1)
+        p = torch.sigmoid(eta) if binary else eta.softmax(1)
         sum_p += p.sum(0)
         sum_p2 += (p * p).sum(0)
         if keep and s0 < keep:
-            kept_a.append(p[: keep - s0].argmax(1).to(torch.uint8))
-    mean.reshape(c, -1)[:, index] = sum_p / k
-    second.reshape(c, -1)[:, index] = sum_p2 / k
+            first = eta[: keep - s0]
+            kept_a.append((first[:, 0] > 0).to(torch.uint8) if binary else first.argmax(1).to(torch.uint8))
+    m1, m2 = sum_p / k, sum_p2 / k
+    if binary:  # class 1 moments → both classes: p_0 = 1 − p_1
+        m1 = torch.cat([1 - m1, m1])
+        m2 = torch.cat([1 - 2 * m1[1:] + m2, m2])
+    mean.reshape(c, -1)[:, index] = m1
+    second.reshape(c, -1)[:, index] = m2
     if keep:
         kept.reshape(keep, -1)[:, index] = torch.cat(kept_a)[:keep]
-    return WindowMoments(mean, second, kept, n_active * tvox / mu[0].numel())
+    tvox = tile[0] * tile[1] * tile[2]
+    return WindowMoments(mean, second, kept, int(tile_ids.numel()) * tvox / mu[0].numel())
+
+
+def _low_rank_sampler(dist: LogitDistribution, index: torch.Tensor, k: int, noise: NoiseField, offset, binary: bool):
+    """A function (s0, s1) → the low-rank part P ε of samples s0..s1 at the voxels `index`: (ks, C, n), or for a
+    binary model the difference (P_1 − P_0) ε as (ks, 1, n); None for the diagonal form."""
+    c = dist.classes
+    rank = dist.rank
+    if dist.form == "mixture_of_bases":
+        p3 = dist.block ** 3
+        a_b = dist.factor[0].float().reshape(rank, -1)[:, index].reshape(rank, -1, p3)  # (R, nb, P³)
+        blocks = dist.block_of_voxel(index[::p3])  # (nb,) the block of each run of P³ voxels
+        bases = dist.block_bases()[0].float().reshape(-1, c, rank)[blocks]  # (nb, C, R)
+        if binary:
+            bases = (bases[:, 1] - bases[:, 0])[:, None]  # (nb, 1, R)
+        eps = noise.block_noise(k, 1, dist.block_grid(), rank, offset, dist.block)[:, 0].reshape(k, -1, rank)
+        eps = eps[:, blocks]  # (k, nb, R)
+
+        def sample(s0, s1):
+            g = bases[None] * eps[s0:s1, :, None, :]  # (ks, nb, ch, R): B̃_k diag(ε_k)
+            return torch.einsum("rbv,kbcr->kcbv", a_b, g).reshape(s1 - s0, bases.shape[1], -1)
+        return sample
+    if dist.form == "single_basis":
+        a_t = dist.factor[0].float().reshape(rank, -1)[:, index].T  # (n, R)
+        basis = dist.bases[0].float()
+        if binary:
+            basis = (basis[1] - basis[0])[None]
+        eps = noise.global_noise(k, rank).float()
+
+        def sample(s0, s1):
+            g = basis[None] * eps[s0:s1, None, :]  # (ks, ch, R)
+            return (a_t @ g.reshape(-1, rank).T).T.reshape(s1 - s0, basis.shape[0], -1)
+        return sample
+    if dist.form == "lowrank":
+        p_f = dist.factor[0].float().reshape(c, rank, -1)[:, :, index]  # (C, R, n)
+        if binary:
+            p_f = (p_f[1] - p_f[0])[None]
+        eps = noise.global_noise(k, rank).float()
+
+        def sample(s0, s1):
+            return torch.einsum("crn,kr->kcn", p_f, eps[s0:s1])
+        return sample
+    return None

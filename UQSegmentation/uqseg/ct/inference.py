@@ -5,10 +5,10 @@ Steps: resample onto the model's axis-aligned working grid (`uqseg.ct.preprocess
 network's size multiple, MONAI sliding-window inference (`monai.inferers.sliding_window_inference`, Gaussian
 importance weights, `overlap`) in which every window runs the network ONCE and draws its k samples in logit space
 (`uqseg.ct.mc_estimate.mc_moments`) from a position-keyed `NoiseField`, so a voxel in two windows gets the same
-sample draws in both; the windows' first and second moments of softmax(η) are stitched (importance-weighted means);
-then on the working grid:
-    mean p̄_c = E[softmax(η)_c] (Eq. 14),   Var_c = E[p_c²] − p̄_c²  (≥ 0),   H = −Σ_c p̄_c ln p̄_c (nats),
-    label = arg-max_c p̄_c.
+sample draws in both; per window p̄_c = E[softmax(η)_c] (Eq. 14) and Var_c = E[p_c²] − p̄_c², and the windows'
+p̄ and Var are stitched (importance-weighted means — averaging variances rather than second moments keeps the small
+differences between two windows' network outputs near their edges out of the variance); then on the working grid
+H = −Σ_c p̄_c ln p̄_c (nats) and label = arg-max_c p̄_c.
 Mapped back to the input grid (same size, spacing, origin, direction): the class probabilities trilinearly (label =
 their arg-max there), the organ probability 1 − p̄_background, the summed organ variance Σ_{c≥1} Var_c, the
 entropy; kept samples' labels by nearest neighbour. `samples=0` is the deterministic pass (softmax(μ), no
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from uqseg.ct.mc_estimate import mc_moments
+from uqseg.ct.mc_estimate import class_argmax, mc_moments
 from uqseg.ct.network import StochasticSegNet3d
 from uqseg.ct.noise import NoiseField
 from uqseg.ct.preprocess import (WorkingGrid, normalise_hu, pad_to_multiple, to_input_grid, to_working_grid,
@@ -34,8 +34,10 @@ from uqseg.ct.preprocess import (WorkingGrid, normalise_hu, pad_to_multiple, to_
 from uqseg.io.image import Image
 
 DEFAULT_SAMPLES = 30
-DEFAULT_ROI = (64, 160, 160)
+DEFAULT_ROI = (64, 192, 192)
 DEFAULT_OVERLAP = 0.25
+#: noise tile (z, y, x) voxels: the unit of position-keyed draws and of the sparse sampling
+NOISE_TILE = (8, 16, 16)
 
 
 @dataclass
@@ -77,7 +79,7 @@ def _window(padded_shape, roi, multiple) -> tuple[tuple[int, ...], float]:
 @torch.inference_mode()
 def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_window, organs: list[str],
                device: torch.device | str = "cpu", samples: int = DEFAULT_SAMPLES, seed: int = 0, keep: int = 0,
-               roi=DEFAULT_ROI, sparse: bool = True, progress=None) -> CtPrediction:
+               roi=DEFAULT_ROI, sparse: bool = True, progress=None, noise_tile=NOISE_TILE) -> CtPrediction:
     from monai.inferers import sliding_window_inference
 
     device = torch.device(device)
@@ -85,7 +87,8 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
     grid = working_grid(image, spacing_mm)
     work_hu = to_working_grid(image, grid)
     x = normalise_hu(work_hu, hu_window)
-    noise = NoiseField(seed=seed, device=device)
+    noise = NoiseField(seed=seed, device=device, tile=noise_tile,
+                       layout_block=model.block if model.form == "mixture_of_bases" else 4)
     multiple = tuple(math.lcm(m, t) for m, t in zip(model.size_multiple, noise.tile))
     padded, shape = pad_to_multiple(x, multiple)
     roi_, overlap = _window(padded.shape, roi, multiple)
@@ -102,7 +105,9 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
         stats["active"] += m.active_fraction
         if progress is not None:
             progress(stats["windows"])
-        parts = [m.mean, m.second] + ([m.kept.float()] if kept_n else [])
+        # the window's own variance: stitching averages variances, not second moments, so that two windows whose
+        # network outputs differ slightly near their edges add no between-window spread (a seam) to the variance
+        parts = [m.mean, (m.second - m.mean ** 2).clamp_min(0)] + ([m.kept.float()] if kept_n else [])
         return torch.cat(parts)[None]
 
     inp = torch.from_numpy(padded)[None, None].to(device)
@@ -111,8 +116,8 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
     t2 = time.perf_counter()
     mean = out[:c].clamp(0, 1)
     mean = mean / mean.sum(0, keepdim=True).clamp_min(1e-12)
-    var = (out[c: 2 * c] - out[:c] ** 2).clamp_min(0)
-    work_label = mean.argmax(0).to(torch.uint8).numpy()
+    var = out[c: 2 * c].clamp_min(0)
+    work_label = class_argmax(mean).numpy()
     mean_np, var_np = mean.numpy(), var.numpy()
     # back onto the input grid
     best = np.full(image.shape, -1.0, np.float32)

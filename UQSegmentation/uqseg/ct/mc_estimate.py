@@ -35,7 +35,8 @@ from uqseg.ct.noise import VOXEL_STREAM, NoiseField
 
 SETTLED_MARGIN = 10.0
 SETTLED_Z = 5.0
-SAMPLE_CHUNK = 10
+#: voxels whose k samples are evaluated together (a multiple of the tile volume)
+VOXEL_CHUNK = 16384  # 8 tiles of 8 × 16 × 16 (also 64 of 4 × 8 × 8)
 
 
 @dataclass
@@ -52,10 +53,23 @@ def unsettled_voxels(dist: LogitDistribution) -> torch.Tensor:
     if dist.form == "deterministic":
         return torch.zeros(mu.shape[1:], dtype=torch.bool, device=mu.device)
     s = dist.marginal_variance()[0].clamp_min(0).sqrt()
+    if mu.shape[0] == 2:  # (arg-max over the class axis is slow on the CPU)
+        return (mu[1] - mu[0]).abs() - SETTLED_Z * (s[0] + s[1]) < SETTLED_MARGIN
     top = mu.argmax(0, keepdim=True)
     margin = mu.gather(0, top) - mu - SETTLED_Z * (s.gather(0, top) + s)
     margin = margin.scatter(0, top, float("inf"))  # the top class itself
     return (margin < SETTLED_MARGIN).any(0)
+
+
+def class_argmax(x: torch.Tensor) -> torch.Tensor:
+    """uint8 arg-max over axis 0 of (C, ...) by comparisons (torch's arg-max over a leading axis is slow on the
+    CPU); ties go to the lower class, as torch.argmax."""
+    best, label = x[0], torch.zeros(x.shape[1:], dtype=torch.uint8, device=x.device)
+    for c in range(1, x.shape[0]):
+        better = x[c] > best
+        label[better] = c
+        best = torch.where(better, x[c], best)
+    return label
 
 
 def _tiles(shape, tile):
@@ -80,23 +94,16 @@ def _to_tiles(x: torch.Tensor, tile, block: int | None = None) -> torch.Tensor:
     return y.reshape(*lead, nz * ny * nx, tz * ty * tx)
 
 
-def _tile_layout_noise(noise: NoiseField, k: int, channels: int, tile_ids, nt, offset, block):
-    """ε_d (k, channels, n) of the listed tiles, drawn as `keyed_normal` draws them, in `_to_tiles` order."""
+def _tile_draws(noise: NoiseField, k: int, channels: int, tile_ids, nt, offset) -> torch.Tensor:
+    """ε_d of the listed tiles as `keyed_normal` draws them: (nA, k, channels, voxels of a tile), block-major
+    voxel order (`NoiseField.tile_draws`)."""
     coords = list(itertools.product(*[range(n) for n in nt]))
     off = tuple(o // t for o, t in zip(offset, noise.tile))
-    eps = torch.stack([noise.tile_noise(k, channels, tuple(a + b for a, b in zip(coords[int(t)], off)), VOXEL_STREAM)
-                       for t in tile_ids], 2)  # (k, ch, nA, tz, ty, tx)
-    if block is None:
-        return eps.reshape(k, channels, -1)
-    return _reorder_blocks(eps, block).reshape(k, channels, -1)
-
-
-def _reorder_blocks(eps: torch.Tensor, p: int) -> torch.Tensor:
-    """(k, ch, nA, tz, ty, tx) → (k, ch, nA, [blocks in tile], [voxels in block]) with the `_to_tiles(block=p)`
-    order."""
-    k, ch, na, tz, ty, tx = eps.shape
-    y = eps.reshape(k, ch, na, tz // p, p, ty // p, p, tx // p, p).permute(0, 1, 2, 3, 5, 7, 4, 6, 8)
-    return y.reshape(k, ch, na, -1)
+    tvox = noise.tile[0] * noise.tile[1] * noise.tile[2]
+    out = torch.empty((len(tile_ids), k, channels, tvox), device=noise.device)
+    for j, t in enumerate(tile_ids.tolist()):
+        noise.tile_draws(k, channels, tuple(a + b for a, b in zip(coords[t], off)), VOXEL_STREAM, out=out[j])
+    return out
 
 
 def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple[int, int, int] = (0, 0, 0),
@@ -108,16 +115,16 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
     shape = tuple(mu.shape[1:])
     p0 = mu.softmax(0)
     mean, second = p0.clone(), p0 * p0
-    kept = mu.argmax(0).to(torch.uint8).expand(keep, *shape).clone() if keep else None
+    kept = class_argmax(mu).expand(keep, *shape).clone() if keep else None
     if dist.form == "deterministic" or k == 0:
         return WindowMoments(mean, second, kept, 0.0)
     tile = noise.tile
     if any(o % t for o, t in zip(offset, tile)):
         raise ValueError(f"window offset {offset} is not a multiple of the noise tile {tile}")
     mixture = dist.form == "mixture_of_bases"
-    block = dist.block if mixture else None
-    if mixture and any(t % block for t in tile):
-        raise ValueError(f"the noise tile {tile} must consist of whole mixture blocks of {block} voxels")
+    block = noise.layout_block
+    if mixture and dist.block != block:
+        raise ValueError(f"the noise field's layout block {block} differs from the mixture block {dist.block}")
     active_vox = unsettled_voxels(dist) if sparse else torch.ones(shape, dtype=torch.bool, device=mu.device)
     tile_ids = torch.nonzero(_to_tiles(active_vox[None], tile)[0].any(-1)).flatten()
     if tile_ids.numel() == 0:
@@ -128,29 +135,32 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
     # flat voxel indices (into Z·Y·X) of the active tiles, in the order of their noise
     arange = torch.arange(mu[0].numel(), device=mu.device).reshape(shape)
     index = _to_tiles(arange[None], tile, block)[0][tile_ids].reshape(-1)
-    eps_d = _tile_layout_noise(noise, k, ch, tile_ids, nt, offset, block)  # (k, ch, n)
-    mu_a = mu.reshape(c, -1)[:, index]
-    var_a = dist.variance[0].float().reshape(c, -1)[:, index]
+    eps_tiles = _tile_draws(noise, k, ch, tile_ids, nt, offset)  # (nA, k, ch, tvox)
+    tvox = eps_tiles.shape[-1]
+    mu_a = _to_tiles(mu, tile, block)[:, tile_ids].reshape(c, -1)  # (C, n) in the order of `index`
+    var_a = _to_tiles(dist.variance[0].float(), tile, block)[:, tile_ids].reshape(c, -1)
     if binary:
         loc = (mu_a[1] - mu_a[0])[None]  # (1, n) mean of δ
         scale = (var_a[0] + var_a[1]).sqrt()[None]
     else:
         loc, scale = mu_a, var_a.sqrt()
-    low_rank = _low_rank_sampler(dist, index, k, noise, offset, binary)
-    sum_p = torch.zeros(ch, index.numel(), device=mu.device)
-    sum_p2 = torch.zeros_like(sum_p)
-    kept_a = []
-    for s0 in range(0, k, SAMPLE_CHUNK):
-        s1 = min(k, s0 + SAMPLE_CHUNK)
-        eta = loc[None] + scale[None] * eps_d[s0:s1]  # (ks, ch, n)
+    low_rank = _low_rank_sampler(dist, index, k, noise, offset, binary, tile_ids)
+    n = index.numel()
+    sum_p = torch.empty(ch, n, device=mu.device)
+    sum_p2 = torch.empty_like(sum_p)
+    kept_a = torch.empty(keep, n, dtype=torch.uint8, device=mu.device) if keep else None
+    # all k samples of a chunk of voxels at a time: the temporaries (k × chunk) stay in the CPU cache
+    for v0 in range(0, n, VOXEL_CHUNK):
+        v1 = min(n, v0 + VOXEL_CHUNK)
+        eps = eps_tiles[v0 // tvox: v1 // tvox].permute(1, 2, 0, 3).reshape(k, ch, v1 - v0)
+        eta = eps.mul_(scale[None, :, v0:v1]).add_(loc[None, :, v0:v1])  # (k, ch, nv)
         if low_rank is not None:
-            eta = eta + low_rank(s0, s1)
-        p = torch.sigmoid(eta) if binary else eta.softmax(1)
-        sum_p += p.sum(0)
-        sum_p2 += (p * p).sum(0)
-        if keep and s0 < keep:
-            first = eta[: keep - s0]
-            kept_a.append((first[:, 0] > 0).to(torch.uint8) if binary else first.argmax(1).to(torch.uint8))
+            eta += low_rank(v0, v1)
+        if keep:
+            kept_a[:, v0:v1] = (eta[:keep, 0] > 0) if binary else eta[:keep].argmax(1)
+        p = torch.sigmoid_(eta) if binary else eta.softmax(1)
+        sum_p[:, v0:v1] = p.sum(0)
+        sum_p2[:, v0:v1] = p.mul_(p).sum(0)
     m1, m2 = sum_p / k, sum_p2 / k
     if binary:  # class 1 moments → both classes: p_0 = 1 − p_1
         m1 = torch.cat([1 - m1, m1])
@@ -158,19 +168,20 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
     mean.reshape(c, -1)[:, index] = m1
     second.reshape(c, -1)[:, index] = m2
     if keep:
-        kept.reshape(keep, -1)[:, index] = torch.cat(kept_a)[:keep]
-    tvox = tile[0] * tile[1] * tile[2]
+        kept.reshape(keep, -1)[:, index] = kept_a
     return WindowMoments(mean, second, kept, int(tile_ids.numel()) * tvox / mu[0].numel())
 
 
-def _low_rank_sampler(dist: LogitDistribution, index: torch.Tensor, k: int, noise: NoiseField, offset, binary: bool):
-    """A function (s0, s1) → the low-rank part P ε of samples s0..s1 at the voxels `index`: (ks, C, n), or for a
-    binary model the difference (P_1 − P_0) ε as (ks, 1, n); None for the diagonal form."""
+def _low_rank_sampler(dist: LogitDistribution, index: torch.Tensor, k: int, noise: NoiseField, offset, binary: bool,
+                      tile_ids: torch.Tensor):
+    """A function (v0, v1) → the low-rank part P ε of all k samples at the voxels index[v0:v1]: (k, C, nv), or for
+    a binary model the difference (P_1 − P_0) ε as (k, 1, nv); None for the diagonal form. v0 and v1 are multiples
+    of the mixture block volume (the voxels of a block are consecutive)."""
     c = dist.classes
     rank = dist.rank
     if dist.form == "mixture_of_bases":
         p3 = dist.block ** 3
-        a_b = dist.factor[0].float().reshape(rank, -1)[:, index].reshape(rank, -1, p3)  # (R, nb, P³)
+        a_b = _to_tiles(dist.factor[0].float(), noise.tile, dist.block)[:, tile_ids].reshape(rank, -1, p3)  # (R, nb, P³)
         blocks = dist.block_of_voxel(index[::p3])  # (nb,) the block of each run of P³ voxels
         bases = dist.block_bases()[0].float().reshape(-1, c, rank)[blocks]  # (nb, C, R)
         if binary:
@@ -178,28 +189,30 @@ def _low_rank_sampler(dist: LogitDistribution, index: torch.Tensor, k: int, nois
         eps = noise.block_noise(k, 1, dist.block_grid(), rank, offset, dist.block)[:, 0].reshape(k, -1, rank)
         eps = eps[:, blocks]  # (k, nb, R)
 
-        def sample(s0, s1):
-            g = bases[None] * eps[s0:s1, :, None, :]  # (ks, nb, ch, R): B̃_k diag(ε_k)
-            return torch.einsum("rbv,kbcr->kcbv", a_b, g).reshape(s1 - s0, bases.shape[1], -1)
+        def sample(v0, v1):
+            b0, b1 = v0 // p3, -(-v1 // p3)
+            g = bases[None, b0:b1] * eps[:, b0:b1, None, :]  # (k, nb, ch, R): B̃_k diag(ε_k)
+            return torch.einsum("rbv,kbcr->kcbv", a_b[:, b0:b1], g).reshape(k, bases.shape[1], -1)
         return sample
     if dist.form == "single_basis":
-        a_t = dist.factor[0].float().reshape(rank, -1)[:, index].T  # (n, R)
+        a_t = _to_tiles(dist.factor[0].float(), noise.tile, noise.layout_block)[:, tile_ids].reshape(rank, -1).T
         basis = dist.bases[0].float()
         if binary:
             basis = (basis[1] - basis[0])[None]
         eps = noise.global_noise(k, rank).float()
 
-        def sample(s0, s1):
-            g = basis[None] * eps[s0:s1, None, :]  # (ks, ch, R)
-            return (a_t @ g.reshape(-1, rank).T).T.reshape(s1 - s0, basis.shape[0], -1)
+        g = (basis[None] * eps[:, None, :]).reshape(-1, rank)  # (k·ch, R): B diag(ε_s)
+
+        def sample(v0, v1):
+            return (a_t[v0:v1] @ g.T).T.reshape(k, basis.shape[0], -1)
         return sample
     if dist.form == "lowrank":
-        p_f = dist.factor[0].float().reshape(c, rank, -1)[:, :, index]  # (C, R, n)
+        p_f = _to_tiles(dist.factor[0].float(), noise.tile, noise.layout_block)[:, :, tile_ids].reshape(c, rank, -1)
         if binary:
             p_f = (p_f[1] - p_f[0])[None]
         eps = noise.global_noise(k, rank).float()
 
-        def sample(s0, s1):
-            return torch.einsum("crn,kr->kcn", p_f, eps[s0:s1])
+        def sample(v0, v1):
+            return torch.einsum("crn,kr->kcn", p_f[:, :, v0:v1], eps)
         return sample
     return None

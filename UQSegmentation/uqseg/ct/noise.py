@@ -32,20 +32,37 @@ class NoiseField:
     """Standard normal draws keyed by position. `tile`: the tile size (z, y, x) in grid cells (an int for a cube);
     voxel noise and block noise use the same tile size, counted in voxels and in blocks respectively."""
 
-    def __init__(self, seed: int = 0, device: torch.device | str = "cpu", tile: int | tuple[int, int, int] = (4, 8, 8)):
+    def __init__(self, seed: int = 0, device: torch.device | str = "cpu", tile: int | tuple[int, int, int] = (4, 8, 8),
+                 layout_block: int = 4):
         self.seed = int(seed)
         self.device = torch.device(device)
         self.tile = (int(tile),) * 3 if isinstance(tile, int) else tuple(int(t) for t in tile)
+        if any(t % layout_block for t in self.tile):
+            raise ValueError(f"the tile {self.tile} must consist of whole {layout_block}³ layout blocks")
+        self.layout_block = int(layout_block)
 
     def _generator(self, *parts: int) -> torch.Generator:
         g = torch.Generator(device=self.device)
         g.manual_seed(_key(self.seed, *parts))
         return g
 
+    def tile_draws(self, k: int, channels: int, tile_index: tuple[int, int, int], stream: int,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+        """The raw normals of one tile (tile_index counts tiles): (k, channels, voxels of the tile), the voxels in
+        block-major order — the tile's `layout_block`³ blocks in (z, y, x) order, inside each block (z, y, x) — so
+        that the voxels of one block are consecutive (what the mixture-of-bases sampling wants)."""
+        size = (k, channels, self.tile[0] * self.tile[1] * self.tile[2])
+        g = self._generator(stream, k, channels, *tile_index)
+        if out is not None:
+            return torch.randn(size, generator=g, out=out)
+        return torch.randn(size, generator=g, device=self.device)
+
     def tile_noise(self, k: int, channels: int, tile_index: tuple[int, int, int], stream: int) -> torch.Tensor:
-        """The (k, channels, tz, ty, tx) normals of one tile of the whole grid (tile_index counts tiles)."""
-        return torch.randn((k, channels, *self.tile), generator=self._generator(stream, k, channels, *tile_index),
-                           device=self.device)
+        """The same normals as `tile_draws`, laid out on the tile's voxel grid: (k, channels, tz, ty, tx)."""
+        p = self.layout_block
+        tz, ty, tx = self.tile
+        raw = self.tile_draws(k, channels, tile_index, stream).reshape(k, channels, tz // p, ty // p, tx // p, p, p, p)
+        return raw.permute(0, 1, 2, 5, 3, 6, 4, 7).reshape(k, channels, tz, ty, tx)
 
     def keyed_normal(self, k: int, channels: int, shape: tuple[int, int, int], offset: tuple[int, int, int],
                      stream: int) -> torch.Tensor:

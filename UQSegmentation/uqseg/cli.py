@@ -139,7 +139,7 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
         if not quiet:
             u = summary.get("image_uncertainty")
             flags = [f for f in ("multimodal", "ood") if summary.get(f)]
-            print(f"{name}: image_uncertainty={'n/a' if u is None else f'{u:.3f}'} "
+            print(f"{name}: image_uncertainty={'n/a' if u is None else f'{u:.4g}'} "
                   f"flags={','.join(flags) or '-'} -> {out / name}", flush=True)
     if len(paths) > 1:
         write_queue(out, summaries)

@@ -10,11 +10,11 @@ import itertools
 import numpy as np
 import pytest
 
-from uqseg.correction.pectoral_path import (CorrectedPectoralResult, _decode, chain_posterior, correct_pectoral,
+from uqseg.correction.pectoral_path import (CorrectedPectoralResult, chain_posterior, correct_pectoral,
                                             mode_basin, viterbi_path)
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.heatmap import find_modes
-from uqseg.mammo.pectoral import decode_to_input, muscle_grid_rows
+from uqseg.mammo.pectoral import decode_to_input, grid_rows_to_input, muscle_grid_rows
 
 G = bg.GRID
 SHAPE = (960, 480)  # rows, cols of the synthetic input image (the DDSM size)
@@ -99,7 +99,7 @@ def test_decode_matches_predict_pectoral_decoding():
     base = result_from_heatmap(prob)
     multi = np.array([len(m) >= 2 for m in base.grid_modes])
     muscle = muscle_grid_rows(bg.grid_col_to_image(base.grid_mean, SHAPE[1]))
-    rows, mean, std, flags = _decode(base.grid_mean, base.grid_var, multi, muscle, SHAPE, False)
+    rows, mean, std, flags = grid_rows_to_input(base.grid_mean, base.grid_var, multi, muscle, SHAPE, False)
     np.testing.assert_array_equal(rows, base.rows)
     np.testing.assert_allclose(mean, base.mean_col)
     np.testing.assert_allclose(std, base.std_col)

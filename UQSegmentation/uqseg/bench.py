@@ -29,6 +29,22 @@ def _median_ms(fn, repeats: int, sync) -> float:
     return round(statistics.median(times), 2)
 
 
+def _alternating_medians_ms(single, uncertainty, repeats: int, sync) -> tuple[float, float]:
+    """Medians (ms) of `repeats` runs of each after one warm-up each; the two alternate, so that a change of machine
+    load affects both medians alike."""
+    times = {single: [], uncertainty: []}
+    for fn in times:
+        fn()
+        sync()
+    for _ in range(repeats):
+        for fn in times:
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[fn].append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times[single]), 2), round(statistics.median(times[uncertainty]), 2)
+
+
 def _peak_memory_mb(dev: torch.device) -> float:
     if dev.type == "cuda":
         return round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
@@ -100,19 +116,7 @@ def bench_cxr_landmarks(dev: torch.device, repeats: int) -> dict:
     def uncertainty():
         return predict_landmarks(img, model, dev, samples=DEFAULT_SAMPLES)
 
-    # single and uncertainty runs alternate, so that a change of machine load affects both medians alike
-    times = {single: [], uncertainty: []}
-    for fn in times:
-        fn()
-        sync()
-    for _ in range(repeats):
-        for fn in times:
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[fn].append((time.perf_counter() - t0) * 1000)
-    single_ms = round(statistics.median(times[single]), 2)
-    unc_ms = round(statistics.median(times[uncertainty]), 2)
+    single_ms, unc_ms = _alternating_medians_ms(single, uncertainty, repeats, sync)
     mc_ms = _median_ms(mc_passes, repeats, sync)
     return {"single_pass_ms": single_ms, "uncertainty_ms": unc_ms, "samples": DEFAULT_SAMPLES,
             "ratio": round(unc_ms / single_ms, 3), "mc_dropout_ms": mc_ms,
@@ -203,18 +207,7 @@ def bench_ct_organs(dev: torch.device, repeats: int) -> dict:
     def uncertainty():
         info["pred"] = task.predict(image, model, card, dev, samples=DEFAULT_SAMPLES, keep=0)
 
-    times = {single: [], uncertainty: []}
-    for fn in times:
-        fn()
-        sync()
-    for _ in range(repeats):
-        for fn in times:
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            times[fn].append((time.perf_counter() - t0) * 1000)
-    single_ms = round(statistics.median(times[single]), 2)
-    unc_ms = round(statistics.median(times[uncertainty]), 2)
+    single_ms, unc_ms = _alternating_medians_ms(single, uncertainty, repeats, sync)
     pred = info["pred"]
     return {"single_pass_ms": single_ms, "uncertainty_ms": unc_ms, "samples": DEFAULT_SAMPLES,
             "ratio": round(unc_ms / single_ms, 3), "mc_dropout_ms": None,

@@ -64,7 +64,7 @@ import numpy as np
 
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.heatmap import find_modes
-from uqseg.mammo.pectoral import PectoralResult, muscle_grid_rows
+from uqseg.mammo.pectoral import PectoralResult, grid_rows_to_input, muscle_grid_rows
 from uqseg.mammo.pectoral_model import VAR_FLOOR
 
 #: λ of the step cost λ·Δc² between consecutive grid rows (Δc in grid columns); tuned on the training images.
@@ -253,30 +253,6 @@ def click_to_grid(click, shape: tuple[int, int], flipped: bool, grid: int = bg.G
     return gr, gc, y, col
 
 
-def _decode(mean_g, var_g, multi_g, muscle, shape, flipped):
-    """Grid rows → input rows, exactly as `uqseg.mammo.pectoral.decode_to_input` but with the muscle grid rows
-    given (so clicked rows can extend the run). Returns (rows, mean, std, multimodal) in input coordinates."""
-    h, w = shape
-    g = mean_g.shape[0]
-    x_img = bg.grid_col_to_image(mean_g, w, g)
-    s_img = np.sqrt(var_g) * bg.col_scale(w, g)
-    if not muscle.any():
-        return np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0, bool)
-    r_grid = np.arange(g)
-    y = np.arange(h)
-    ry = bg.image_row_to_grid(y, h, g)
-    first, last = np.flatnonzero(muscle)[[0, -1]]
-    sel = (ry >= first - 0.5) & (ry <= last + 0.5)
-    rows = y[sel]
-    mean = np.interp(ry[sel], r_grid[muscle], x_img[muscle])
-    std = np.interp(ry[sel], r_grid[muscle], s_img[muscle])
-    nearest = np.clip(np.rint(ry[sel]).astype(int), first, last)
-    multi = multi_g[nearest]
-    if flipped:
-        mean = (w - 1) - mean
-    return rows, mean, std, multi
-
-
 def _land_on_clicks(rows: np.ndarray, mean: np.ndarray, clicks: dict, half_width: float) -> np.ndarray:
     """Shift `mean` (input px) so that each clicked input row {row: col} holds its column exactly; the residual
     falls linearly to zero `half_width` rows away (between clicks closer than that it is interpolated)."""
@@ -367,7 +343,7 @@ def correct_pectoral(result: PectoralResult, clicks: Sequence, *, smoothness: fl
     span = np.flatnonzero(muscle).tolist() + pin_rows.tolist()
     muscle = np.zeros(g, dtype=bool)
     muscle[min(span):max(span) + 1] = True
-    rows, mean, std, multi = _decode(mean_g, var_g, multi_g, muscle, base.shape, base.flipped)
+    rows, mean, std, multi = grid_rows_to_input(mean_g, var_g, multi_g, muscle, base.shape, base.flipped)
     mean = _land_on_clicks(rows, mean, landing, LANDING_HALF_WIDTH_GRID_ROWS * h / g)
     unc = float(std.mean()) if std.size else float("nan")
     unc_g = float(np.sqrt(var_g[muscle]).mean()) if muscle.any() else float("nan")

@@ -78,31 +78,37 @@ def muscle_grid_rows(mean_img_cols: np.ndarray) -> np.ndarray:
     return out
 
 
+def grid_rows_to_input(mean_g, var_g, multi_g, muscle, shape, flipped):
+    """The muscle grid rows `muscle` of a canonical 256-grid decoding → every input row they cover:
+    (rows, mean_col, std_col, multimodal) in input pixel coordinates (un-flipped when `flipped`); mean and σ are
+    interpolated linearly between grid rows, the multimodal flag taken from the nearest grid row."""
+    h, w = shape
+    g = mean_g.shape[0]
+    if not muscle.any():
+        return np.zeros(0, int), np.zeros(0), np.zeros(0), np.zeros(0, bool)
+    x_img = bg.grid_col_to_image(mean_g, w, g)
+    s_img = np.sqrt(var_g) * bg.col_scale(w, g)
+    r_grid = np.arange(g)
+    y = np.arange(h)
+    ry = bg.image_row_to_grid(y, h, g)
+    first, last = np.flatnonzero(muscle)[[0, -1]]
+    sel = (ry >= first - 0.5) & (ry <= last + 0.5)
+    rows = y[sel]
+    mean = np.interp(ry[sel], r_grid[muscle], x_img[muscle])
+    std = np.interp(ry[sel], r_grid[muscle], s_img[muscle])
+    multi = multi_g[np.clip(np.rint(ry[sel]).astype(int), first, last)]
+    if flipped:
+        mean = (w - 1) - mean
+    return rows, mean, std, multi
+
+
 def decode_to_input(mean_g, var_g, prob_g, shape, flipped, source) -> PectoralResult:
     h, w = shape
     g = mean_g.shape[0]
-    x_img = bg.grid_col_to_image(mean_g, w, g)
-    s_img = np.sqrt(var_g) * bg.col_scale(w, g)
-    muscle = muscle_grid_rows(x_img)
+    muscle = muscle_grid_rows(bg.grid_col_to_image(mean_g, w, g))
     modes = [find_modes(p) for p in prob_g]
     multi_g = np.array([len(m) >= 2 for m in modes])
-    if muscle.any():
-        r_grid = np.arange(g)
-        y = np.arange(h)
-        ry = bg.image_row_to_grid(y, h, g)
-        first, last = np.flatnonzero(muscle)[[0, -1]]
-        sel = (ry >= first - 0.5) & (ry <= last + 0.5)
-        rows = y[sel]
-        mean = np.interp(ry[sel], r_grid[muscle], x_img[muscle])
-        std = np.interp(ry[sel], r_grid[muscle], s_img[muscle])
-        nearest = np.clip(np.rint(ry[sel]).astype(int), first, last)
-        multi = multi_g[nearest]
-    else:
-        rows = np.zeros(0, int)
-        mean = std = np.zeros(0)
-        multi = np.zeros(0, bool)
-    if flipped:
-        mean = (w - 1) - mean
+    rows, mean, std, multi = grid_rows_to_input(mean_g, var_g, multi_g, muscle, shape, flipped)
     unc = float(std.mean()) if std.size else float("nan")
     unc_g = float(np.sqrt(var_g[muscle]).mean()) if muscle.any() else float("nan")
     return PectoralResult((h, w), rows, mean, std, multi, flipped, source, unc, unc_g,

@@ -202,6 +202,24 @@ class LogitDistribution:
         out = torch.einsum("brziyjxl,bzyxcr->bcziyjxl", a2, self.block_bases().pow(2))
         return d + out.reshape(d.shape)
 
+    def difference_variance(self, c1: int = 1, c0: int = 0) -> torch.Tensor:
+        """Var[η_c1 − η_c0] of each voxel: (B, *S), nats² = Σ_n,c1c1 + Σ_n,c0c0 − 2 Σ_n,c1c0 (Eq. 5 / 7) — the
+        spread of the logit difference that decides a two-class voxel, without forming the C×C blocks."""
+        if self.form == "deterministic":
+            return torch.zeros_like(self.mean[:, 0])
+        d = self.variance[:, c1] + self.variance[:, c0]
+        if self.form == "diagonal":
+            return d
+        if self.form == "lowrank":
+            return d + (self.factor[:, c1] - self.factor[:, c0]).pow(2).sum(1)
+        if self.form == "single_basis":
+            w = (self.bases[0, c1] - self.bases[0, c0]).pow(2)
+            return d + torch.einsum("br...,r->b...", self.factor.pow(2), w)
+        bb = self.block_bases()
+        w = (bb[..., c1, :] - bb[..., c0, :]).pow(2)  # (B, Kz, Ky, Kx, R)
+        out = torch.einsum("brziyjxl,bzyxr->bziyjxl", self._blocked_scales().pow(2), w)
+        return d + out.reshape(d.shape)
+
     def block_of_voxel(self, index: torch.Tensor) -> torch.Tensor:
         """The flat mixture-block index (Kz·Ky·Kx order) of each flat voxel index."""
         _, ky, kx = self.block_grid()

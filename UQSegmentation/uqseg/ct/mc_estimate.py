@@ -8,24 +8,31 @@ can change anything.
 - kept (keep, *S) uint8: the arg-max labels of the first `keep` samples (for "accept the alternative");
 - active_fraction: the share of voxels that were sampled.
 
-Samples. C > 2 classes: η_s exactly as `LogitDistribution.sample` draws them with the same `NoiseField` (the same
-position-keyed ε_d, ε_k and global ε — tested). C = 2 (one organ): only the logit difference δ = η_1 − η_0 enters
-softmax(η)_1 = σ(δ), and δ is Gaussian with mean μ_1 − μ_0, diagonal part √(d_0 + d_1) ε (one normal per voxel
-instead of two) and low-rank part (P_1 − P_0) ε (the difference of the two basis rows). These draws have exactly
-the law of the general ones (not the same numbers); they halve the cost of sampling.
+Samples. η_s = loc + n_s with n_s the noise part of Eq. (13) (diagonal √d ε_d plus the low-rank part of the form).
+The `NoiseField` draws antithetic pairs: of the k samples only m = ⌈k/2⌉ noise parts n_s are computed, and sample
+m + s is loc − n_s — exactly what `LogitDistribution.sample` returns with the same field (tested). C > 2 classes:
+η_s as `LogitDistribution.sample` draws it (the same position-keyed ε_d, ε_k, global ε). C = 2 (one organ): only
+the logit difference δ = η_1 − η_0 enters softmax(η)_1 = σ(δ), and δ is Gaussian with mean μ_1 − μ_0, diagonal part
+√(d_0 + d_1) ε (one normal per voxel instead of two) and low-rank part (P_1 − P_0) ε (the difference of the two basis
+rows). These draws have exactly the law of the general ones (not the same numbers) and halve the cost again.
+
+Layout. The window is processed one row of noise tiles (all tiles at one (z, y) tile position) at a time, so that
+every rearrangement stays in the CPU cache; inside a row everything is computed block by block in the order of the
+noise draws, (blocks, samples, channels, voxels of a block) — blocks of `noise.layout_block`³ voxels (the mixture
+block for that form), tile by tile — so the low-rank part of a block is one small matrix product
+(samples × R) @ (R × voxels) and nothing of size k × voxels is ever transposed.
 
 Tile-sparse evaluation. A voxel is *settled* when its top class t (arg-max of μ) beats every other class c by
     μ_t − μ_c ≥ SETTLED_MARGIN + SETTLED_Z · (s_t + s_c),      s_c² = Σ_n,cc (the marginal logit variance)
+— for C = 2 by |μ_1 − μ_0| ≥ SETTLED_MARGIN + SETTLED_Z · s_δ with s_δ² = Var[η_1 − η_0] (≤ (s_0 + s_1)²) —
 (SETTLED_MARGIN = 10 nats, SETTLED_Z = 5): then in every sample, except with probability ≤ (C−1)·Φ(−5) ≈ 3e-7
 per class, η_t − η_c ≥ 10 and p_t ≥ 1/(1 + (C−1) e^{−10}), so softmax(μ) agrees with the MC mean to within
 (C−1)·e^{−10} ≈ 2e-4 and the variance is below 1e-7. The grid is cut into the tiles of the `NoiseField`; tiles with
-at least one unsettled voxel are sampled, the others take softmax(μ) and zero variance. In a CT volume most of the
-body and all of the air is settled, so the cost of k samples is a fraction of a network pass.
+at least one unsettled voxel are sampled, the others take softmax(μ) and zero variance.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch
@@ -35,8 +42,8 @@ from uqseg.ct.noise import VOXEL_STREAM, NoiseField
 
 SETTLED_MARGIN = 10.0
 SETTLED_Z = 5.0
-#: voxels whose k samples are evaluated together (a multiple of the tile volume)
-VOXEL_CHUNK = 16384  # 8 tiles of 8 × 16 × 16 (also 64 of 4 × 8 × 8)
+#: voxels processed together (whole rows of noise tiles): the temporaries of all samples stay in the CPU cache
+SLAB_VOXELS = 32768
 
 
 @dataclass
@@ -47,18 +54,28 @@ class WindowMoments:
     active_fraction: float
 
 
+def _unsettled_difference(delta: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Two classes: δ = μ_1 − μ_0 and s_δ (any layout) → bool, some sample could flip the label."""
+    return delta.abs() - SETTLED_Z * std < SETTLED_MARGIN
+
+
+def _unsettled_classes(mu: torch.Tensor, std: torch.Tensor, axis: int) -> torch.Tensor:
+    """C classes along `axis`: μ and the marginal stds s_c → bool (axis removed), some sample could flip the label."""
+    top = mu.argmax(axis, keepdim=True)
+    margin = mu.gather(axis, top) - mu - SETTLED_Z * (std.gather(axis, top) + std)
+    margin = margin.scatter(axis, top, float("inf"))  # the top class itself
+    return (margin < SETTLED_MARGIN).any(axis)
+
+
 def unsettled_voxels(dist: LogitDistribution) -> torch.Tensor:
-    """bool (*S) for batch item 0: the voxels whose label some sample could change (module docstring)."""
+    """bool (*S) for batch item 0: the voxels whose label some sample could change (module docstring). The
+    reference on the voxel grid; `mc_moments` applies the same rule block by block."""
     mu = dist.mean[0]
     if dist.form == "deterministic":
         return torch.zeros(mu.shape[1:], dtype=torch.bool, device=mu.device)
-    s = dist.marginal_variance()[0].clamp_min(0).sqrt()
-    if mu.shape[0] == 2:  # (arg-max over the class axis is slow on the CPU)
-        return (mu[1] - mu[0]).abs() - SETTLED_Z * (s[0] + s[1]) < SETTLED_MARGIN
-    top = mu.argmax(0, keepdim=True)
-    margin = mu.gather(0, top) - mu - SETTLED_Z * (s.gather(0, top) + s)
-    margin = margin.scatter(0, top, float("inf"))  # the top class itself
-    return (margin < SETTLED_MARGIN).any(0)
+    if mu.shape[0] == 2:
+        return _unsettled_difference(mu[1] - mu[0], dist.difference_variance()[0].clamp_min(0).sqrt())
+    return _unsettled_classes(mu, dist.marginal_variance()[0].clamp_min(0).sqrt(), 0)
 
 
 def class_argmax(x: torch.Tensor) -> torch.Tensor:
@@ -78,32 +95,108 @@ def _tiles(shape, tile):
     return tuple(s // t for s, t in zip(shape, tile))
 
 
-def _to_tiles(x: torch.Tensor, tile, block: int | None = None) -> torch.Tensor:
-    """(..., Z, Y, X) → (..., nTiles, voxels per tile), tiles in (z, y, x) order. Inside a tile the voxels are in
-    (z, y, x) order, or — with `block` — grouped block by block ((bz, by, bx) then (pz, py, px)), so that the voxels
-    of one mixture block are consecutive."""
-    lead = x.shape[:-3]
-    (nz, ny, nx), (tz, ty, tx) = _tiles(x.shape[-3:], tile), tile
-    n = len(lead)
-    if block is None:
-        y = x.reshape(*lead, nz, tz, ny, ty, nx, tx).permute(*range(n), n, n + 2, n + 4, n + 1, n + 3, n + 5)
-        return y.reshape(*lead, nz * ny * nx, tz * ty * tx)
-    p = block
-    y = x.reshape(*lead, nz, tz // p, p, ny, ty // p, p, nx, tx // p, p)
-    y = y.permute(*range(n), n, n + 3, n + 6, n + 1, n + 4, n + 7, n + 2, n + 5, n + 8)
-    return y.reshape(*lead, nz * ny * nx, tz * ty * tx)
+def _to_blocks(x: torch.Tensor, tile, block: int) -> torch.Tensor:
+    """(L, Z, Y, X) → (nb, L, P³): the P³-blocks, tiles in (z, y, x) order, inside a tile its blocks in (z, y, x)
+    order, inside a block its voxels in (z, y, x) order — the order of the noise draws (`NoiseField.tile_draws`)."""
+    lead = x.shape[0]
+    (nz, ny, nx), (tz, ty, tx), p = _tiles(x.shape[1:], tile), tile, block
+    y = x.reshape(lead, nz, tz // p, p, ny, ty // p, p, nx, tx // p, p).permute(1, 4, 7, 2, 5, 8, 0, 3, 6, 9)
+    return y.reshape(-1, lead, p ** 3)
 
 
-def _tile_draws(noise: NoiseField, k: int, channels: int, tile_ids, nt, offset) -> torch.Tensor:
-    """ε_d of the listed tiles as `keyed_normal` draws them: (nA, k, channels, voxels of a tile), block-major
-    voxel order (`NoiseField.tile_draws`)."""
-    coords = list(itertools.product(*[range(n) for n in nt]))
-    off = tuple(o // t for o, t in zip(offset, noise.tile))
-    tvox = noise.tile[0] * noise.tile[1] * noise.tile[2]
-    out = torch.empty((len(tile_ids), k, channels, tvox), device=noise.device)
-    for j, t in enumerate(tile_ids.tolist()):
-        noise.tile_draws(k, channels, tuple(a + b for a, b in zip(coords[t], off)), VOXEL_STREAM, out=out[j])
-    return out
+def _from_blocks(values: torch.Tensor, out: torch.Tensor, tile, block: int, tile_ids: torch.Tensor) -> None:
+    """Write (nb, L, P³) block values of the listed tiles (the `_to_blocks` order) into out (L, Z, Y, X), which
+    may be a strided view."""
+    lead = out.shape[0]
+    (nz, ny, nx), (tz, ty, tx), p = _tiles(out.shape[1:], tile), tile, block
+    view = out.view(lead, nz, tz // p, p, ny, ty // p, p, nx, tx // p, p).permute(1, 4, 7, 2, 5, 8, 0, 3, 6, 9)
+    vals = values.reshape(-1, tz // p, ty // p, tx // p, lead, p, p, p)  # (tiles, bz, by, bx, L, pz, py, px)
+    if tile_ids.numel() == nz * ny * nx:
+        view.copy_(vals.reshape(nz, ny, nx, *vals.shape[1:]))
+    else:
+        zi, yi, xi = torch.unravel_index(tile_ids, (nz, ny, nx))
+        view[zi, yi, xi] = vals
+
+
+def _slab_of_grid(g: torch.Tensor, zs: slice, ys: slice, tile_blocks) -> torch.Tensor:
+    """A per-block array (Kz, Ky, Kx, ...) → the blocks of the voxel slab [zs, ys, :] (whole tiles) in the
+    `_to_blocks` order: (nb, ...)."""
+    tzp, typ, txp = tile_blocks
+    part = g[zs, ys]
+    rest = part.shape[3:]
+    kz, ky, kx = part.shape[:3]
+    part = part.reshape(kz // tzp, tzp, ky // typ, typ, kx // txp, txp, *rest)
+    part = part.permute(0, 2, 4, 1, 3, 5, *range(6, 6 + len(rest)))
+    return part.reshape(-1, *rest)
+
+
+class _LowRankRows:
+    """The low-rank part P ε of Eq. (13) for the m drawn samples of one window, a tile row at a time, in the block
+    layout: `start_slab` picks a slab of tile rows; `marginal()` is its contribution to the logit variance of each channel
+    (nb, ch, P³); `add(n, blocks)` adds it to the noise parts n (nb', m, ch, P³) of the listed blocks (None = all).
+    For a binary model the channel is the logit difference: (P_1 − P_0) ε."""
+
+    def __init__(self, dist: LogitDistribution, noise: NoiseField, k: int, offset, binary: bool):
+        self.form, self.tile, self.block = dist.form, noise.tile, noise.layout_block
+        self.tile_blocks = tuple(t // self.block for t in self.tile)
+        if self.form == "diagonal":
+            return
+        rank = dist.rank
+        m = noise.distinct(k)
+        if self.form == "lowrank":
+            f = dist.factor[0].float()  # (C, R, *S)
+            f = (f[1] - f[0])[None] if binary else f
+            self.channels = f.shape[0]
+            self.factor = f.reshape(-1, *f.shape[2:])  # (ch·R, *S)
+            self.eps = noise.global_noise(k, rank, distinct_only=True).float()  # (m, R)
+            return
+        self.factor = dist.factor[0].float()  # (R, *S) the scales a(x)
+        if self.form == "single_basis":
+            basis = dist.bases[0].float()  # (C, R)
+            basis = (basis[1] - basis[0])[None] if binary else basis
+            eps = noise.global_noise(k, rank, distinct_only=True).float()
+            self.g = (eps[:, None, :] * basis[None]).reshape(-1, rank)  # (m·ch, R): B diag(ε_s)
+            self.basis2 = basis.pow(2)
+            return
+        bb = dist.block_bases()[0].float()  # (Kz, Ky, Kx, C, R), Eq. 6
+        bb = (bb[..., 1, :] - bb[..., 0, :])[..., None, :] if binary else bb
+        eps = noise.block_noise(k, 1, dist.block_grid(), rank, offset, dist.block, distinct_only=True)[:, 0]
+        self.g_grid = (eps.permute(1, 2, 3, 0, 4)[..., None, :] * bb[..., None, :, :])  # (Kz, Ky, Kx, m, ch, R)
+        self.bb2_grid = bb.pow(2)
+
+    def start_slab(self, zs: slice, ys: slice) -> None:
+        """Select the voxel slab [zs, ys, :] (whole tiles)."""
+        if self.form == "diagonal":
+            return
+        self.f_row = _to_blocks(self.factor[:, zs, ys], self.tile, self.block)  # (nb, R or ch·R, P³)
+        if self.form == "mixture_of_bases":
+            p = self.block
+            bz, by = slice(zs.start // p, zs.stop // p), slice(ys.start // p, ys.stop // p)
+            g = _slab_of_grid(self.g_grid, bz, by, self.tile_blocks)  # (nb, m, ch, R)
+            self.g_row = g.reshape(g.shape[0], -1, g.shape[-1])
+            self.bb2_row = _slab_of_grid(self.bb2_grid, bz, by, self.tile_blocks)  # (nb, ch, R)
+
+    def marginal(self) -> torch.Tensor | None:
+        if self.form == "diagonal":
+            return None
+        a2 = self.f_row.pow(2)
+        if self.form == "lowrank":
+            return a2.view(a2.shape[0], self.channels, -1, a2.shape[-1]).sum(2)
+        if self.form == "single_basis":
+            return torch.matmul(self.basis2, a2)
+        return torch.bmm(self.bb2_row, a2)
+
+    def add(self, n: torch.Tensor, blocks: torch.Tensor | None) -> None:
+        if self.form == "diagonal":
+            return
+        f = self.f_row if blocks is None else self.f_row[blocks]
+        flat = n.view(n.shape[0], -1, n.shape[-1])  # (nb', m·ch, P³)
+        if self.form == "lowrank":
+            n += torch.einsum("bcrv,sr->bscv", f.view(f.shape[0], self.channels, -1, f.shape[-1]), self.eps)
+        elif self.form == "single_basis":
+            flat += torch.matmul(self.g, f)
+        else:
+            flat.baddbmm_(self.g_row if blocks is None else self.g_row[blocks], f)
 
 
 def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple[int, int, int] = (0, 0, 0),
@@ -118,101 +211,74 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
     kept = class_argmax(mu).expand(keep, *shape).clone() if keep else None
     if dist.form == "deterministic" or k == 0:
         return WindowMoments(mean, second, kept, 0.0)
-    tile = noise.tile
+    tile, block = noise.tile, noise.layout_block
     if any(o % t for o, t in zip(offset, tile)):
         raise ValueError(f"window offset {offset} is not a multiple of the noise tile {tile}")
-    mixture = dist.form == "mixture_of_bases"
-    block = noise.layout_block
-    if mixture and dist.block != block:
+    if dist.form == "mixture_of_bases" and dist.block != block:
         raise ValueError(f"the noise field's layout block {block} differs from the mixture block {dist.block}")
-    active_vox = unsettled_voxels(dist) if sparse else torch.ones(shape, dtype=torch.bool, device=mu.device)
-    tile_ids = torch.nonzero(_to_tiles(active_vox[None], tile)[0].any(-1)).flatten()
-    if tile_ids.numel() == 0:
-        return WindowMoments(mean, second, kept, 0.0)
     nt = _tiles(shape, tile)
     binary = c == 2
     ch = 1 if binary else c
-    # flat voxel indices (into Z·Y·X) of the active tiles, in the order of their noise
-    arange = torch.arange(mu[0].numel(), device=mu.device).reshape(shape)
-    index = _to_tiles(arange[None], tile, block)[0][tile_ids].reshape(-1)
-    eps_tiles = _tile_draws(noise, k, ch, tile_ids, nt, offset)  # (nA, k, ch, tvox)
-    tvox = eps_tiles.shape[-1]
-    mu_a = _to_tiles(mu, tile, block)[:, tile_ids].reshape(c, -1)  # (C, n) in the order of `index`
-    var_a = _to_tiles(dist.variance[0].float(), tile, block)[:, tile_ids].reshape(c, -1)
-    if binary:
-        loc = (mu_a[1] - mu_a[0])[None]  # (1, n) mean of δ
-        scale = (var_a[0] + var_a[1]).sqrt()[None]
-    else:
-        loc, scale = mu_a, var_a.sqrt()
-    low_rank = _low_rank_sampler(dist, index, k, noise, offset, binary, tile_ids)
-    n = index.numel()
-    sum_p = torch.empty(ch, n, device=mu.device)
-    sum_p2 = torch.empty_like(sum_p)
-    kept_a = torch.empty(keep, n, dtype=torch.uint8, device=mu.device) if keep else None
-    # all k samples of a chunk of voxels at a time: the temporaries (k × chunk) stay in the CPU cache
-    for v0 in range(0, n, VOXEL_CHUNK):
-        v1 = min(n, v0 + VOXEL_CHUNK)
-        eps = eps_tiles[v0 // tvox: v1 // tvox].permute(1, 2, 0, 3).reshape(k, ch, v1 - v0)
-        eta = eps.mul_(scale[None, :, v0:v1]).add_(loc[None, :, v0:v1])  # (k, ch, nv)
-        if low_rank is not None:
-            eta += low_rank(v0, v1)
-        if keep:
-            kept_a[:, v0:v1] = (eta[:keep, 0] > 0) if binary else eta[:keep].argmax(1)
-        p = torch.sigmoid_(eta) if binary else eta.softmax(1)
-        sum_p[:, v0:v1] = p.sum(0)
-        sum_p2[:, v0:v1] = p.mul_(p).sum(0)
-    m1, m2 = sum_p / k, sum_p2 / k
-    if binary:  # class 1 moments → both classes: p_0 = 1 − p_1
-        m1 = torch.cat([1 - m1, m1])
-        m2 = torch.cat([1 - 2 * m1[1:] + m2, m2])
-    mean.reshape(c, -1)[:, index] = m1
-    second.reshape(c, -1)[:, index] = m2
-    if keep:
-        kept.reshape(keep, -1)[:, index] = kept_a
-    return WindowMoments(mean, second, kept, int(tile_ids.numel()) * tvox / mu[0].numel())
-
-
-def _low_rank_sampler(dist: LogitDistribution, index: torch.Tensor, k: int, noise: NoiseField, offset, binary: bool,
-                      tile_ids: torch.Tensor):
-    """A function (v0, v1) → the low-rank part P ε of all k samples at the voxels index[v0:v1]: (k, C, nv), or for
-    a binary model the difference (P_1 − P_0) ε as (k, 1, nv); None for the diagonal form. v0 and v1 are multiples
-    of the mixture block volume (the voxels of a block are consecutive)."""
-    c = dist.classes
-    rank = dist.rank
-    if dist.form == "mixture_of_bases":
-        p3 = dist.block ** 3
-        a_b = _to_tiles(dist.factor[0].float(), noise.tile, dist.block)[:, tile_ids].reshape(rank, -1, p3)  # (R, nb, P³)
-        blocks = dist.block_of_voxel(index[::p3])  # (nb,) the block of each run of P³ voxels
-        bases = dist.block_bases()[0].float().reshape(-1, c, rank)[blocks]  # (nb, C, R)
-        if binary:
-            bases = (bases[:, 1] - bases[:, 0])[:, None]  # (nb, 1, R)
-        eps = noise.block_noise(k, 1, dist.block_grid(), rank, offset, dist.block)[:, 0].reshape(k, -1, rank)
-        eps = eps[:, blocks]  # (k, nb, R)
-
-        def sample(v0, v1):
-            b0, b1 = v0 // p3, -(-v1 // p3)
-            g = bases[None, b0:b1] * eps[:, b0:b1, None, :]  # (k, nb, ch, R): B̃_k diag(ε_k)
-            return torch.einsum("rbv,kbcr->kcbv", a_b[:, b0:b1], g).reshape(k, bases.shape[1], -1)
-        return sample
-    if dist.form == "single_basis":
-        a_t = _to_tiles(dist.factor[0].float(), noise.tile, noise.layout_block)[:, tile_ids].reshape(rank, -1).T
-        basis = dist.bases[0].float()
-        if binary:
-            basis = (basis[1] - basis[0])[None]
-        eps = noise.global_noise(k, rank).float()
-
-        g = (basis[None] * eps[:, None, :]).reshape(-1, rank)  # (k·ch, R): B diag(ε_s)
-
-        def sample(v0, v1):
-            return (a_t[v0:v1] @ g.T).T.reshape(k, basis.shape[0], -1)
-        return sample
-    if dist.form == "lowrank":
-        p_f = _to_tiles(dist.factor[0].float(), noise.tile, noise.layout_block)[:, :, tile_ids].reshape(c, rank, -1)
-        if binary:
-            p_f = (p_f[1] - p_f[0])[None]
-        eps = noise.global_noise(k, rank).float()
-
-        def sample(v0, v1):
-            return torch.einsum("crn,kr->kcn", p_f[:, :, v0:v1], eps)
-        return sample
-    return None
+    m = noise.distinct(k)
+    p3 = block ** 3
+    nblk = (tile[0] * tile[1] * tile[2]) // p3  # blocks of a tile
+    var = dist.variance[0].float()
+    low_rank = _LowRankRows(dist, noise, k, offset, binary)
+    rows = max(1, min(nt[1], SLAB_VOXELS // (tile[0] * tile[1] * shape[2])))  # tile rows per slab
+    buf = torch.empty(rows * nt[2], nblk, m, ch, p3, device=mu.device)
+    toff = tuple(o // t for o, t in zip(offset, tile))
+    active = 0
+    for zt in range(nt[0]):
+        for yt0 in range(0, nt[1], rows):
+            zs = slice(zt * tile[0], (zt + 1) * tile[0])
+            ys = slice(yt0 * tile[1], min(nt[1], yt0 + rows) * tile[1])
+            slab_tiles = (min(nt[1], yt0 + rows) - yt0) * nt[2]
+            mu_r, var_r = mu[:, zs, ys], var[:, zs, ys]
+            if binary:
+                loc = _to_blocks((mu_r[1] - mu_r[0])[None], tile, block)  # (nb, 1, P³) mean of δ
+                dvar = _to_blocks((var_r[0] + var_r[1])[None], tile, block)
+            else:
+                loc, dvar = _to_blocks(mu_r, tile, block), _to_blocks(var_r, tile, block)
+            low_rank.start_slab(zs, ys)
+            sel = torch.arange(slab_tiles, device=mu.device)
+            if sparse:
+                lr = low_rank.marginal()
+                std = (dvar if lr is None else dvar + lr).clamp_min(0).sqrt()
+                open_ = _unsettled_difference(loc[:, 0], std[:, 0]) if binary else _unsettled_classes(loc, std, 1)
+                sel = torch.nonzero(open_.view(slab_tiles, -1).any(1)).flatten()
+                if sel.numel() == 0:
+                    continue
+            blocks = None if sel.numel() == slab_tiles else (sel[:, None] * nblk + torch.arange(nblk)).flatten()
+            if blocks is not None:
+                loc, dvar = loc[blocks], dvar[blocks]
+            for j, t in enumerate(sel.tolist()):  # ε_d of each tile: (blocks of a tile, m, ch, P³)
+                yt, xt = divmod(t, nt[2])
+                noise.tile_draws(k, ch, (zt + toff[0], yt0 + yt + toff[1], xt + toff[2]), VOXEL_STREAM,
+                                 out=buf[j], distinct_only=True)
+            n = buf[: sel.numel()].view(-1, m, ch, p3).mul_(dvar.sqrt_()[:, None])  # noise parts n_s
+            low_rank.add(n, blocks)
+            s1 = torch.zeros(n.shape[0], ch, p3, device=mu.device)
+            s2 = torch.zeros_like(s1)
+            kept_r = torch.empty(n.shape[0], keep, p3, dtype=torch.uint8, device=mu.device) if keep else None
+            first = 0
+            for sign, count in ((1.0, m), (-1.0, k - m)):  # the drawn samples, then their mirrors
+                if count == 0:
+                    continue
+                eta = torch.add(loc[:, None], n[:, :count], alpha=sign)  # (nb, count, ch, P³)
+                if keep and first < keep:
+                    take = min(keep - first, count)
+                    kept_r[:, first: first + take] = ((eta[:, :take, 0] > 0) if binary
+                                                      else eta[:, :take].argmax(2).to(torch.uint8))
+                p = torch.sigmoid_(eta) if binary else eta.softmax(2)
+                s1 += p.sum(1)
+                s2 += p.mul_(p).sum(1)
+                first += count
+            m1, m2 = s1 / k, s2 / k
+            if binary:  # class 1 moments → both classes: p_0 = 1 − p_1
+                m1, m2 = torch.cat([1 - m1, m1], 1), torch.cat([1 - 2 * m1 + m2, m2], 1)
+            _from_blocks(m1, mean[:, zs, ys], tile, block, sel)
+            _from_blocks(m2, second[:, zs, ys], tile, block, sel)
+            if keep:
+                _from_blocks(kept_r, kept[:, zs, ys], tile, block, sel)
+            active += sel.numel()
+    return WindowMoments(mean, second, kept, active / (nt[0] * nt[1] * nt[2]))

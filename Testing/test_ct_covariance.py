@@ -117,6 +117,28 @@ def test_keyed_noise_gives_the_same_sample_in_every_window(form):
     assert torch.allclose(window, whole[..., 2:4], atol=1e-6)
 
 
+@pytest.mark.parametrize("form", ["diagonal", "lowrank", "single_basis", "mixture_of_bases"])
+def test_logit_difference_variance_is_that_of_the_voxel_covariance(form):
+    """Var[η_1 − η_0] = Σ_11 + Σ_00 − 2 Σ_01 of each voxel's block (Eq. 5 / 7): the spread the two-class settled
+    rule and sampler use."""
+    dist = _random_dist(form)
+    vox = dist.voxel_covariance()[0]  # (*S, C, C)
+    expected = vox[..., 1, 1] + vox[..., 0, 0] - 2 * vox[..., 0, 1]
+    assert torch.allclose(dist.difference_variance()[0], expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("form", ["diagonal", "lowrank", "single_basis", "mixture_of_bases"])
+def test_keyed_noise_comes_in_antithetic_pairs(form):
+    """Of k = 7 keyed samples the last 3 mirror the first 3 about μ (η' = 2μ − η); without antithetic pairs the
+    same field position gives independent draws."""
+    dist = _random_dist(form, seed=4)
+    eta = dist.sample(7, noise=NoiseField(seed=2, tile=4, layout_block=2)).to(torch.float64)
+    assert torch.allclose(eta[4:], 2 * dist.mean[None] - eta[:3], atol=1e-6)
+    assert not torch.allclose(eta[0], eta[4], atol=1e-3)
+    plain = dist.sample(7, noise=NoiseField(seed=2, tile=4, layout_block=2, antithetic=False)).to(torch.float64)
+    assert not torch.allclose(plain[4:], 2 * dist.mean[None] - plain[:3], atol=1e-2)
+
+
 def test_network_outputs_every_form_on_the_grid():
     x = torch.randn(1, 1, 8, 8, 8)
     for form in ["deterministic", "diagonal", "lowrank", "single_basis", "mixture_of_bases"]:

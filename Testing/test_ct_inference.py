@@ -5,6 +5,8 @@ differ where the boundary is ambiguous."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -111,6 +113,55 @@ def test_mc_moments_are_those_of_the_samples_of_eq13(form):
     pb = binary.sample(20000, noise=field)[:, 0].softmax(1)
     assert (mb.mean - pb.mean(0)).abs().max() < 0.012  # 3.5 MC standard errors of the worst voxel
     assert (mb.second - (pb * pb).mean(0)).abs().max() < 0.012
+
+
+@pytest.mark.parametrize("form", ["diagonal", "lowrank", "single_basis", "mixture_of_bases"])
+def test_slab_by_slab_sampling_is_the_whole_window_sampling(form, monkeypatch):
+    """A window of 2 × 3 × 2 noise tiles processed in slabs of 2 tile rows (the last one partial), sparsely: the
+    sampled voxels get exactly the moments of `LogitDistribution.sample` (5 classes), the tiles sampled are those
+    holding an unsettled voxel of the reference rule, the others keep softmax(μ) (2 classes too)."""
+    import uqseg.ct.mc_estimate as mc
+
+    monkeypatch.setattr(mc, "SLAB_VOXELS", 2 * 4 * 8 * 16)
+    for classes in (5, 2):
+        dist = _random_dist(form, classes, seed=2, grid=(8, 24, 16))
+        dist.mean[..., :4, :8, :] = 0.0
+        dist.mean[:, 0, :4, :8, :] = 40.0  # the first tile row is sure background
+        field = NoiseField(9)
+        m = mc_moments(dist, 12, field, (4, 8, 16), keep=2, sparse=True)
+        tiles = unsettled_voxels(dist).reshape(2, 4, 3, 8, 2, 8).any(5).any(3).any(1)
+        assert m.active_fraction == pytest.approx(float(tiles.float().mean()))
+        assert 0 < m.active_fraction < 1
+        on = tiles.repeat_interleave(4, 0).repeat_interleave(8, 1).repeat_interleave(8, 2)
+        p = dist.sample(12, noise=field, offset=(4, 8, 16))[:, 0].softmax(1)
+        p0 = dist.mean[0].softmax(0)
+        if classes > 2:
+            assert torch.allclose(m.mean[:, on], p.mean(0)[:, on], atol=1e-6)
+            assert torch.allclose(m.second[:, on], (p * p).mean(0)[:, on], atol=1e-6)
+            assert torch.equal(m.kept[:, on], p[:2].argmax(1).to(torch.uint8)[:, on])
+        assert torch.equal(m.mean[:, ~on], p0[:, ~on])
+        assert not torch.allclose(m.mean[:, on], p0[:, on], atol=1e-4)
+
+
+def test_antithetic_pairs_make_the_mc_mean_more_accurate():
+    """E[σ(δ)] of 4096 two-class voxels by 10 samples, against Gauss–Hermite quadrature: antithetic pairs give a
+    smaller mean squared error than 10 independent draws (σ is monotone, so the pairs are negatively correlated)."""
+    g = torch.Generator().manual_seed(0)
+    mean = torch.zeros(1, 2, 4, 32, 32)
+    mean[0, 1] = torch.randn(4, 32, 32, generator=g) * 2
+    log_var = torch.full_like(mean, math.log(2.0))  # Var δ = 4
+    dist = LogitDistribution("diagonal", mean, log_var)
+    x, w = np.polynomial.hermite_e.hermegauss(60)
+    delta = (mean[0, 1] - mean[0, 0]).numpy()[..., None] + 2.0 * x
+    exact = torch.from_numpy((1 / (1 + np.exp(-delta)) * w).sum(-1) / w.sum()).float()
+    errors = {}
+    for anti in (True, False):
+        mse = 0.0
+        for seed in range(5):
+            m = mc_moments(dist, 10, NoiseField(seed, tile=(4, 8, 8), antithetic=anti), sparse=False)
+            mse += float(((m.mean[1] - exact) ** 2).mean())
+        errors[anti] = mse
+    assert errors[True] < 0.5 * errors[False]
 
 
 def test_settled_voxels_are_those_no_sample_can_flip():

@@ -81,9 +81,11 @@ def main(argv=None) -> int:
             "samples": DEFAULT_SAMPLES,
             "method": "k samples of Eq. 13 in logit space from one network pass per sliding window (MONAI, "
                       "Gaussian weights), position-keyed noise so overlapping windows draw the same samples; "
-                      "p = mean softmax (Eq. 14), variance = E[p^2] - E[p]^2",
+                      "antithetic pairs (sample s + k/2 mirrors sample s: eta' = 2 mu - eta, each exactly "
+                      "N(mu, Sigma)); p = mean softmax (Eq. 14), variance = E[p^2] - E[p]^2",
             "settled_voxels": f"voxels whose top-class margin exceeds {SETTLED_MARGIN} + {SETTLED_Z} x the "
-                              "marginal logit stds are not sampled (error bound < 2e-4 in probability)",
+                              "logit std (of the logit difference for one organ; else the sum of the two classes' "
+                              "marginal stds) are not sampled (error bound < 2e-4 in probability)",
         },
         "training": {
             "data": {"source": "../shared/data/ct_totalseg: example_ct_dicom (20 slices 512 x 512, 0.98 x 0.98 x 2 "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from uqseg.ct.preprocess import label_to_working_grid, WorkingGrid
+from uqseg.ct.preprocess import WorkingGrid, label_to_image_grid, label_to_working_grid
 from uqseg.io.image import Image
 from uqseg.io.load import load_image
 
@@ -41,21 +41,6 @@ class CtCase:
     organs: list[str]
 
 
-def _label_on_grid(mask: Image, image: Image) -> np.ndarray:
-    """A label/mask volume on the grid of `image` (by physical position, nearest neighbour)."""
-    same = (mask.shape == image.shape and np.allclose(mask.spacing, image.spacing)
-            and np.allclose(mask.origin, image.origin) and np.allclose(mask.direction, image.direction))
-    if same:
-        return mask.array.astype(np.uint8)
-    import SimpleITK as sitk
-
-    from uqseg.ct.preprocess import to_sitk
-
-    out = sitk.Resample(to_sitk(mask, mask.array.astype(np.uint8)), to_sitk(image, np.zeros(image.shape, np.uint8)),
-                        sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    return sitk.GetArrayFromImage(out)
-
-
 def load_totalseg_case(case_dir: Path, organs: list[str]) -> CtCase:
     case_dir = Path(case_dir)
     image = load_image(case_dir / "ct.nii.gz", ndim=3)
@@ -64,7 +49,7 @@ def load_totalseg_case(case_dir: Path, organs: list[str]) -> CtCase:
         path = case_dir / "segmentations" / f"{organ}.nii.gz"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no mask for {organ!r} in this TotalSegmentator case")
-        label[_label_on_grid(load_image(path, ndim=3), image) > 0] = i
+        label[label_to_image_grid(load_image(path, ndim=3), image) > 0] = i
     return CtCase(case_dir.name, image, label, list(organs))
 
 
@@ -76,7 +61,7 @@ def load_shared_abdomen(ct_root: Path, organs: list[str]) -> CtCase:
     """The shared 20-slice abdominal DICOM series with the chosen organs of its TotalSegmentator v2 label map."""
     ct_root = Path(ct_root)
     image = load_image(ct_root / "example_ct_dicom", ndim=3)
-    seg = _label_on_grid(load_image(ct_root / "example_seg_dicom.nii.gz", ndim=3), image)
+    seg = label_to_image_grid(load_image(ct_root / "example_seg_dicom.nii.gz", ndim=3), image)
     label = np.zeros(image.shape, np.uint8)
     for i, organ in enumerate(organs, start=1):
         label[seg == TOTALSEG_V2_LABELS[organ]] = i

@@ -78,11 +78,25 @@ def to_working_grid(image: Image, grid: WorkingGrid, default: float = AIR_HU,
     return sitk.GetArrayFromImage(out)
 
 
-def label_to_working_grid(label: Image, grid: WorkingGrid) -> np.ndarray:
-    """A label map (any geometry, aligned by physical position) onto `grid`, nearest neighbour: uint8 (z, y, x)."""
-    out = sitk.Resample(to_sitk(label, label.array.astype(np.uint8)), grid.reference(), sitk.Transform(),
+def _resample_label(label: Image, reference: sitk.Image) -> np.ndarray:
+    out = sitk.Resample(to_sitk(label, label.array.astype(np.uint8)), reference, sitk.Transform(),
                         sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.GetArrayFromImage(out)
+
+
+def label_to_working_grid(label: Image, grid: WorkingGrid) -> np.ndarray:
+    """A label map (any geometry, aligned by physical position) onto `grid`, nearest neighbour: uint8 (z, y, x)."""
+    return _resample_label(label, grid.reference())
+
+
+def label_to_image_grid(label: Image, image: Image) -> np.ndarray:
+    """A label map (any geometry, aligned by physical position) onto the voxel grid of `image`, nearest neighbour:
+    uint8 in `image`'s array order; the label's own array when the two grids are the same."""
+    same = (label.shape == image.shape and np.allclose(label.spacing, image.spacing)
+            and np.allclose(label.origin, image.origin) and np.allclose(label.direction, image.direction))
+    if same:
+        return label.array.astype(np.uint8)
+    return _resample_label(label, to_sitk(image, np.zeros(image.shape, np.uint8)))
 
 
 def to_input_grid(work: np.ndarray, grid: WorkingGrid, image: Image, label: bool = False) -> np.ndarray:

@@ -12,10 +12,12 @@ whole volume) on their common voxels, independent of the window layout. Streams:
 
 Antithetic pairs (`antithetic=True`, the default): of k samples only m = ⌈k/2⌉ are drawn; sample s ≥ m is the
 mirror −ε of sample s − m, in every stream. Because η of Eq. (13) is linear in (ε_d, ε_k, ε), the mirrored sample is
-η' = 2μ − η: each sample has exactly the law N(μ, Σ), and since softmax / σ is monotone in the noise, the pair's
-values are negatively correlated, so the MC estimate of Eq. (14) is never less accurate than with k independent
-draws (antithetic variates; e.g. Owen, "Monte Carlo theory, methods and examples", §8.2) — at half the random
-numbers, which are most of the cost of sampling on a CPU.
+η' = 2μ − η: each sample has exactly the law N(μ, Σ), so the MC estimate of Eq. (14) stays unbiased. For a
+one-organ model p = σ(δ) with δ linear in the noise, a function monotone in every coordinate of it, so the two
+members of a pair are negatively correlated and the estimate is never less accurate than with k independent draws
+(antithetic variates; e.g. Owen, "Monte Carlo theory, methods and examples", §8.2); for more classes softmax is not
+monotone and that guarantee does not hold (the draws are still exact). Half the random numbers, which are most of
+the cost of sampling on a CPU.
 
 Layout of a tile's draws: (blocks of the tile, samples, channels, voxels of a block) — the tile's `layout_block`³
 blocks in (z, y, x) order, inside a block (z, y, x) — so that the sampler can treat a block's voxels of all samples

@@ -22,6 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
+from run_chain import init_chain
 from uqseg.mammo.breast import MIN_PECTORAL_AREA_MM2
 from uqseg.mammo.breast_preprocess import DEFAULT_LONG_SIDE_MM, TARGET_SPACING_MM
 from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES
@@ -49,13 +50,8 @@ def display_threshold(bins: list[dict], error_rate: float = 0.05) -> float | Non
 
 def training_stages(run: Path) -> list[dict]:
     """The chain of runs that produced `run` (each `--init` from the previous one's weights), first stage first."""
-    stages = []
-    while run is not None:
-        c = json.loads((run / "config.json").read_text())
-        stages.append({"run": run.name, "epochs": c["epochs"], "lr": c["lr"], "train_seconds": c["train_seconds"],
-                       "init": Path(c["init"]).parent.name if c.get("init") else None})
-        run = Path(c["init"]).parent if c.get("init") else None
-    return stages[::-1]
+    return [{"run": path.name, "epochs": c["epochs"], "lr": c["lr"], "train_seconds": c["train_seconds"],
+             "init": Path(c["init"]).parent.name if c.get("init") else None} for path, c in init_chain(run)]
 
 
 def targets_reached(ev: dict) -> dict:

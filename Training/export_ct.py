@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from datasets.totalseg import TOTALSEG_V2_LABELS  # noqa: E402
+from run_chain import init_chain  # noqa: E402
 
 from uqseg.ct.inference import DEFAULT_SAMPLES  # noqa: E402
 from uqseg.ct.mc_estimate import SETTLED_MARGIN, SETTLED_Z  # noqa: E402
@@ -30,15 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 def stages(run: Path) -> list[dict]:
     """The chain of runs that produced `run` (each --init from the previous run's weights), first stage first."""
     out = []
-    while run is not None:
-        c = json.loads((run / "config.json").read_text())
+    for path, c in init_chain(run, lambda config: config["training"].get("init")):
         t = c["training"]
-        out.append({"run": run.name, "form": c["form"], "steps": t.get("steps_done", t["steps"]), "lr": t["lr"],
+        out.append({"run": path.name, "form": c["form"], "steps": t.get("steps_done", t["steps"]), "lr": t["lr"],
                     "head_lr_factor": t.get("head_lr_factor"), "batch": t["batch"], "patch_zyx": t["patch"],
                     "train_samples": t.get("train_samples"), "minutes": t.get("minutes"),
                     "init": Path(t["init"]).parent.name if t.get("init") else None})
-        run = Path(t["init"]).parent if t.get("init") else None
-    return out[::-1]
+    return out
 
 
 def main(argv=None) -> int:

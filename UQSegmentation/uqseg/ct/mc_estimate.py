@@ -16,8 +16,9 @@ the logit difference δ = η_1 − η_0 enters softmax(η)_1 = σ(δ), and δ is
 √(d_0 + d_1) ε (one normal per voxel instead of two) and low-rank part (P_1 − P_0) ε (the difference of the two basis
 rows). These draws have exactly the law of the general ones (not the same numbers) and halve the cost again.
 
-Layout. The window is processed one row of noise tiles (all tiles at one (z, y) tile position) at a time, so that
-every rearrangement stays in the CPU cache; inside a row everything is computed block by block in the order of the
+Layout. The window is processed a slab of noise-tile rows at a time (the tiles at one z tile position and a few
+consecutive y ones, about `SLAB_VOXELS` voxels), so that every rearrangement stays in the CPU cache; inside a slab
+everything is computed block by block in the order of the
 noise draws, (blocks, samples, channels, voxels of a block) — blocks of `noise.layout_block`³ voxels (the mixture
 block for that form), tile by tile — so the low-rank part of a block is one small matrix product
 (samples × R) @ (R × voxels) and nothing of size k × voxels is ever transposed.
@@ -248,7 +249,9 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
                 sel = torch.nonzero(open_.view(slab_tiles, -1).any(1)).flatten()
                 if sel.numel() == 0:
                     continue
-            blocks = None if sel.numel() == slab_tiles else (sel[:, None] * nblk + torch.arange(nblk)).flatten()
+            blocks = None
+            if sel.numel() < slab_tiles:  # the blocks of the selected tiles
+                blocks = (sel[:, None] * nblk + torch.arange(nblk, device=mu.device)).flatten()
             if blocks is not None:
                 loc, dvar = loc[blocks], dvar[blocks]
             for j, t in enumerate(sel.tolist()):  # ε_d of each tile: (blocks of a tile, m, ch, P³)

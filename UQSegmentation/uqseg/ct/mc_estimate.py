@@ -96,24 +96,28 @@ def _tiles(shape, tile):
     return tuple(s // t for s, t in zip(shape, tile))
 
 
-def _to_blocks(x: torch.Tensor, tile, block: int) -> torch.Tensor:
-    """(L, Z, Y, X) → (nb, L, P³): the P³-blocks, tiles in (z, y, x) order, inside a tile its blocks in (z, y, x)
-    order, inside a block its voxels in (z, y, x) order — the order of the noise draws (`NoiseField.tile_draws`)."""
+def _block_view(x: torch.Tensor, tile, block: int) -> torch.Tensor:
+    """A view of (L, Z, Y, X) as (tiles z, y, x, blocks of a tile bz, by, bx, L, voxels of a block pz, py, px): the
+    order of the noise draws (`NoiseField.tile_draws`); `x` may be a strided view."""
     lead = x.shape[0]
     (nz, ny, nx), (tz, ty, tx), p = _tiles(x.shape[1:], tile), tile, block
-    y = x.reshape(lead, nz, tz // p, p, ny, ty // p, p, nx, tx // p, p).permute(1, 4, 7, 2, 5, 8, 0, 3, 6, 9)
-    return y.reshape(-1, lead, p ** 3)
+    return x.view(lead, nz, tz // p, p, ny, ty // p, p, nx, tx // p, p).permute(1, 4, 7, 2, 5, 8, 0, 3, 6, 9)
+
+
+def _to_blocks(x: torch.Tensor, tile, block: int) -> torch.Tensor:
+    """(L, Z, Y, X) → (nb, L, P³): the P³-blocks, tiles in (z, y, x) order, inside a tile its blocks in (z, y, x)
+    order, inside a block its voxels in (z, y, x) order (`_block_view`)."""
+    return _block_view(x, tile, block).reshape(-1, x.shape[0], block ** 3)
 
 
 def _from_blocks(values: torch.Tensor, out: torch.Tensor, tile, block: int, tile_ids: torch.Tensor) -> None:
     """Write (nb, L, P³) block values of the listed tiles (the `_to_blocks` order) into out (L, Z, Y, X), which
     may be a strided view."""
-    lead = out.shape[0]
-    (nz, ny, nx), (tz, ty, tx), p = _tiles(out.shape[1:], tile), tile, block
-    view = out.view(lead, nz, tz // p, p, ny, ty // p, p, nx, tx // p, p).permute(1, 4, 7, 2, 5, 8, 0, 3, 6, 9)
-    vals = values.reshape(-1, tz // p, ty // p, tx // p, lead, p, p, p)  # (tiles, bz, by, bx, L, pz, py, px)
+    view = _block_view(out, tile, block)
+    nz, ny, nx = view.shape[:3]
+    vals = values.reshape(-1, *view.shape[3:])  # (tiles, bz, by, bx, L, pz, py, px)
     if tile_ids.numel() == nz * ny * nx:
-        view.copy_(vals.reshape(nz, ny, nx, *vals.shape[1:]))
+        view.copy_(vals.reshape(view.shape))
     else:
         zi, yi, xi = torch.unravel_index(tile_ids, (nz, ny, nx))
         view[zi, yi, xi] = vals
@@ -252,13 +256,12 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
             blocks = None
             if sel.numel() < slab_tiles:  # the blocks of the selected tiles
                 blocks = (sel[:, None] * nblk + torch.arange(nblk, device=mu.device)).flatten()
-            if blocks is not None:
                 loc, dvar = loc[blocks], dvar[blocks]
             for j, t in enumerate(sel.tolist()):  # ε_d of each tile: (blocks of a tile, m, ch, P³)
                 yt, xt = divmod(t, nt[2])
                 noise.tile_draws(k, ch, (zt + toff[0], yt0 + yt + toff[1], xt + toff[2]), VOXEL_STREAM,
                                  out=buf[j], distinct_only=True)
-            n = buf[: sel.numel()].view(-1, m, ch, p3).mul_(dvar.sqrt_()[:, None])  # noise parts n_s
+            n = buf[: sel.numel()].view(-1, m, ch, p3).mul_(dvar.sqrt()[:, None])  # noise parts n_s
             low_rank.add(n, blocks)
             s1 = torch.zeros(n.shape[0], ch, p3, device=mu.device)
             s2 = torch.zeros_like(s1)

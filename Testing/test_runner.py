@@ -431,7 +431,7 @@ def test_nothing_to_install_asks_nothing(monkeypatch):
     monkeypatch.setattr(dependencies, "torch_status", lambda req=None: (True, "2.13.0"))
     asked = []
     report = dependencies.ensure_dependencies(lambda text: asked.append(text) or True,
-                                              pip_install=lambda reqs: pytest.fail("pip must not run"),
+                                              pip_install=lambda reqs, cons: pytest.fail("pip must not run"),
                                               torch_installer=lambda req: pytest.fail("torch must not be installed"),
                                               requirements={"numpy>=1.0": "numpy"})
     assert asked == [] and report.installed == [] and report.message == ""
@@ -443,8 +443,9 @@ def test_missing_packages_are_installed_after_confirmation(monkeypatch, tmp_path
     requirements = {"uqseg-fake-dep>=1.0": "uqseg_fake_dep"}
     asked, installed = [], []
 
-    def pip_install(reqs):  # "installs" by dropping the module on sys.path
+    def pip_install(reqs, constraints):  # "installs" by dropping the module on sys.path
         installed.append(list(reqs))
+        assert any(c.startswith("numpy==") for c in constraints)  # Slicer's numpy pinned as installed
         (tmp_path / "uqseg_fake_dep.py").write_text("")
         import importlib
 
@@ -465,12 +466,12 @@ def test_missing_packages_are_installed_after_confirmation(monkeypatch, tmp_path
 def test_failed_install_and_restart_message(monkeypatch):
     monkeypatch.setattr(dependencies, "torch_status", lambda req=None: (True, "2.13.0"))
     with pytest.raises(dependencies.DependencyError, match="Installing these packages failed"):
-        dependencies.ensure_dependencies(lambda t: True, pip_install=lambda r: None,
+        dependencies.ensure_dependencies(lambda t: True, pip_install=lambda r, c: None,
                                          requirements={"uqseg-never-there>=1": "uqseg_never_there"})
     # an upgrade of a package Slicer already imported needs a restart: say so
     calls = iter([["json-fake>=2"], []])
     monkeypatch.setattr(dependencies, "missing_requirements", lambda reqs=None: next(calls))
-    report = dependencies.ensure_dependencies(lambda t: True, pip_install=lambda r: None,
+    report = dependencies.ensure_dependencies(lambda t: True, pip_install=lambda r, c: None,
                                               requirements={"json-fake>=2": "json"})
     assert report.restart_needed and "Restart Slicer" in report.message
 
@@ -478,8 +479,33 @@ def test_failed_install_and_restart_message(monkeypatch):
 def test_slicer_bundled_packages_are_never_upgraded(monkeypatch):
     monkeypatch.setattr(dependencies, "torch_status", lambda req=None: (True, "2.13.0"))
     with pytest.raises(dependencies.DependencyError, match="come with Slicer"):
-        dependencies.ensure_dependencies(lambda t: pytest.fail("must not ask"), pip_install=lambda r: pytest.fail(),
+        dependencies.ensure_dependencies(lambda t: pytest.fail("must not ask"), pip_install=lambda r, c: pytest.fail(),
                                          requirements={"numpy>=999": "numpy"})
+    with pytest.raises(dependencies.DependencyError, match="come with Slicer"):
+        dependencies.ensure_dependencies(lambda t: pytest.fail("must not ask"), pip_install=lambda r, c: pytest.fail(),
+                                         requirements={"pydicom>=99": "pydicom"})
+
+
+def test_pip_runs_with_the_bundled_packages_pinned(monkeypatch, tmp_path):
+    """The constraints pin every bundled package this Python has, at its installed version; pip's failure (e.g. a
+    resolution that would need a newer numpy) becomes a message, not a traceback."""
+    import importlib.metadata
+
+    constraints = dependencies.bundled_constraints()
+    pinned = dict(line.split("==") for line in constraints)
+    for name in ("numpy", "scipy", "simpleitk", "pydicom", "pillow"):
+        assert pinned[name] == importlib.metadata.version(name)
+    path = dependencies.write_constraints_file(constraints, tmp_path)
+    assert path.read_text().splitlines()[1:] == constraints
+    assert dependencies.pip_arguments(["pynrrd>=1.0"], path) == ["--constraint", str(path), "pynrrd>=1.0"]
+
+    def failing_pip(reqs, cons):
+        raise subprocess.CalledProcessError(1, ["pip", "install"])
+
+    monkeypatch.setattr(dependencies, "torch_status", lambda req=None: (True, "2.13.0"))
+    with pytest.raises(dependencies.DependencyError, match=r"kept at .*numpy=="):
+        dependencies.ensure_dependencies(lambda t: True, pip_install=failing_pip,
+                                         requirements={"uqseg-never-there>=1": "uqseg_never_there"})
 
 
 def test_torch_comes_from_the_pytorch_extension(monkeypatch):

@@ -5,8 +5,11 @@
 - Everything else (`REQUIREMENTS`, the same list as the engine's pyproject.toml) is installed with
   `slicer.util.pip_install` after the user confirmed a dialog. The dialog itself is a callback the widget passes in
   (`confirm(text) -> bool`): this module never imports Qt, so it is tested with plain Python.
-- Packages that Slicer itself bundles (numpy, SimpleITK, ...) are used as they are, never re-installed by pip: an
-  upgraded numpy in Slicer's Python breaks the application.
+- Packages that Slicer itself bundles (`SLICER_BUNDLED`: numpy, scipy, SimpleITK, pydicom, pillow, vtk) are used as
+  they are, never re-installed by pip: an upgraded numpy in Slicer's Python breaks the application. pip is run with a
+  constraints file pinning each of them to the version this Python has (`bundled_constraints`), so a package whose
+  newest release needs a newer numpy (pylibjpeg-openjpeg on Python 3.9, say) resolves to an older release instead,
+  and an install that could only succeed by replacing one fails with pip's message instead of breaking Slicer.
 
 The engine runs in a child process (see `process_runner`), so freshly installed packages work at once; a restart is
 only needed when a package that was upgraded had already been imported into Slicer's own process — then
@@ -19,6 +22,8 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
+import tempfile
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -36,13 +41,14 @@ REQUIREMENTS = {
     "pylibjpeg-openjpeg>=2": "openjpeg",
     "safetensors>=0.4": "safetensors",
     "pynrrd>=1.0": "nrrd",
-    "SimpleITK>=2.3": "SimpleITK",
+    "SimpleITK>=2.2": "SimpleITK",
     "matplotlib>=3.7": "matplotlib",
     "monai>=1.3": "monai",
 }
 
-# Built into Slicer's Python: never installed or upgraded by us (an incompatible version is reported instead).
-SLICER_BUNDLED = {"numpy", "simpleitk", "vtk"}
+# Built into Slicer's Python (distribution names, lower case): never installed or upgraded by us; an incompatible
+# version is reported instead, and pip runs with these pinned to the installed versions (`bundled_constraints`).
+SLICER_BUNDLED = {"numpy", "scipy", "simpleitk", "pydicom", "pillow", "vtk"}
 
 
 class DependencyError(RuntimeError):
@@ -141,21 +147,48 @@ def _default_torch_installer(requirement: str):
     return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True, torchVersionRequirement=requirement)
 
 
-def _default_pip_install(requirements: list[str]) -> None:
+def bundled_constraints(bundled: Optional[set] = None) -> list[str]:
+    """pip constraint lines ``name==version`` pinning every bundled package present in this Python (sorted)."""
+    lines = []
+    for name in sorted(SLICER_BUNDLED if bundled is None else bundled):
+        version = installed_version(name)
+        if version is not None:
+            lines.append(f"{name}=={version}")
+    return lines
+
+
+def write_constraints_file(constraints: list[str], folder: Optional[Path] = None) -> Path:
+    """The constraint lines written to a file for pip's ``--constraint`` (in a new temporary folder by default)."""
+    folder = Path(tempfile.mkdtemp(prefix="uqseg-pip-")) if folder is None else Path(folder)
+    path = folder / "slicer-bundled-constraints.txt"
+    path.write_text("# Packages bundled with 3D Slicer: pinned so that pip never replaces them.\n"
+                    + "".join(line + "\n" for line in constraints), encoding="utf-8")
+    return path
+
+
+def pip_arguments(requirements: list[str], constraints_file: Path) -> list[str]:
+    """The arguments after ``pip install``: the constraints file, then the requirements."""
+    return ["--constraint", str(constraints_file), *requirements]
+
+
+def _default_pip_install(requirements: list[str], constraints: list[str]) -> None:
     import slicer
 
-    slicer.util.pip_install(requirements)
+    slicer.util.pip_install(pip_arguments(requirements, write_constraints_file(constraints)))
 
 
 def ensure_dependencies(confirm: Callable[[str], bool],
                         pip_install: Optional[Callable[[list[str]], None]] = None,
                         torch_installer: Optional[Callable[[str], object]] = None,
                         requirements: Optional[dict] = None,
-                        torch_requirement: str = TORCH_REQUIREMENT) -> DependencyReport:
+                        torch_requirement: str = TORCH_REQUIREMENT,
+                        constraints: Optional[list[str]] = None) -> DependencyReport:
     """Make sure torch and the engine's packages are installed, asking the user first.
 
     confirm: shows `text` and returns True to go on (the widget passes a dialog; tests a lambda).
-    pip_install / torch_installer: injectable installers (default: `slicer.util.pip_install` and PyTorchUtils).
+    pip_install(requirements, constraints) / torch_installer(requirement): injectable installers (default:
+    `slicer.util.pip_install` with a constraints file, and PyTorchUtils).
+    constraints: pip constraint lines (default: `bundled_constraints()`, the bundled packages pinned as installed).
     Raises DependencyError with a message for the user when something is missing and not installed.
     """
     requirements = REQUIREMENTS if requirements is None else requirements
@@ -190,7 +223,13 @@ def ensure_dependencies(confirm: Callable[[str], bool],
             raise DependencyError("The required Python packages were not installed: " + ", ".join(missing)
                                   + ". Press Apply again to install them.")
         already_imported = [r for r in missing if _module_of(r, requirements) in sys.modules]
-        (pip_install or _default_pip_install)(missing)
+        constraints = bundled_constraints() if constraints is None else constraints
+        try:
+            (pip_install or _default_pip_install)(missing, constraints)
+        except Exception as error:  # pip's own failure (CalledProcessError in Slicer): its output is in the console
+            raise DependencyError("Installing these packages failed: " + ", ".join(missing)
+                                  + f" ({error}). Slicer's own packages were kept at " + ", ".join(constraints)
+                                  + "; see the Python console for pip's messages.") from None
         still = missing_requirements({r: requirements[r] for r in missing})
         if still:
             raise DependencyError("Installing these packages failed: " + ", ".join(still)

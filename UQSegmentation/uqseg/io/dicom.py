@@ -2,7 +2,8 @@
 
 Pixel pipeline, in this order (DICOM PS3.4 grayscale pipeline, without the presentation LUT):
 1. decode with pydicom (native, RLE, JPEG 2000 via pylibjpeg; other syntaxes need their pydicom plugin);
-2. Modality LUT (Rescale Slope/Intercept or Modality LUT Sequence) with `pydicom.pixels.apply_modality_lut`;
+2. Modality LUT (Rescale Slope/Intercept or Modality LUT Sequence) with pydicom's `apply_modality_lut` (through
+   `uqseg.io.pydicom_compat`, which works with pydicom 2.4 and 3);
 3. VOI: for FOR PRESENTATION images (Presentation Intent Type "FOR PRESENTATION", or the tag absent) the first
    window (Window Center/Width + VOI LUT Function, see `apply_window`) or, without a window, the first VOI LUT
    Sequence item; the result is 0..1. FOR PROCESSING images keep their raw (modality) values, and so do the
@@ -43,11 +44,11 @@ import pydicom
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from uqseg.errors import InputError
 from uqseg.io.image import Image
 from uqseg.io.picture import rgb_to_grey
+from uqseg.io.pydicom_compat import apply_color_lut, apply_modality_lut, stored_pixels
 
 # Mammography view codes (DICOM CID 4014 abbreviations) accepted from Patient Orientation as a fallback view.
 MAMMO_VIEW_CODES = frozenset(
@@ -196,7 +197,7 @@ def _decode(path: Path, ds: Dataset) -> np.ndarray:
     if not syntax.is_compressed:
         _check_native_length(path, ds, frames)
     try:
-        return ds.pixel_array
+        return stored_pixels(ds)
     except Exception as error:  # pydicom raises NotImplementedError/RuntimeError/ValueError/... per plugin
         reason = re.sub(r"\s*<[^<>]* at 0x[0-9a-f]+>", "", " ".join(str(error).split()))  # drop object reprs
         if syntax.is_compressed:

@@ -39,11 +39,11 @@ import pydicom
 from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import get_decoder
 
 from uqseg.errors import InputError
 from uqseg.io.dicom import load_dicom
 from uqseg.io.image import Image
+from uqseg.io.pydicom_compat import decoder_status
 
 #: A gap between consecutive slice positions larger than this many median gaps means slices are missing.
 MISSING_SLICE_FACTOR = 1.5
@@ -364,17 +364,16 @@ def _check_decoders(folder: Path, files: list[_SliceFile]) -> None:
         syntax = uid.UID(syntax)
         if not syntax.is_transfer_syntax or not syntax.is_compressed:
             continue  # unknown UIDs and native data: load_dicom explains
-        try:
-            decoder = get_decoder(syntax)
-        except NotImplementedError:
+        status = decoder_status(syntax)
+        if not status.supported:
             reason = (f"pixel data is compressed as {syntax.name}, which no pydicom decoder supports: convert the "
                       "series to an uncompressed or JPEG 2000 transfer syntax")
-            raise InputError(folder, reason) from None
-        if decoder.is_available:
+            raise InputError(folder, reason)
+        if status.available:
             continue
         hint = next((text for family, text in _DECODER_HINTS if syntax.name.startswith(family)), None)
         if hint is None:
-            hint = "; ".join(decoder.missing_dependencies) or "a pydicom pixel-data plugin"
+            hint = status.missing or "a pydicom pixel-data plugin"
         raise InputError(
             folder,
             f"cannot decode the pixel data: it is compressed as {syntax.name} and no decoder for it is installed; "

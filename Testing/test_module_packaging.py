@@ -112,7 +112,6 @@ def top_metadata() -> dict[str, str]:
 def test_extension_metadata():
     meta = top_metadata()
     text = TOP_CMAKE.read_text()
-    assert re.match(r"^https://github\.com/[\w.-]+/[\w.-]+$", meta["EXTENSION_HOMEPAGE"])
     assert meta["EXTENSION_CATEGORY"] == "Segmentation"
     assert meta["EXTENSION_CONTRIBUTORS"].strip()
     assert len(meta["EXTENSION_DESCRIPTION"]) > 40
@@ -123,31 +122,45 @@ def test_extension_metadata():
         assert f"include({include})" in text
 
 
-def repository_path(url: str) -> str:
-    """'Resources/Icons/x.png' for a raw.githubusercontent.com URL into this repository (its homepage)."""
-    owner_repo = top_metadata()["EXTENSION_HOMEPAGE"].split("github.com/")[1]
-    m = re.match(r"^https://raw\.githubusercontent\.com/" + re.escape(owner_repo) + r"/[\w.-]+/(.+)$", url)
-    assert m, f"{url} does not point into {owner_repo}"
-    return m.group(1)
+# The repository address the metadata once gave (a host, then uqsegmentation/UQSegmentation); it does not exist.
+# Split so that this file does not match itself; \b keeps source paths such as UQSegmentation/UQSegmentationLib out.
+MADE_UP_ADDRESS = re.compile(r"[\w-]+\.[a-z]{2,}/" + "uqsegmentation/" + r"uqsegmentation\b", re.I)
+URL = re.compile(r"https?://[^\s\"'<>)]+")
 
 
-def test_icon_and_screenshot_urls_point_into_the_repository():
+def help_texts() -> str:
+    """The module's helpText and acknowledgementText, as written in UQSegmentation.py."""
+    found = []
+    for node in ast.walk(gui_tree()):
+        if isinstance(node, ast.Assign) and any(getattr(t, "attr", None) in ("helpText", "acknowledgementText")
+                                                for t in node.targets):
+            found += [c.value for c in ast.walk(node.value) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+    assert len(found) == 2, found
+    return "\n".join(found)
+
+
+def test_no_address_that_does_not_exist():
+    """The project has no public repository: no made-up address, and no URL at all in the metadata or the help."""
+    for path in (TOP_CMAKE, MODULE_CMAKE, GUI, REPO / "README.md", REPO / "pyproject.toml"):
+        hits = [line for line in path.read_text(encoding="utf-8").splitlines() if MADE_UP_ADDRESS.search(line)]
+        assert hits == [], f"{path.name} points at an address that does not exist: {hits}"
     meta = top_metadata()
-    assert (REPO / repository_path(meta["EXTENSION_ICONURL"])).is_file()
-    urls = meta["EXTENSION_SCREENSHOTURLS"].split()
-    assert urls
-    paths = [repository_path(u) for u in urls]
-    assert all(p.startswith("Resources/Screenshots/") and p.endswith(".png") for p in paths)
+    for name in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        assert meta[name] == "", f"{name} must stay empty until the project has a public repository: {meta[name]!r}"
+    assert URL.findall(help_texts()) == []
 
 
-def test_screenshot_files_exist_and_every_task_screenshot_is_listed():
-    listed = [repository_path(u) for u in top_metadata()["EXTENSION_SCREENSHOTURLS"].split()]
-    assert [p for p in listed if not (REPO / p).is_file()] == [], "screenshot URLs without a file"
+def test_icon_and_screenshots_are_kept_in_the_repository():
+    """What the empty URLs will point at once there is a repository: the icon and one screenshot per task."""
+    assert (REPO / "Resources" / "Icons" / "UQSegmentation.png").is_file()
+    assert (MODULE_DIR / "Resources" / "Icons" / "UQSegmentation.png").is_file()
     from UQSegmentationLib.catalog import task_catalog
 
     shots = REPO / "Resources" / "Screenshots"
-    made = [f"Resources/Screenshots/{t.id}.png" for t in task_catalog() if (shots / f"{t.id}.png").is_file()]
-    assert sorted(set(made) - set(listed)) == [], "task screenshots not advertised in EXTENSION_SCREENSHOTURLS"
+    missing = [t.id for t in task_catalog() if not (shots / f"{t.id}.png").is_file()]
+    assert task_catalog() and missing == [], f"tasks without a screenshot in Resources/Screenshots: {missing}"
+    comment = " ".join(re.findall(r"#([^\n]*)", TOP_CMAKE.read_text()))
+    assert "Resources/Icons/UQSegmentation.png" in comment and "Resources/Screenshots/" in comment
 
 
 # ---------------------------------------------------------------------------------------------------- .ui file

@@ -66,7 +66,6 @@ digital mammograms", J. Med. Imaging, 2024.</li>
 <li><b>ct-organs</b>: Kampen, Aspe et al., "Structured Covariance Modeling Using Learned Mixture-of-Bases for
 Uncertainty in 3D Segmentation" (Stochastic Segmentation Networks: M. Monteiro et al., 2020).</li>
 </ul>
-See the <a href="https://github.com/uqsegmentation/UQSegmentation">extension documentation</a>.
 """)
         self.parent.acknowledgementText = _("""
 The models build on the methods cited in the help. Runs on PyTorch through the SlicerPyTorch extension; the

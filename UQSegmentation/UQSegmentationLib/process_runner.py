@@ -12,8 +12,10 @@ Protocol of the engine (see `uqseg.cli`): `PROGRESS <fraction 0..1> <message>` l
 
 `cancel()` ends the whole process tree: the child is started in its own process group (POSIX: a new session;
 Windows: a new process group), because in Slicer the command is `PythonSlicer`, a launcher that starts the real
-Python as a grandchild — terminating only the launcher would leave the model running. It sends a polite terminate
-first and kills after `kill_timeout` seconds.
+Python as a grandchild — terminating only the launcher would leave the model running. On POSIX it sends SIGTERM to
+the group first and SIGKILL after `kill_timeout` seconds. On Windows (`signal_process_tree`) it starts
+`taskkill /F /T /PID <pid>` and does not wait for it: a console process without a window ignores taskkill without /F,
+and the caller is the GUI thread.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 PROGRESS_RE = re.compile(r"^PROGRESS\s+([-+0-9.eE]+)\s*(.*)$")
 
@@ -40,6 +42,44 @@ class ProcessEvent:
     text: str = ""
     fraction: Optional[float] = None
     returncode: Optional[int] = None
+
+
+def taskkill_command(pid: int) -> list[str]:
+    """The argument list of Windows' `taskkill` that force-ends process `pid` and every process it started."""
+    return ["taskkill", "/F", "/T", "/PID", str(int(pid))]
+
+
+def launch_without_waiting(args: Sequence[str]) -> subprocess.Popen:
+    """Start `args` in the background (no console window on Windows, output discarded) and return at once."""
+    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if os.name == "nt" else 0
+    return subprocess.Popen(list(args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, creationflags=flags)
+
+
+def signal_process_tree(proc: Any, kill: bool, windows: Optional[bool] = None,
+                        launch: Optional[Callable[[Sequence[str]], Any]] = None) -> Any:
+    """Ask the process tree of `proc` (a started `subprocess.Popen`, leader of its own group) to end; never waits.
+
+    POSIX: SIGTERM to the process group, SIGKILL when `kill`. Windows (`windows`, default: ``os.name == "nt"``):
+    `taskkill /F /T /PID <pid>` started through `launch` (default `launch_without_waiting`), which returns while
+    taskkill walks the tree; when `kill`, the launcher process is then terminated directly as well. If neither can
+    be sent, `proc` alone is terminated (or killed). Returns what `launch` returned (the taskkill process), or None.
+    """
+    windows = (os.name == "nt") if windows is None else bool(windows)
+    launched = None
+    try:
+        if windows:
+            launched = (launch or launch_without_waiting)(taskkill_command(proc.pid))
+            if kill:
+                proc.kill()
+        else:
+            os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, OSError):
+        try:
+            proc.kill() if kill else proc.terminate()
+        except OSError:
+            pass
+    return launched
 
 
 def parse_progress(line: str) -> Optional[tuple[float, str]]:
@@ -83,6 +123,7 @@ class PredictProcess:
         self._proc: Optional[subprocess.Popen] = None
         self._watcher: Optional[threading.Thread] = None
         self._finished = False
+        self._tree_killers: list = []  # taskkill processes started by cancel() on Windows, kept until they end
 
     # ------------------------------------------------------------------------------------------------ life cycle
     def start(self) -> "PredictProcess":
@@ -204,22 +245,10 @@ class PredictProcess:
             self._finished = True
 
     def _signal_tree(self, kill: bool) -> None:
-        proc = self._proc
-        try:
-            if os.name == "nt":
-                # taskkill /T ends the whole tree (the PythonSlicer launcher and the Python it started).
-                args = ["taskkill", "/T", "/PID", str(proc.pid)] + (["/F"] if kill else [])
-                subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
-                if kill:
-                    proc.kill()
-            else:
-                os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        except (ProcessLookupError, PermissionError, OSError):
-            try:
-                proc.kill() if kill else proc.terminate()
-            except OSError:
-                pass
+        launched = signal_process_tree(self._proc, kill)
+        self._tree_killers = [k for k in self._tree_killers if k.poll() is None]
+        if launched is not None:
+            self._tree_killers.append(launched)
 
     def __del__(self):  # never leave a model running behind a dropped object
         try:

@@ -10,11 +10,17 @@ Tasks whose model is not installed are skipped (reported as {"skipped": reason})
 
 from __future__ import annotations
 
-import resource
 import statistics
+import sys
 import time
+from typing import Optional
 
 import torch
+
+try:
+    import resource  # POSIX only
+except ImportError:  # Windows
+    resource = None
 
 
 def _median_ms(fn, repeats: int, sync) -> float:
@@ -45,10 +51,25 @@ def _alternating_medians_ms(single, uncertainty, repeats: int, sync) -> tuple[fl
     return round(statistics.median(times[single]), 2), round(statistics.median(times[uncertainty]), 2)
 
 
-def _peak_memory_mb(dev: torch.device) -> float:
+def process_peak_memory_mb() -> Optional[float]:
+    """This process's peak resident memory in MiB: `getrusage` where the `resource` module exists (POSIX), else
+    psutil's peak working set (Windows) when psutil is installed, else None."""
+    if resource is not None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)  # macOS: bytes; Linux: KiB
+    try:
+        import psutil
+    except ImportError:
+        return None
+    peak = getattr(psutil.Process().memory_info(), "peak_wset", None)  # only Windows has it
+    return None if peak is None else round(peak / 2**20, 1)
+
+
+def _peak_memory_mb(dev: torch.device) -> Optional[float]:
+    """Peak memory of the run in MiB: CUDA allocations on a GPU, the process's peak resident memory otherwise."""
     if dev.type == "cuda":
         return round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # process peak RSS (Linux: KiB)
+    return process_peak_memory_mb()
 
 
 def bench_mammo_pectoral(dev: torch.device, repeats: int) -> dict:

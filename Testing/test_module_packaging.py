@@ -103,6 +103,35 @@ def test_shipped_models_are_installed_where_the_engine_looks():
     assert Path(registry._PACKAGE).parent / "Resources" / "Models" in registry.search_path()
 
 
+def test_shipped_sample_data_is_installed_where_the_engine_and_the_sample_data_entries_look():
+    """MODULE_SAMPLE_DATA_FILES lists exactly the files under Resources/SampleData (a file missing from CMake, or
+    listed but absent, fails), installed and copied to <module dir>/Resources/SampleData/<same relative path>."""
+    samples = REPO / "Resources" / "SampleData"
+    text = MODULE_CMAKE.read_text()
+    listed = cmake_set(text, "MODULE_SAMPLE_DATA_FILES")
+    assert len(listed) == len(set(listed)), "duplicates in MODULE_SAMPLE_DATA_FILES"
+    on_disk = {str(p.relative_to(samples).as_posix()) for p in samples.rglob("*") if p.is_file()}
+    assert sorted(on_disk - set(listed)) == [], "files under Resources/SampleData missing from CMakeLists.txt"
+    assert sorted(set(listed) - on_disk) == [], "listed in MODULE_SAMPLE_DATA_FILES but not on disk"
+    for sample in ("mammo-mlo", "cxr-chest", "ct-abdomen"):
+        assert f"{sample}/NOTICE.md" in listed, f"{sample} is shipped without its NOTICE.md"
+    flat = " ".join(re.sub(r"#[^\n]*", "", text).split())
+    assert "set(_samples_source_dir ${CMAKE_CURRENT_SOURCE_DIR}/../Resources/SampleData)" in flat
+    assert "foreach(_sample_file ${MODULE_SAMPLE_DATA_FILES})" in flat
+    assert "get_filename_component(_sample_dir ${_sample_file} DIRECTORY)" in flat
+    assert ("DESTINATION ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources/SampleData/${_sample_dir}"
+            in flat)
+    assert ("${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/Resources/SampleData/${_sample_file} COPYONLY"
+            in flat)
+    # ... which is <module dir>/Resources/SampleData: where the engine looks first after UQSEG_SAMPLE_DATA, and
+    # where the Sample Data module entries look for an installed module file
+    from UQSegmentationLib.sample_data import sample_data_dir
+    from uqseg import sample_data
+
+    assert Path(sample_data._PACKAGE).parent / "Resources" / "SampleData" in sample_data.search_path()
+    assert sample_data_dir(MODULE_DIR / "UQSegmentation.py") == samples.resolve()
+
+
 # ---------------------------------------------------------------------------------------------------- extension
 def top_metadata() -> dict[str, str]:
     text = TOP_CMAKE.read_text()

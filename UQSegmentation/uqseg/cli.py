@@ -10,7 +10,12 @@
 
 `predict` writes DIR/<case>/ (files per the task contract + summary.json), and DIR/queue.csv when more than one case
 was processed. A bad input prints one line `error: <file>: <reason>` on stderr; the other inputs are still processed
-and the exit status is 2. Progress lines `PROGRESS <0..1> <message>` go to stdout (the Slicer module reads them).
+and the exit status is 2. An unusable DIR (a file, on /proc or /sys, an input folder or inside one, not writable) is
+refused with `error: <DIR>: <reason>` (exit 2) before any work. Each case is built in a hidden staging folder in DIR
+and moved to DIR/<case> in one rename, so a case folder is complete or absent (after a full disk, SIGTERM, SIGINT,
+kill -9 or a concurrent run into the same DIR); see uqseg/io/outdir.py and docs/hostile-inputs.md. SIGTERM/SIGINT
+end the run with one line and exit status 128 + the signal number. Progress lines `PROGRESS <0..1> <message>` go
+to stdout (the Slicer module reads them).
 """
 
 from __future__ import annotations
@@ -56,31 +61,63 @@ def collect_cases(inputs: list[str], ndim: int) -> list[Path]:
     return cases
 
 
-def unique_names(paths: list[Path]) -> list[str]:
-    names, seen = [], {}
-    for p in paths:
-        n = case_name(p)
-        seen[n] = seen.get(n, 0) + 1
-        names.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
-    return names
+def unique_names(paths: list[Path], out: Path | None = None, inputs=()) -> list[str]:
+    """One case folder name per path: the file name without its extension, made safe (stays inside --out) and
+    unique ignoring case; see `uqseg.io.outdir.unique_case_names`."""
+    from uqseg.io.outdir import unique_case_names
+
+    return unique_case_names([case_name(p) for p in paths], out, inputs)
 
 
-def write_queue(out: Path, summaries: list[dict]) -> Path:
+QUEUE_COLUMNS = ["case", "image_uncertainty", "multimodal", "ood", "status"]
+
+
+def write_queue(out: Path, summaries: list[dict], keep_existing: bool = False) -> Path:
+    """Write out/queue.csv (atomically): one row per case, most uncertain first. keep_existing: also keep the rows
+    of the existing queue.csv whose case is not among `summaries` and whose folder still has summary.json (another
+    run into the same folder, or an earlier one)."""
+    import csv
+
     from uqseg.io.write import write_csv
 
-    def key(s):
-        u = s.get("image_uncertainty")
-        return (u is None, -(u or 0.0))
+    rows = {s["case"]: [s["case"], "" if s.get("image_uncertainty") is None else round(s["image_uncertainty"], 4),
+                        int(bool(s.get("multimodal"))), int(bool(s.get("ood"))), s.get("status", "ok")]
+            for s in summaries}
+    if keep_existing and (out / "queue.csv").is_file():
+        try:
+            with open(out / "queue.csv", newline="", encoding="utf-8") as fh:
+                old = list(csv.reader(fh))
+        except (OSError, UnicodeDecodeError):
+            old = []
+        if old and old[0] == QUEUE_COLUMNS:
+            for r in old[1:]:
+                if len(r) == len(QUEUE_COLUMNS) and r[0] not in rows and (out / r[0] / "summary.json").is_file():
+                    rows[r[0]] = r
 
-    rows = [(s["case"], "" if s.get("image_uncertainty") is None else round(s["image_uncertainty"], 4),
-             int(bool(s.get("multimodal"))), int(bool(s.get("ood"))), s.get("status", "ok"))
-            for s in sorted(summaries, key=key)]
-    return write_csv(out / "queue.csv", ["case", "image_uncertainty", "multimodal", "ood", "status"], rows)
+    def key(r):
+        try:
+            u = float(r[1])
+        except (TypeError, ValueError):
+            u = float("nan")
+        return (u != u, 0.0 if u != u else -u)  # no value (or NaN) last
+
+    return write_csv(out / "queue.csv", QUEUE_COLUMNS, sorted(rows.values(), key=key))
 
 
 def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="auto", samples=None, seed=0,
             quiet=False, fast=False) -> tuple[list[dict], list[str]]:
-    """Run one task on every case. Returns (summaries of the cases that worked, error lines)."""
+    """Run one task on every case. Returns (summaries of the cases that worked, error lines).
+
+    The output folder is checked first (`uqseg.io.outdir.OutputError`, before any work). Each case is written into
+    this run's hidden staging folder in `out` and moved to out/<case> in one rename once its summary.json is
+    written, so out/<case> is complete or absent; queue.csv is rewritten after every finished case. A case whose
+    files cannot be written (disk full, ...) is dropped whole with one error line and the others go on."""
+    from uqseg import interrupts
+    from uqseg.io.outdir import (CaseStaging, OutputError, check_output_folder, describe_write_failure, folder_lock,
+                                 os_error_reason, remove_stale_staging)
+
+    out = check_output_folder(out, inputs)
+    remove_stale_staging(out)
     import numpy as np
     import torch
 
@@ -106,50 +143,104 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
         except InputError as e:
             errors.append(f"error: {e}")
             print(errors[-1], file=sys.stderr, flush=True)
-    names = unique_names(paths)
-    out.mkdir(parents=True, exist_ok=True)
-    for i, (path, name) in enumerate(zip(paths, names)):
-        progress(i / max(1, len(paths)), f"{name}")
-        try:
-            t0 = time.perf_counter()
-            image = load_image(path, ndim=task.ndim)
-            t1 = time.perf_counter()
-            summary = task.run(image, model, out / name,
-                               {"card": card, "device": dev, "samples": samples, "seed": seed, "fast": fast})
-            t2 = time.perf_counter()
-        except InputError as e:
-            errors.append(f"error: {e}")
-            print(errors[-1], file=sys.stderr, flush=True)
-            continue
-        summary = {
-            "case": name,
-            "input": str(path),
-            **summary,
-            "model": {"id": card.id, "version": card.version},
-            "device": str(dev),
-            "timings_ms": {"load_model": round(load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
-                           "predict_and_write": round((t2 - t1) * 1000, 1)},
-            "input_geometry": {"shape": list(image.shape), "spacing_mm": list(image.spacing),
-                               "spacing_source": image.meta.get("spacing_source"),
-                               "modality": image.meta.get("modality"), "view": image.meta.get("view"),
-                               "laterality": image.meta.get("laterality")},
-        }
-        write_json(out / name / "summary.json", summary)
-        summaries.append(summary)
-        if not quiet:
-            u = summary.get("image_uncertainty")
-            flags = [f for f in ("multimodal", "ood") if summary.get(f)]
-            print(f"{name}: image_uncertainty={'n/a' if u is None else f'{u:.4g}'} "
-                  f"flags={','.join(flags) or '-'} -> {out / name}", flush=True)
-    if len(paths) > 1:
-        write_queue(out, summaries)
+    names = unique_names(paths, out, inputs)
+    staging = CaseStaging(out).open()
+    current = None
+    queue_ok = False
+    try:
+        for i, (path, name) in enumerate(zip(paths, names)):
+            interrupts.check()
+            current, stage = name, "read"
+            progress(i / max(1, len(paths)), f"{name}")
+            try:
+                case_dir = staging.case_dir(name)
+                t0 = time.perf_counter()
+                image = load_image(path, ndim=task.ndim)
+                t1 = time.perf_counter()
+                stage = "write"
+                summary = task.run(image, model, case_dir,
+                                   {"card": card, "device": dev, "samples": samples, "seed": seed, "fast": fast})
+                t2 = time.perf_counter()
+                summary = {
+                    "case": name,
+                    "input": str(path),
+                    **summary,
+                    "model": {"id": card.id, "version": card.version},
+                    "device": str(dev),
+                    "timings_ms": {"load_model": round(load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
+                                   "predict_and_write": round((t2 - t1) * 1000, 1)},
+                    "input_geometry": {"shape": list(image.shape), "spacing_mm": list(image.spacing),
+                                       "spacing_source": image.meta.get("spacing_source"),
+                                       "modality": image.meta.get("modality"), "view": image.meta.get("view"),
+                                       "laterality": image.meta.get("laterality")},
+                }
+                write_json(case_dir / "summary.json", summary)
+
+                def update_queue(s=summary):
+                    nonlocal queue_ok
+                    queue_ok = False
+                    write_queue(out, summaries + [s], keep_existing=True)
+                    queue_ok = True
+
+                with interrupts.deferred():  # moved into place and counted, or neither
+                    notes = staging.commit(name, update_queue if len(paths) > 1 or (out / "queue.csv").is_file()
+                                           else None)
+                    summaries.append(summary)
+            except (InputError, OutputError, OSError) as e:
+                staging.discard(name)
+                if isinstance(e, (InputError, OutputError)):
+                    errors.append(f"error: {e}")
+                elif stage == "read":
+                    errors.append(f"error: {path}: cannot be read ({os_error_reason(e)})")
+                else:
+                    errors.append(describe_write_failure(out, name, path, e))
+                print(errors[-1], file=sys.stderr, flush=True)
+                continue
+            except BaseException:
+                staging.discard(name)
+                raise
+            current = None
+            for note in notes:
+                errors.append(note)
+                print(note, file=sys.stderr, flush=True)
+            if not quiet:
+                u = summary.get("image_uncertainty")
+                flags = [f for f in ("multimodal", "ood") if summary.get(f)]
+                print(f"{name}: image_uncertainty={'n/a' if u is None else f'{u:.4g}'} "
+                      f"flags={','.join(flags) or '-'} -> {out / name}", flush=True)
+        interrupts.check()
+        if len(paths) > 1 and not queue_ok:
+            try:
+                with interrupts.deferred(), folder_lock(out):
+                    write_queue(out, summaries, keep_existing=True)
+            except OSError as e:
+                errors.append(f"error: {out / 'queue.csv'}: cannot be written ({os_error_reason(e)})")
+                print(errors[-1], file=sys.stderr, flush=True)
+            interrupts.check()
+    except interrupts.Interrupted as e:
+        e.detail = (f"{len(summaries)} of {len(paths)} cases finished and are complete in {out}"
+                    + (f"; the unfinished case {current} was discarded" if current else ""))
+        raise
+    finally:
+        staging.close()
     progress(1.0, "done")
     return summaries, errors
 
 
 def cmd_predict(args) -> int:
-    summaries, errors = predict(args.task, args.inputs, Path(args.out), args.model, args.device, args.samples,
-                                args.seed, fast=args.fast)
+    from uqseg.interrupts import Interrupted, handled
+    from uqseg.io.outdir import OutputError
+
+    try:
+        with handled():
+            summaries, errors = predict(args.task, args.inputs, Path(args.out), args.model, args.device,
+                                        args.samples, args.seed, fast=args.fast)
+    except OutputError as e:  # the output folder is unusable: nothing was done
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except Interrupted as e:  # SIGTERM/SIGINT/SIGHUP: finished cases are complete, the current one was discarded
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
     return 2 if errors else 0
 
 

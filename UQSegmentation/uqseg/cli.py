@@ -72,17 +72,22 @@ def unique_names(paths: list[Path], out: Path | None = None, inputs=()) -> list[
 QUEUE_COLUMNS = ["case", "image_uncertainty", "multimodal", "ood", "status"]
 
 
-def write_queue(out: Path, summaries: list[dict], keep_existing: bool = False) -> Path:
-    """Write out/queue.csv (atomically): one row per case, most uncertain first. keep_existing: also keep the rows
-    of the existing queue.csv whose case is not among `summaries` and whose folder still has summary.json (another
-    run into the same folder, or an earlier one)."""
+def write_queue(out: Path, summaries: list[dict], keep_existing: bool = False, newest: dict | None = None) -> Path:
+    """Write out/queue.csv (atomically): one row per case, most uncertain first.
+
+    keep_existing (call it under `uqseg.io.outdir.folder_lock`): merge with the existing queue.csv, keeping its rows
+    whose case folder has summary.json; for a case in both, the file's row wins (whoever last moved a case folder
+    into place also wrote its row, e.g. a concurrent run that replaced it), except for `newest`, the case just
+    moved into place by this run. Cases of `summaries` missing from the file are added."""
     import csv
 
     from uqseg.io.write import write_csv
 
-    rows = {s["case"]: [s["case"], "" if s.get("image_uncertainty") is None else round(s["image_uncertainty"], 4),
-                        int(bool(s.get("multimodal"))), int(bool(s.get("ood"))), s.get("status", "ok")]
-            for s in summaries}
+    def row(s):
+        return [s["case"], "" if s.get("image_uncertainty") is None else round(s["image_uncertainty"], 4),
+                int(bool(s.get("multimodal"))), int(bool(s.get("ood"))), s.get("status", "ok")]
+
+    rows = {s["case"]: row(s) for s in summaries}
     if keep_existing and (out / "queue.csv").is_file():
         try:
             with open(out / "queue.csv", newline="", encoding="utf-8") as fh:
@@ -91,8 +96,11 @@ def write_queue(out: Path, summaries: list[dict], keep_existing: bool = False) -
             old = []
         if old and old[0] == QUEUE_COLUMNS:
             for r in old[1:]:
-                if len(r) == len(QUEUE_COLUMNS) and r[0] not in rows and (out / r[0] / "summary.json").is_file():
+                if len(r) == len(QUEUE_COLUMNS) and r[0].strip(".") and not set(r[0]) & set("/\\:") \
+                        and (out / r[0] / "summary.json").is_file():
                     rows[r[0]] = r
+    if newest is not None:
+        rows[newest["case"]] = row(newest)
 
     def key(r):
         try:
@@ -179,7 +187,7 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
                 def update_queue(s=summary):
                     nonlocal queue_ok
                     queue_ok = False
-                    write_queue(out, summaries + [s], keep_existing=True)
+                    write_queue(out, summaries, keep_existing=True, newest=s)
                     queue_ok = True
 
                 with interrupts.deferred():  # moved into place and counted, or neither

@@ -11,6 +11,8 @@ arriving inside it is held back and raised by the next `check()`, so a case is e
 or not moved at all. Signal handlers can only be set in the main thread; elsewhere (or when `predict` is called
 in-process, e.g. from Slicer) `handled()` changes nothing and SIGINT stays Python's KeyboardInterrupt.
 
+A signal that was ignored when the run started (SIGHUP under nohup, SIGINT in a background job) stays ignored.
+
 Windows has no SIGTERM from outside (`taskkill /F` ends the process like SIGKILL); Ctrl-C and Ctrl-Break arrive as
 SIGINT and SIGBREAK.
 """
@@ -71,6 +73,8 @@ def handled() -> Iterator[bool]:
             if sig is None:
                 continue
             try:
+                if signal.getsignal(sig) == signal.SIG_IGN:  # nohup, a background job: the caller wants it ignored
+                    continue
                 previous[sig] = signal.signal(sig, _handler)
             except (OSError, RuntimeError, ValueError):  # pragma: no cover - a signal this platform refuses
                 continue

@@ -1,8 +1,8 @@
 """Shared pytest fixtures: real Slicer MRML (slicer-core wheel), the real images in ../shared/data, sample DICOM.
 
 `mrml_scene` builds what the Slicer application builds at start-up (a scene, the application logic with its colour
-logic, and the module logics that load and save data), without Qt and without `slicer.app`. See
-/work/shared/SLICER_CORE.md. Tests that need it skip with a reason when `import slicer` fails.
+logic, and the module logics that load and save data), without Qt and without `slicer.app`
+(docs/testing-slicer-code.md). Tests that need it skip with a reason when `import slicer` fails.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """MC-dropout statistics of mammo-breast (`uqseg.mammo.mc_dropout`) on known distributions and tiny networks, the
-3-class U-Net's structure (issue 5, point 1), and the post-processing of the label map."""
+3-class U-Net's structure, and the post-processing of the label map."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`uqseg predict --task mammo-pectoral`: the command-line contract of ARCHITECTURE.md, checked from the outside.
+"""`uqseg predict --task mammo-pectoral`: the command-line contract of docs/cli-contract.md, checked from the outside.
 
 What a user (or the project's evaluation) sees: exit codes, one-line errors on stderr, the files of each case folder,
 queue.csv, the orientation of the boundary on real left and right MLO mammograms, a mirror round trip, and the

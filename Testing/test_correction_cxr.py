@@ -1,4 +1,4 @@
-"""Model-aware correction of the chest X-ray rings from pinned nodes (issue 7; uqseg/correction/cxr_pinned.py), with
+"""Model-aware correction of the chest X-ray rings from pinned nodes (uqseg/correction/cxr_pinned.py), with
 the shipped cxr-landmarks model:
 - the mechanics on the project's chest phantom (a non-square image, so the square-padding frame is exercised):
   pinned nodes end exactly where pinned, their ring neighbours follow, the other organs are untouched, the stds of
@@ -144,7 +144,7 @@ def val_subset(shared_data):
 
 
 def test_simulated_user_pinning_the_most_uncertain_nodes_reduces_the_other_nodes_error(model, val_subset):
-    """Done-when (a) of issue 7 on 5 val images × 3 organs (the full val set: pinning.json)."""
+    """The simulated user (3 highest-std nodes pinned to the truth) on 5 val images × 3 organs (the full val set: pinning.json)."""
     rows = []
     for _, img, truth in val_subset:
         result = predict_landmarks(Image(img), model, samples=SAMPLES, seed=0)

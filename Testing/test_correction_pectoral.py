@@ -1,7 +1,7 @@
 """Model-aware pectoral boundary correction from clicks (uqseg.correction.pectoral_path).
 
 Synthetic heatmaps test the maths (exact DP against brute force, the mode switch of a multimodal stretch, flips,
-history independence); the real validation images test the simulated user of issue 7, done-when (b)."""
+history independence); the real validation images test the simulated user (one click on the truth in the most uncertain row)."""
 
 from __future__ import annotations
 

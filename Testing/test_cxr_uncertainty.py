@@ -1,4 +1,4 @@
-"""The uncertainty of the shipped cxr-landmarks model means something (issue 3, point 7; CheXmask-U Fig. 2, 3a, 5),
+"""The uncertainty of the shipped cxr-landmarks model means something (CheXmask-U Fig. 2, 3a, 5),
 checked on a small subset of the JSRT val images (the full study with plots is Training/evaluate_cxr.py):
 (a) a black square over the lateral border of a lung raises the std of the nodes under it above the others and above
     the same nodes on the clean image; (b) Gaussian noise of rising strength raises the mean node std; (c) binned node

@@ -1,4 +1,4 @@
-"""`uqseg finetune`: fine-tuning a shipped model on a folder of corrected cases (uqseg.finetune; issue 7, point 4).
+"""`uqseg finetune`: fine-tuning a shipped model on a folder of corrected cases (uqseg.finetune).
 
 The corrections folders are built the way a user builds them: the shipped model predicts on 2 real images of
 ../shared/data, and the reference label of each image is saved as the "correction" with `uqseg.correction.save`

@@ -1,4 +1,4 @@
-"""Model-aware correction of the chest X-ray landmark rings from pinned nodes (issue 7): the user moves some nodes,
+"""Model-aware correction of the chest X-ray landmark rings from pinned nodes: the user moves some nodes,
 the model re-shapes the rest of that organ's ring and re-estimates its per-node std.
 
 Frames and units. Pins and every returned position are pixel-centre (x, y) = (column, row) indices of the INPUT image
@@ -246,7 +246,7 @@ def most_uncertain_nodes(result: LandmarkResult, organ: str, k: int = 3) -> np.n
 def evaluate_case(model: HybridGNet, image: Image | np.ndarray | EncodedImage, truth: np.ndarray,
                   result: LandmarkResult, k: int = 3, samples: int | None = None, seed: int = 0, organs=None,
                   **tuning) -> list[dict]:
-    """The simulated user of issue 7 on one image: for each organ separately, pin its k highest-std nodes to their
+    """The simulated user of the pinning evaluation on one image: for each organ separately, pin its k highest-std nodes to their
     TRUE positions (truth (120, 2), input pixel-centre (x, y)) and compare, for the OTHER nodes of that organ, the
     mean Euclidean error (input px) before and after; also the mean node std of the pinned nodes and of their two
     ring neighbours before / after, and the refit time (ms, image already encoded). One dict per organ."""

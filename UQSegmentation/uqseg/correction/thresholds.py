@@ -1,6 +1,6 @@
 """Where an uncertain region starts: the threshold on a per-row / per-node / per-voxel uncertainty.
 
-Default rule (issue 7): a percentile of the model's VALIDATION distribution of the same uncertainty, stored in the
+Default rule: a percentile of the model's VALIDATION distribution of the same uncertainty, stored in the
 model card as
 
     card["uncertainty"]["region_threshold"]             the value, in the card's units (below)

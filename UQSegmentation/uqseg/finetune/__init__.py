@@ -1,4 +1,4 @@
-"""Fine-tuning a shipped model on a folder of corrected cases (`uqseg finetune`; issue 7, point 4).
+"""Fine-tuning a shipped model on a folder of corrected cases (`uqseg finetune`).
 
     run.py          the command: cases → preprocessing → loss before → training → loss after → new model folder
     cases.py        which corrected cases of a corrections folder are usable (verified records), and their inputs

@@ -9,8 +9,8 @@ Input (B, 1, h, w), h and w multiples of 16, intensities 0..1, chest wall on the
 The width (channels of the first stage, doubling per stage) is a card parameter; parameter names are those of
 `UNet2d` (the same network family as the pectoral-boundary model).
 
-Note on the dropout position: maseg's published code applies `nn.Dropout` to the classifier's output; issue 5 and
-the paper's text put it on the features before the 1×1 classifier, which is what this network does. Either way it is
+Note on the dropout position: maseg's published code applies `nn.Dropout` to the classifier's output; the
+paper's text puts it on the features before the 1×1 classifier, which is what this network does. Either way it is
 the last operation with a random mask, so everything before it is deterministic at inference (BatchNorm in eval
 mode): `features` can be computed once and only dropout + classifier repeated per MC sample
 (`uqseg.mammo.mc_dropout`).

@@ -4,7 +4,7 @@ logit covariance (Kampen, Aspe et al., NLDL 2026), with the voxel predictive var
 Input: a CT volume — a DICOM series folder, or NIfTI / NRRD / MHA — checked by `uqseg.io.ct.require_ct` (a 2-D
 image, a thin or non-CT volume, a mask or label map are refused with the reason).
 
-Files written per case (contract in ARCHITECTURE.md), all on the input's own grid (same size, spacing, origin and
+Files written per case (the contract: docs/cli-contract.md), all on the input's own grid (same size, spacing, origin and
 direction as the input volume):
 - segmentation.seg.nrrd — one segment per organ of the model (label c = organs[c − 1]), names and colours;
 - probability.nrrd — float32, the MC estimate of Eq. (14) that the voxel belongs to an organ, 1 − p̄_background

@@ -1,7 +1,7 @@
 """Task `cxr-landmarks`: lungs and heart as landmark rings with per-node uncertainty on frontal chest radiographs
 (variational HybridGNet; Cosarinsky et al., "CheXmask-U", MIDL 2026; Gaggion et al., IEEE TMI 2023).
 
-Files written per case (contract in ARCHITECTURE.md); positions are pixel-centre indices (x = column, y = row) of
+Files written per case (the contract: docs/cli-contract.md); positions are pixel-centre indices (x = column, y = row) of
 the input image, stds in input pixels unless stated:
 - landmarks.csv — `node, organ, mean_x, mean_y, std_x, std_y`, 120 lines (right_lung 0..43, left_lung 44..93,
   heart 94..119, each organ a closed ring in annotation order); mean and population std over N latent samples.

@@ -2,7 +2,7 @@
 with MC-dropout uncertainty (after Verboom et al., "Deep learning-based breast region segmentation in raw and
 processed digital mammograms", JMI 2024 — "maseg").
 
-Files written per case (contract in ARCHITECTURE.md), all on the input's own pixel grid and geometry:
+Files written per case (the contract: docs/cli-contract.md), all on the input's own pixel grid and geometry:
 - segmentation.seg.nrrd — segments `breast` (label 1) and `pectoral` (label 2); background is 0.
 - uncertainty.nrrd — per-pixel predictive entropy of the mean softmax over the MC-dropout samples, in nats
   (0 … ln 3 = 1.0986), stored as float32 rounded to 1/4096 nats (so that it compresses).

@@ -1,6 +1,6 @@
 """Task `mammo-pectoral`: pectoral-muscle boundary with a ±σ band on MLO mammograms (Zech et al., MIDL 2026).
 
-Files written per case (contract in ARCHITECTURE.md):
+Files written per case (the contract: docs/cli-contract.md):
 - boundary.csv — `row, mean_col, std_col, multimodal`, one line per input row holding muscle; input pixel indices
   (pixel centres), std in input pixels (columns).
 - pectoral.seg.nrrd — segment `pectoral_muscle` on the input's pixel grid and geometry.

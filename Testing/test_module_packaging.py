@@ -260,7 +260,7 @@ def test_gui_module_follows_the_template():
     assert 'loadUI(self.resourcePath("UI/UQSegmentation.ui"))' in source
     assert "childWidgetVariables" in source and "connectGui(self.ui)" in source
     assert 'translate("qSlicerAbstractCoreModule", "Segmentation")' in source
-    for author in ("Zech", "Verboom", "Cosarinsky", "Kampen"):  # the four papers of ARCHITECTURE.md
+    for author in ("Zech", "Verboom", "Cosarinsky", "Kampen"):  # the four papers the tasks implement
         assert author in source
     assert "acknowledgementText" in source and "contributors" in source
 

@@ -111,7 +111,3 @@ def get_or_create_colormap(scene, name: str):
     scene.AddNode(node)
     return node
 
-
-def colormap_name(color_node) -> str | None:
-    """The project colormap name of a colour node made here, else None."""
-    return color_node.GetAttribute(ATTRIBUTE) if color_node is not None else None

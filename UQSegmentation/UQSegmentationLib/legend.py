@@ -54,9 +54,3 @@ def add_legend(scene, displayable_node, title: str, units: str | None = None, *,
     legend.SetName(f"{displayable_node.GetName()} legend")
     return legend
 
-
-def get_legend(displayable_node):
-    """The node's colour legend display node, or None."""
-    import slicer
-
-    return slicer.vtkSlicerColorLogic.GetColorLegendDisplayNode(displayable_node)

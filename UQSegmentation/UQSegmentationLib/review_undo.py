@@ -119,9 +119,6 @@ class UndoStack:
     def can_undo(self) -> bool:
         return bool(self.entries)
 
-    def peek(self) -> str | None:
-        return self.entries[-1].label if self.entries else None
-
     def undo(self) -> str | None:
         """Restore the newest entry; its label (None when there is nothing to undo)."""
         if not self.entries:

@@ -392,6 +392,32 @@ def test_case_name_rules_in_process(tmp_path):
     assert unique_case_names(["notes", "report", "old"], out) == ["notes_2", "report_2", "old"]
 
 
+def test_stale_staging_removed_live_staging_kept(tmp_path):
+    """What a kill -9 can leave, cleaned in-process: a dead run's staging folder goes (an earlier result it had moved
+    aside is put back first), a stray queue.csv temporary goes, a live run's staging folder stays."""
+    from uqseg.io.outdir import CaseStaging, remove_stale_staging
+
+    out = tmp_path / "out"
+    out.mkdir()
+    live = CaseStaging(out).open()  # this process holds its owner lock
+    dead = out / ".uqseg-staging-1-dead"
+    (dead / "c").mkdir(parents=True)
+    (dead / "c" / ".preview.png.1234abcd.tmp").write_bytes(b"half a file")
+    (dead / ".owner.lock").write_text("1\n")  # nobody holds its lock: the owner is gone
+    (dead / ".old-b").mkdir()
+    (dead / ".old-b" / "summary.json").write_text('{"case": "b"}\n')
+    (out / ".queue.csv.1234abcd.tmp").write_text("case\n")
+    try:
+        removed = remove_stale_staging(out)
+        assert sorted(removed) == [".queue.csv.1234abcd.tmp", ".uqseg-staging-1-dead"]
+        assert (out / "b" / "summary.json").is_file(), "the earlier result moved aside was not put back"
+        assert live.root is not None and live.root.is_dir(), "a live run's staging folder was removed"
+        assert not tmp_files(out)
+    finally:
+        live.close()
+    assert hidden(out) == set() and visible(out) == {"b"}
+
+
 # ------------------------------------------------------------------------------------------------- 3. disk full
 def test_disk_full_drops_only_that_case(images, tmp_path):
     row = DISK_FULL_ROWS[0]

@@ -85,8 +85,9 @@ _WINDOWS_DEVICES = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
                              | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)})
 
 
-class OutputError(Exception):
-    """The output folder (or a case folder in it) cannot be used: `path` and a one-sentence `reason`."""
+class OutputError(ValueError):
+    """The output folder (or a case folder in it) cannot be used: `path` and a one-sentence `reason`. A ValueError,
+    so that callers of `predict` that already report ValueErrors as one line (`uqseg.cli.main`) report it too."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
         self.path = str(path)

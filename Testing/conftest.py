@@ -1,8 +1,18 @@
-"""Shared pytest fixtures: real Slicer MRML (slicer-core wheel), the real images in ../shared/data, sample DICOM.
+"""Shared pytest fixtures: real Slicer MRML (slicer-core wheel), the real images in ../shared/data, the shipped
+models, sample DICOM.
 
 `mrml_scene` builds what the Slicer application builds at start-up (a scene, the application logic with its colour
 logic, and the module logics that load and save data), without Qt and without `slicer.app`
 (docs/testing-slicer-code.md). Tests that need it skip with a reason when `import slicer` fails.
+
+Real images: `shared_data_path()` is the ONE place that says where they are ($UQSEG_SHARED_DATA, else
+`../shared/data` beside the checkout); `shared_data_dir` (alias `shared_data`) is that folder or a skip naming it,
+`shared_file(relative)` one file or folder in it or a skip naming the missing path. Tests over several real images
+take one case per test id, so that a missing image skips that case alone, visibly.
+
+Shipped models: `shipped_model(task)` loads the task's default model of Resources/Models (committed with the
+project) and FAILS with the registry's ModelError message when it does not load (a missing or malformed card,
+a sha256 mismatch, weights that do not fit): a shipped model that does not load is a defect, never a skip.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ from __future__ import annotations
 import os
 import types
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -99,18 +110,111 @@ def mrml_scene():
         app_logic.SetModuleLogic("Colors", None)
 
 
-def _shared_data_dir() -> Path:
-    env = os.environ.get("UQSEG_SHARED_DATA")
+# ------------------------------------------------------------------------------------------------ real images
+SHARED_DATA_ENV = "UQSEG_SHARED_DATA"
+
+
+def shared_data_path() -> Path:
+    """Where the real images are (whether or not the folder exists): $UQSEG_SHARED_DATA when set, else
+    `../shared/data` beside the checkout. The only lookup of it in Testing/ (make_screenshots.py imports it)."""
+    env = os.environ.get(SHARED_DATA_ENV)
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 
 
+_shared_data_dir = shared_data_path  # the older name (imported by other test modules)
+
+
+def _shared_missing(path: Path) -> str:
+    root = shared_data_path()
+    where = f"${SHARED_DATA_ENV}" if os.environ.get(SHARED_DATA_ENV) else "../shared/data beside the checkout"
+    if not root.is_dir():
+        return (f"real images absent: {path} not found (the shared data folder {root} ({where}) does not exist; "
+                f"put the data there or set {SHARED_DATA_ENV})")
+    return f"real image absent: {path} not found in the shared data folder {root} ({where})"
+
+
+def missing_shared_file(relative: str | Path) -> str | None:
+    """None when `relative` exists under the shared data folder, else the skip reason naming the missing path."""
+    path = shared_data_path() / relative
+    return None if path.exists() else _shared_missing(path)
+
+
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """Path to the real images (`../shared/data` beside the checkout, or $UQSEG_SHARED_DATA); skips when absent."""
-    path = _shared_data_dir()
+def shared_data_dir() -> Path:
+    """The real images' folder (`shared_data_path()`); skips, naming the folder and the variable, when absent."""
+    path = shared_data_path()
     if not path.is_dir():
-        pytest.skip("../shared/data not found (real images); set UQSEG_SHARED_DATA")
+        pytest.skip(_shared_missing(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_data(shared_data_dir) -> Path:
+    """Alias of `shared_data_dir` (the fixture's older name)."""
+    return shared_data_dir
+
+
+@pytest.fixture(scope="session")
+def shared_file():
+    """`shared_file("cxr_jsrt/images/JPCLN001.png")` → that path under the shared data folder (a file or a folder);
+    skips the calling test with a reason naming the missing path when it is absent. In a batch fixture that runs
+    whatever is there, catch `pytest.skip.Exception` and keep its message for the case's own tests."""
+    def lookup(relative: str | Path) -> Path:
+        reason = missing_shared_file(relative)
+        if reason:
+            pytest.skip(reason)
+        return shared_data_path() / relative
+
+    return lookup
+
+
+# ---------------------------------------------------------------------------------------------- shipped models
+class ShippedModel(NamedTuple):
+    card: object  # uqseg.models.registry.ModelCard
+    model: object  # the network, as `TASKS[task].load(card, device)` returns it
+
+
+def shipped_card(task: str):
+    """The default model card of `task` among the SHIPPED models (Resources/Models: what the project commits; user
+    models on UQSEG_MODELS or in the cache are not looked at): the card with `"default": true`, else the first.
+    Fails the calling test (with the registry's message) when there is none or a card is malformed."""
+    from uqseg.models.registry import ModelError, list_models, shipped_dirs
+
+    roots = set()
+    for d in shipped_dirs():
+        try:
+            roots.add(d.resolve())
+        except OSError:
+            pass
+    try:
+        cards = [m for m in list_models() if m.task == task and m.folder.resolve().parent in roots]
+    except ModelError as error:
+        pytest.fail(f"the model registry refuses a model card: {error}", pytrace=False)
+    if not cards:
+        pytest.fail(f"no shipped {task} model in {[str(d) for d in shipped_dirs()]} (the project commits one per "
+                    "task)", pytrace=False)
+    return next((m for m in cards if m.get("default")), cards[0])
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    """`shipped_model(task, device="cpu")` → ShippedModel(card, model): the task's default shipped model (see
+    `shipped_card`), loaded through the task (`TASKS[task].load`) — sha256, finite weights, architecture. A model that
+    does not load FAILS the test with the ModelError message (never skips). Each call loads a fresh network, so a test
+    that changes it (train mode, a patched method) cannot leak into another."""
+    def load(task: str, device: str = "cpu") -> ShippedModel:
+        from uqseg.models.registry import ModelError
+        from uqseg.tasks import TASKS
+
+        card = shipped_card(task)
+        try:
+            model = TASKS[task].load(card, device)
+        except ModelError as error:
+            pytest.fail(f"the shipped {task} model {card.id} {card.version} does not load: {error}", pytrace=False)
+        return ShippedModel(card, model)
+
+    return load
+
 
 
 @pytest.fixture(scope="session")

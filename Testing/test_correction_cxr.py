@@ -5,7 +5,7 @@ the shipped cxr-landmarks model:
   the pinned nodes and their neighbours shrink, no pins = the original result, bad pins raise ValueError;
 - the simulated user of the issue's done-when on real JSRT val images: pinning the 3 highest-std nodes of an organ to
   their TRUE positions reduces the mean error of the organ's other nodes (the whole val set: pinning.json, written by
-  Training/evaluate_cxr_pinning.py). Skips with a reason when ../shared/data is absent.
+  Training/evaluate_cxr_pinning.py). Skips, naming the missing file, when a val image of the subset is absent.
 """
 
 from __future__ import annotations
@@ -29,15 +29,8 @@ VAL_SUBSET = ("JPCLN001", "JPCLN046", "JPCLN091", "JPCNN042", "JPCNN078")  # fiv
 
 
 @pytest.fixture(scope="module")
-def model():
-    from uqseg.models.registry import find_model
-    from uqseg.tasks import TASKS
-
-    try:
-        card = find_model("cxr-landmarks")
-    except Exception as exc:
-        pytest.skip(f"no cxr-landmarks model on the search path ({exc})")
-    return TASKS["cxr-landmarks"].load(card, "cpu")
+def model(shipped_model):
+    return shipped_model("cxr-landmarks").model
 
 
 @pytest.fixture(scope="module")
@@ -129,17 +122,15 @@ def test_a_result_of_another_image_is_refused(model, phantom):
 
 
 @pytest.fixture(scope="module")
-def val_subset(shared_data):
-    root = shared_data / "cxr_jsrt"
-    names = [p.stem for p in sorted((root / "landmarks").glob("*.json"))
-             if json.loads(p.read_text())["split"] == "val"]
-    picked = [n for n in VAL_SUBSET if n in names] or names[:5]
-    if not picked:
-        pytest.skip(f"{root}: no val cases")
+def val_subset(shared_file):
+    """The five val images of VAL_SUBSET (all of them: the thresholds below are for this subset; a missing file
+    skips, naming it)."""
     out = []
-    for n in picked:
-        img = np.asarray(PILImage.open(root / "images" / f"{n}.png"), dtype=np.float32)
-        out.append((n, img, read_landmarks(root / "landmarks" / f"{n}.json")[0]))
+    for n in VAL_SUBSET:
+        image, landmarks = shared_file(f"cxr_jsrt/images/{n}.png"), shared_file(f"cxr_jsrt/landmarks/{n}.json")
+        assert json.loads(landmarks.read_text())["split"] == "val", f"{landmarks}: not a val image"
+        img = np.asarray(PILImage.open(image), dtype=np.float32)
+        out.append((n, img, read_landmarks(landmarks)[0]))
     return out
 
 

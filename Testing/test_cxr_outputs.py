@@ -2,7 +2,8 @@
 
 One in-process CLI run (module fixture) over: a non-square phantom PNG, an anisotropic phantom NRRD (spacing and
 origin unlike the defaults, so a swapped or forgotten geometry shows), the real CR chest DICOM of `pydicom-data`
-(MONOCHROME1, no usable pixel spacing) and a JSRT val PNG when they are installed, and a corrupt file in the middle.
+(MONOCHROME1, no usable pixel spacing) and a JSRT val PNG of the shared data (each of these two cases skips by itself,
+naming what is missing, when absent), and a corrupt file in the middle. The shipped model must load (else: fail).
 Checks: exit status and the one-line error, landmarks.csv, summary.json, the CheXmask-U batch CSV, queue.csv, and
 through slicer-core (real MRML): the three closed curves (positions and the per-node `std` measurement) and the
 segmentation (names, geometry, voxels = the filled mean rings of landmarks.csv).
@@ -46,18 +47,18 @@ def read_landmarks_csv(case_dir: Path):
     return rows[0], rows[1:], np.array([[float(v) for v in r[2:]] for r in rows[1:]])
 
 
+JSRT_CASE = "cxr_jsrt/images/JPCLN001.png"  # under the shared data folder
+GOOD_CASES = ("phantom", "phantom_mm", "cr_dicom", "jsrt")
+
+
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+def batch(tmp_path_factory, shipped_model, shared_file):
+    """One CLI run over every case whose input is there; `missing` holds the skip reason of each case that is not."""
     import SimpleITK as sitk
 
-    try:
-        from uqseg.models.registry import find_model
-
-        find_model(TASK)
-    except Exception as exc:
-        pytest.skip(f"no cxr-landmarks model on the search path ({exc})")
+    shipped_model(TASK)  # the committed model must load: its ModelError fails every test here
     d = tmp_path_factory.mktemp("cxr_batch")
-    cases = {}
+    cases, missing = {}, {}
     img, _ = chest_phantom((400, 360), seed=1)
     cases["phantom"] = {"path": write_png(d / "phantom.png", img), "spacing": (1.0, 1.0), "origin": (0.0, 0.0)}
     bad = d / "bad.png"
@@ -73,24 +74,36 @@ def batch(tmp_path_factory):
         from pydicom.data import get_testdata_file
 
         cr = get_testdata_file("RG1_UNCR.dcm")
-    except Exception:
-        cr = None
+    except ImportError as exc:
+        cr, why = None, f"pydicom's data manager is unavailable ({exc})"
+    else:
+        why = "RG1_UNCR.dcm not found by pydicom's data manager: install the `pydicom-data` package"
     if cr:
         cases["cr_dicom"] = {"path": Path(cr), "spacing": (1.0, 1.0), "origin": (0.0, 0.0)}
-    jsrt = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr_jsrt" / "images" / "JPCLN001.png"
-    if jsrt.is_file():
-        cases["jsrt"] = {"path": jsrt, "spacing": (1.0, 1.0), "origin": (0.0, 0.0)}
+    else:
+        missing["cr_dicom"] = why
+    try:
+        cases["jsrt"] = {"path": shared_file(JSRT_CASE), "spacing": (1.0, 1.0), "origin": (0.0, 0.0)}
+    except pytest.skip.Exception as skipped:
+        missing["jsrt"] = skipped.msg
     order = ["phantom", "bad", "phantom_mm", "cr_dicom", "jsrt"]
     inputs = [str(cases[k]["path"]) for k in order if k in cases]
     out = d / "out"
     rc, stdout, stderr = run_cli(["predict", "--task", TASK, *inputs, "--out", str(out), "--device", "cpu"])
     for key, c in cases.items():
         c["dir"] = out / Path(c["path"]).name.rsplit(".", 1)[0]
-    return {"rc": rc, "stdout": stdout, "stderr": stderr, "out": out, "cases": cases}
+    return {"rc": rc, "stdout": stdout, "stderr": stderr, "out": out, "cases": cases, "missing": missing}
 
 
 def good(batch):
     return {k: c for k, c in batch["cases"].items() if k != "bad"}
+
+
+def _case(batch, key) -> dict:
+    """The case `key` of the batch, or a skip naming its missing input."""
+    if key not in batch["cases"]:
+        pytest.skip(f"case {key}: {batch['missing'][key]}")
+    return batch["cases"][key]
 
 
 def test_exit_status_and_one_line_error(batch):
@@ -101,23 +114,24 @@ def test_exit_status_and_one_line_error(batch):
     assert not batch["cases"]["bad"]["dir"].exists()
 
 
-def test_case_files_and_landmarks_csv(batch):
-    for key, c in good(batch).items():
-        for f in FILES:
-            assert (c["dir"] / f).is_file(), f"{key}: {f} missing"
-        header, rows, values = read_landmarks_csv(c["dir"])
-        assert header == HEADER
-        assert [int(r[0]) for r in rows] == list(range(120))
-        assert [r[1] for r in rows] == ["right_lung"] * 44 + ["left_lung"] * 50 + ["heart"] * 26
-        assert np.all(np.isfinite(values)) and np.all(values[:, 2:] >= 0)
-        s = json.loads((c["dir"] / "summary.json").read_text())
-        assert s["task"] == TASK and s["samples"] == 50 and isinstance(s["ood"], bool)
-        assert s["image_uncertainty"] == pytest.approx(values[:, 2:].mean(), abs=1e-3)
-        assert s["model"]["id"] and s["files"]["curves"]["heart"] == "heart.mrk.json"
-        # the mean contours lie on the image (a frontal chest: lungs left and right of the heart)
-        h, w = s["input_geometry"]["shape"]
-        assert np.all(values[:, 0] > -0.1 * w) and np.all(values[:, 0] < 1.1 * w)
-        assert values[:44, 0].mean() < values[94:, 0].mean() < values[44:94, 0].mean(), key
+@pytest.mark.parametrize("key", GOOD_CASES)
+def test_case_files_and_landmarks_csv(batch, key):
+    c = _case(batch, key)
+    for f in FILES:
+        assert (c["dir"] / f).is_file(), f"{key}: {f} missing"
+    header, rows, values = read_landmarks_csv(c["dir"])
+    assert header == HEADER
+    assert [int(r[0]) for r in rows] == list(range(120))
+    assert [r[1] for r in rows] == ["right_lung"] * 44 + ["left_lung"] * 50 + ["heart"] * 26
+    assert np.all(np.isfinite(values)) and np.all(values[:, 2:] >= 0)
+    s = json.loads((c["dir"] / "summary.json").read_text())
+    assert s["task"] == TASK and s["samples"] == 50 and isinstance(s["ood"], bool)
+    assert s["image_uncertainty"] == pytest.approx(values[:, 2:].mean(), abs=1e-3)
+    assert s["model"]["id"] and s["files"]["curves"]["heart"] == "heart.mrk.json"
+    # the mean contours lie on the image (a frontal chest: lungs left and right of the heart)
+    h, w = s["input_geometry"]["shape"]
+    assert np.all(values[:, 0] > -0.1 * w) and np.all(values[:, 0] < 1.1 * w)
+    assert values[:44, 0].mean() < values[94:, 0].mean() < values[44:94, 0].mean(), key
 
 
 def test_chexmask_u_batch_csv_and_queue(batch):
@@ -145,9 +159,7 @@ def test_chexmask_u_batch_csv_and_queue(batch):
 
 @pytest.mark.parametrize("key", ["phantom_mm", "cr_dicom", "phantom"])
 def test_curves_and_segmentation_read_back_through_slicer(mrml_scene, batch, key):
-    if key not in batch["cases"]:
-        pytest.skip(f"{key} input not available")
-    c = batch["cases"][key]
+    c = _case(batch, key)
     slicer = mrml_scene.slicer
     sx, sy = c["spacing"]
     ox, oy = c["origin"]

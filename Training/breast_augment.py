@@ -15,6 +15,8 @@ Geometry — one resampling per sample (bilinear image, nearest label; outside t
 Intensity — VOI-like LUT jitter: a random window (centre 0.3–0.7, width 0.5–1.2) through a LINEAR or SIGMOID
 function (the DICOM VOI LUT functions), gamma 0.5–1.5 (log-uniform), Gaussian noise (σ 0–0.03), then the robust
 range normalisation of the inference (p0.5 → 0, p99.5 → 1), so the network always sees what inference gives it.
+The gamma and the noise are the shared `uqseg.transforms.augment` ones; the crop geometry (in pixels of the working
+image, with an elastic field between the rotation and the scaling) and the VOI window are particular to this task.
 """
 
 from __future__ import annotations
@@ -24,15 +26,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from uqseg.transforms.augment import random_gamma, random_noise, uniform
+
 PATCH = (512, 320)  # rows, columns of a training crop at 0.4 mm (multiples of 16)
 P_HFLIP = 0.15
 P_PSEUDO_CC = 0.2
 ELASTIC_GRID = (5, 4)
 ELASTIC_SIGMA_PX = 5.0
-
-
-def _u(gen, *shape):
-    return torch.rand(*shape, generator=gen)
+MAX_GAMMA, MAX_NOISE = 1.5, 0.03
 
 
 def pseudo_cc_rows(label: torch.Tensor, gen: torch.Generator) -> slice | None:
@@ -61,27 +62,27 @@ def _sample_grid(src_hw, patch, scale, angle, x0, y0, elastic):
 def augment_geometry(image: torch.Tensor, label: torch.Tensor, gen: torch.Generator, patch=PATCH,
                      p_pseudo_cc: float = P_PSEUDO_CC, p_hflip: float = P_HFLIP):
     """One sample: image (1, h, w), label (h, w) int → (1, *patch) float, (*patch) int64."""
-    if _u(gen, 1).item() < p_pseudo_cc:
+    if uniform(gen, 1).item() < p_pseudo_cc:
         rows = pseudo_cc_rows(label, gen)
         if rows is not None:
             image, label = image[:, rows], label[rows]
-            if _u(gen, 1).item() < 0.5:
+            if uniform(gen, 1).item() < 0.5:
                 image, label = image.flip(-2), label.flip(-2)
     h, w = label.shape
     ph, pw = patch
-    scale = math.exp((2 * _u(gen, 1).item() - 1) * math.log(1.25))
-    angle = math.radians((2 * _u(gen, 1).item() - 1) * 5.0)
-    x0 = (-0.02 + 0.05 * _u(gen, 1).item()) * pw
+    scale = math.exp((2 * uniform(gen, 1).item() - 1) * math.log(1.25))
+    angle = math.radians((2 * uniform(gen, 1).item() - 1) * 5.0)
+    x0 = (-0.02 + 0.05 * uniform(gen, 1).item()) * pw
     a, b = 0.9 * ph - h * scale, 0.1 * ph  # image bottom ≥ 90 % of the canvas, image top ≤ 10 % of it
     lo, hi = min(a, b), max(a, b)  # (for an image shorter than 80 % of the canvas: fully inside, 10 % margins)
-    y0 = lo + (hi - lo) * _u(gen, 1).item()
+    y0 = lo + (hi - lo) * uniform(gen, 1).item()
     coarse = torch.randn(1, 2, *ELASTIC_GRID, generator=gen) * ELASTIC_SIGMA_PX
     elastic = F.interpolate(coarse, size=patch, mode="bicubic", align_corners=True)[0]
     grid = _sample_grid((h, w), patch, scale, angle, x0, y0, elastic)[None]
     img = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     lab = F.grid_sample(label[None, None].float(), grid, mode="nearest", padding_mode="zeros",
                         align_corners=False)[0, 0].long()
-    if _u(gen, 1).item() < p_hflip:
+    if uniform(gen, 1).item() < p_hflip:
         img, lab = img.flip(-1), lab.flip(-1)
     return img, lab
 
@@ -96,17 +97,15 @@ def robust_normalise(x: torch.Tensor) -> torch.Tensor:
 
 def augment_intensity(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     b = x.shape[0]
-    c = 0.3 + 0.4 * _u(gen, b, 1, 1, 1)
-    w = 0.5 + 0.7 * _u(gen, b, 1, 1, 1)
+    c = 0.3 + 0.4 * uniform(gen, b, 1, 1, 1)
+    w = 0.5 + 0.7 * uniform(gen, b, 1, 1, 1)
     linear = ((x - c) / w + 0.5).clamp(0, 1)
     sigmoid = torch.sigmoid(4 * (x - c) / w)
-    use_sigmoid = _u(gen, b, 1, 1, 1) < 0.5
-    use_window = _u(gen, b, 1, 1, 1) < 0.7
+    use_sigmoid = uniform(gen, b, 1, 1, 1) < 0.5
+    use_window = uniform(gen, b, 1, 1, 1) < 0.7
     y = torch.where(use_window, torch.where(use_sigmoid, sigmoid, linear), x)
-    gamma = torch.exp((2 * _u(gen, b, 1, 1, 1) - 1) * math.log(1.5))
-    y = y.clamp(0, 1) ** gamma
-    y = y + torch.randn(y.shape, generator=gen) * 0.03 * _u(gen, b, 1, 1, 1)
-    return robust_normalise(y)
+    y = random_gamma(y, gen, MAX_GAMMA)
+    return robust_normalise(random_noise(y, gen, MAX_NOISE))
 
 
 def augment_batch(images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, patch=PATCH):

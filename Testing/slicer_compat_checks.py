@@ -28,7 +28,7 @@ import types
 from pathlib import Path
 
 PACKAGES = ("numpy", "scipy", "SimpleITK", "pydicom", "pillow", "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle",
-            "torch", "monai", "pynrrd", "safetensors", "matplotlib")
+            "pyjpegls", "torch", "monai", "pynrrd", "safetensors", "matplotlib")
 
 
 def _version(name: str):

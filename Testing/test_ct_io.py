@@ -290,11 +290,12 @@ def test_inconsistent_orientation_size_and_duplicates(tmp_path):
     assert "same slice position" in _series_error(tmp_path / "twice").reason
 
 
-def test_missing_decoder_names_the_plugin(tmp_path):
-    from uqseg.io.pydicom_compat import decoder_status
+def test_missing_decoder_names_the_plugin(tmp_path, monkeypatch):
+    from uqseg.io import dicom_series
+    from uqseg.io.pydicom_compat import DecoderStatus, decoder_status
 
-    if decoder_status(JPEGLSLossless).available:
-        pytest.skip("a JPEG-LS decoder is installed here: the missing-decoder message cannot be provoked")
+    if decoder_status(JPEGLSLossless).available:  # pyjpegls is an engine requirement: pretend it is not installed
+        monkeypatch.setattr(dicom_series, "decoder_status", lambda syntax: DecoderStatus(True, False, "pyjpegls"))
     folder = tmp_path / "jpegls"
     folder.mkdir()
     for k in range(3):

@@ -7,8 +7,10 @@ Then, inside that environment:
 - every file of the installed module compiles, and every module imports unless what it lacks is one of the
   packages such an environment cannot have here (torch and monai — PyPI's torch for 3.9/3.12 is a multi-GB CUDA
   build; `slicer_predict_all.py` covers the torch path —, and Slicer's own slicer/qt/ctk/vtk);
-- `uqseg.io` loads real DICOM with that pydicom: CBIS-DDSM MG (RLE lossless), NEMA CR (native and JPEG 2000), the
-  CT sample series, the shared CT series (JPEG 2000) — arrays and geometry equal to this Python's pydicom 3 load;
+- `uqseg.io` loads real DICOM with that pydicom: CBIS-DDSM MG (RLE lossless, and re-encoded here as JPEG-LS, which
+  pydicom 2.4 decodes through its jpeg_ls handler and pydicom 3 through its pyjpegls decoder — pyjpegls is an engine
+  requirement), NEMA CR (native and JPEG 2000), the CT sample series, the shared CT series (JPEG 2000) — arrays and
+  geometry equal to this Python's pydicom 3 load;
 - pip's dry-run plan for ALL the engine's requirements with the module's constraints replaces no bundled package.
 And the checks can fail: without the constraints the 5.8 plan would replace Slicer's numpy, and a module that uses
 `pydicom.pixels` fails to import on pydicom 2.4.
@@ -49,12 +51,26 @@ def _dicom_inputs(shared_data_dir: Path | None) -> dict:
     return files
 
 
+def jpegls_copy(source: Path, target: Path) -> Path:
+    """`source` re-encoded as JPEG-LS Lossless with pyjpegls (pydicom 3's encoder), same pixels and header."""
+    import pydicom
+    from pydicom.uid import JPEGLSLossless
+
+    ds = pydicom.dcmread(source)
+    ds.decompress()
+    ds.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
+    ds.save_as(target)
+    return target
+
+
 @pytest.fixture(scope="module")
-def dicom_inputs():
+def dicom_inputs(tmp_path_factory):
     from conftest import _shared_data_dir
 
     shared = _shared_data_dir()
-    return _dicom_inputs(shared if shared.is_dir() else None)
+    inputs = _dicom_inputs(shared if shared.is_dir() else None)
+    inputs["mg_jpegls"] = jpegls_copy(inputs["mg_rle"], tmp_path_factory.mktemp("jpegls") / "mg_jpegls.dcm")
+    return inputs
 
 
 @pytest.fixture(scope="module", params=sorted(ROWS, key=lambda name: tuple(map(int, name.split(".")))))
@@ -76,6 +92,7 @@ def test_module_compiles_imports_and_reads_dicom(environment, dicom_inputs):
     for name, version in row.bundled.items():  # the environment really is the row's (nothing replaced them)
         if name in report["versions"]:
             assert report["versions"][name] == version, name
+    assert report["versions"]["pyjpegls"], "pyjpegls (the engine's JPEG-LS decoder) was not installed"
     assert report["compile_errors"] == {}
     errors = {name: status for name, status in report["imports"].items() if status.startswith("error")}
     assert errors == {}

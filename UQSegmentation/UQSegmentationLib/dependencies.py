@@ -39,6 +39,7 @@ REQUIREMENTS = {
     "pylibjpeg>=2": "pylibjpeg",
     "pylibjpeg-rle>=2": "rle",
     "pylibjpeg-openjpeg>=2": "openjpeg",
+    "pyjpegls>=1.2": "jpeg_ls",
     "safetensors>=0.4": "safetensors",
     "pynrrd>=1.0": "nrrd",
     "SimpleITK>=2.2": "SimpleITK",

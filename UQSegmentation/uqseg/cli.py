@@ -341,15 +341,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import warnings
+
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ModelError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    # stderr holds one line per refused input and nothing else: library warnings (numpy's RuntimeWarning, pydicom's
+    # UserWarning for a file cut short, Pillow's DecompressionBombWarning, ...) are dropped — the loaders refuse such
+    # inputs with their own line and uqseg.io.input_checks reports NaN pixels in summary.json — unless asked for with
+    # python -W or PYTHONWARNINGS. ITK's own warning printer (it writes to stderr directly) is switched off too.
+    with warnings.catch_warnings():
+        if not sys.warnoptions:
+            warnings.simplefilter("ignore")
+            if args.command != "models":
+                import SimpleITK
+
+                SimpleITK.ProcessObject.SetGlobalWarningDisplay(False)
+        try:
+            return args.func(args)
+        except (ModelError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ files — else None), patient_orientation (the two Patient Orientation values, r
 plane spacing some models are defined on; else None), bits_stored, n_frames, transfer_syntax,
 sop_instance_uid, format ("DICOM"), path.
 
-Every problem with a file raises `InputError(path, reason)`: not DICOM, no pixel data, truncated pixel data,
-an unsupported or undecodable transfer syntax, or any other decode failure.
+Every problem with a file raises `InputError(path, reason)`: not DICOM, no pixel data (a non-image object, or an
+image object cut short before its pixel data: said apart by the SOP Class), truncated pixel data, a DICOM
+Segmentation (SEG) object (its frames are segments, not an image), a Rescale Slope / Intercept that is not a
+finite number, an unsupported or undecodable transfer syntax, or any other decode failure.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 QUANTITATIVE_MODALITIES = frozenset({"CT", "MR", "PT", "NM"})
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+#: Segmentation Storage and Label Map Segmentation Storage: pixel data that labels another image, not an image.
+SEGMENTATION_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
 
 
 def apply_window(x: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
@@ -181,11 +186,36 @@ def _check_native_length(path: Path, ds: Dataset, frames: int) -> None:
         )
 
 
+def _sop_class(ds: Dataset) -> uid.UID | None:
+    """The SOP Class UID from the dataset, else from the file meta (a file cut short may keep only the latter)."""
+    for value in (ds.get("SOPClassUID"), getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID")):
+        if value is not None and str(value).strip():
+            return uid.UID(str(value).strip())
+    return None
+
+
+def _refuse_segmentation(path: Path, ds: Dataset) -> None:
+    """A DICOM SEG object holds one frame per segment and slice: refuse it as what it is, not as a thin volume."""
+    sop = _sop_class(ds)
+    if (sop is not None and str(sop) in SEGMENTATION_SOP_CLASSES) or _text(ds.get("Modality")) == "SEG":
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        segments = len(ds.get("SegmentSequence") or [])
+        what = f"{frames} frame{'s' if frames != 1 else ''}" + (f", {segments} segment{'s' if segments != 1 else ''}"
+                                                               if segments else "")
+        raise InputError(path, f"is a DICOM Segmentation object (SEG, {what}), not an image: it labels another "
+                               "image; run the task on that image (in Slicer, load both with the DICOM module)")
+
+
 def _decode(path: Path, ds: Dataset) -> np.ndarray:
     """The stored pixel values as decoded by pydicom; errors → InputError."""
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
-        sop = ds.get("SOPClassUID")
-        sop_name = f" ({uid.UID(str(sop)).name})" if sop else ""
+        sop = _sop_class(ds)
+        sop_name = f" ({sop.name})" if sop else ""
+        image_object = "Image Storage" in sop.name if sop is not None else ("Rows" in ds and "Columns" in ds)
+        if image_object:
+            size = path.stat().st_size
+            raise InputError(path, f"truncated or corrupt DICOM file: an image object{sop_name} without its pixel "
+                                   f"data (the file ends after {size} bytes, before or inside the Pixel Data)")
         raise InputError(path, f"has no pixel data{sop_name}: not an image, e.g. a structured report")
     missing = [k for k in ("Rows", "Columns") if k not in ds]
     if missing:
@@ -322,8 +352,16 @@ def _grey_pixels(ds: Dataset, stored: np.ndarray, meta: dict[str, Any]) -> np.nd
     if samples > 1:  # pydicom already converted YBR to RGB
         return rgb_to_grey(stored)
 
-    values = apply_modality_lut(stored, ds)
     slope, intercept = _find(ds, "RescaleSlope"), _find(ds, "RescaleIntercept")
+    for name, value in (("Rescale Slope", slope), ("Rescale Intercept", intercept)):
+        try:
+            number = None if value is None else float(_first(value))
+        except (TypeError, ValueError):
+            number = float("nan")
+        if number is not None and not math.isfinite(number):
+            raise InputError(meta.get("path"), f"has a {name} of {_first(value)!s}, not a finite number: its "
+                                               "stored pixel values cannot be converted to physical values")
+    values = apply_modality_lut(stored, ds)
     if "RescaleSlope" not in ds and "ModalityLUTSequence" not in ds and slope is not None:
         values = values * float(slope) + float(intercept or 0.0)  # enhanced multi-frame: in functional groups
     values = np.asarray(values, dtype=np.float32)
@@ -364,6 +402,7 @@ def load_dicom(path: str | Path) -> Image:
 
 def _load(path: Path) -> Image:
     ds = _read_dataset(path)
+    _refuse_segmentation(path, ds)
     stored = _decode(path, ds)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     samples = int(ds.get("SamplesPerPixel", 1))

@@ -10,11 +10,18 @@ Anything else is an `InputError` "not an image file: ...". Every failure is an `
 Volumes read with SimpleITK keep ITK's geometry, which already is LPS for every format (ITK converts NIfTI's RAS
 on reading): `spacing` (x, y, z) mm, `origin` LPS mm, `direction` 3×3 with the index axes as columns; the array is
 ``[slice, row, col]`` = ITK's (z, y, x). meta: format, spacing_source "header", modality None, path.
+Two things ITK's NIfTI reader does silently are undone here (`_nifti_fixups`): it turns NaN and ±inf voxels into 0
+— they are put back from the file's own data, so that `uqseg.io.input_checks` sees (and flags or refuses) them — and
+it replaces a zero or non-finite pixdim by 1 mm — then spacing_source is "default" with a ``spacing_note``. A header
+spacing of 0 in NRRD / MetaImage files, which ITK refuses, is reported as such.
 """
 
 from __future__ import annotations
 
+import gzip
+import math
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +82,73 @@ def _itk_reason(error: Exception) -> str:
     return re.sub(r"^(\[\w+\]\s*|\w+::ERROR:\s*(\w+\(0x[0-9a-f]+\):\s*)?)", "", detail)
 
 
+#: NIfTI datatype codes of floating-point voxels (the only ones that can hold NaN / inf) → numpy type
+_NIFTI_FLOATS = {16: "f4", 64: "f8"}
+#: voxels read at a time when looking for the non-finite voxels ITK zeroed (bounded memory)
+_NIFTI_CHUNK = 1 << 22
+
+
+def _nifti_header(path: Path) -> dict | None:
+    """byte order, dim, datatype, pixdim and vox_offset of a NIfTI-1 or NIfTI-2 file (.nii or .nii.gz); None when
+    the header cannot be read."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as stream:
+            head = stream.read(540)
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return None
+    for endian in "<>":
+        if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
+            return {"endian": endian, "opener": opener, "dim": struct.unpack(endian + "8h", head[40:56]),
+                    "datatype": struct.unpack(endian + "h", head[70:72])[0],
+                    "pixdim": struct.unpack(endian + "8f", head[76:108]),
+                    "vox_offset": int(struct.unpack(endian + "f", head[108:112])[0])}
+        if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
+            return {"endian": endian, "opener": opener, "dim": struct.unpack(endian + "8q", head[16:80]),
+                    "datatype": struct.unpack(endian + "h", head[12:14])[0],
+                    "pixdim": struct.unpack(endian + "8d", head[104:168]),
+                    "vox_offset": int(struct.unpack(endian + "q", head[168:176])[0])}
+    return None
+
+
+def _restore_nonfinite(header: dict, path: Path, array: np.ndarray) -> None:
+    """Put the NaN / ±inf voxels of a float NIfTI back into `array` (ITK read them as 0), chunk by chunk."""
+    dtype = np.dtype(header["endian"] + _NIFTI_FLOATS[header["datatype"]])
+    flat = array.reshape(-1)
+    done = 0
+    with header["opener"](path, "rb") as stream:
+        stream.seek(header["vox_offset"])
+        while done < flat.size:
+            count = min(_NIFTI_CHUNK, flat.size - done)
+            data = stream.read(count * dtype.itemsize)
+            if len(data) < count * dtype.itemsize:
+                return
+            values = np.frombuffer(data, dtype)
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                flat[done + bad] = values[bad]
+            done += count
+
+
+def _nifti_fixups(path: Path, array: np.ndarray, spacing: tuple, meta: dict) -> None:
+    """Undo what ITK's NIfTI reader does silently (module docstring); changes `array` and `meta` in place."""
+    header = _nifti_header(path)
+    if header is None:
+        return
+    dim = header["dim"]
+    axes = int(dim[0])
+    if not 1 <= axes <= 7 or int(np.prod([int(d) for d in dim[1:axes + 1]])) != array.size:
+        return  # vector / time series / odd layout: leave ITK's reading as it is
+    bad_axes = [i for i in range(min(axes, 3)) if not (math.isfinite(header["pixdim"][i + 1])
+                                                        and header["pixdim"][i + 1] > 0) and spacing[i] == 1.0]
+    if bad_axes:
+        shown = ", ".join(f"{header['pixdim'][i + 1]:g}" for i in range(min(axes, 3)))
+        meta["spacing_source"] = "default"
+        meta["spacing_note"] = f"NIfTI pixdim ({shown}) is not positive; the reader assumed 1 mm"
+    if header["datatype"] in _NIFTI_FLOATS and array.dtype.kind == "f" and not np.all(array):
+        _restore_nonfinite(header, path, array)
+
+
 def _load_volume(path: Path) -> Image:
     """NRRD / NIfTI / MetaImage through SimpleITK, geometry kept in LPS."""
     import SimpleITK as sitk
@@ -82,6 +156,9 @@ def _load_volume(path: Path) -> Image:
     try:
         itk_image = sitk.ReadImage(str(path))
     except RuntimeError as error:
+        if "Zero-valued spacing" in str(error) or re.search(r"spacing \(0\) invalid", str(error)):
+            raise InputError(path, "has a voxel spacing of 0 in its header: it cannot be placed in millimetres "
+                                   f"({_itk_reason(error)})") from None
         raise InputError(path, f"cannot be read as a {_suffix(path) or 'volume'} image: {_itk_reason(error)}") from None
     dimension = itk_image.GetDimension()
     if dimension not in (2, 3):
@@ -106,8 +183,13 @@ def _load_volume(path: Path) -> Image:
         "spacing_source": "header",
         "path": str(path),
     }
+    pixels = np.ascontiguousarray(array, dtype=np.float32)
+    if meta["format"] == "NIfTI" and components == 1:
+        if not pixels.flags.writeable:
+            pixels = pixels.copy()
+        _nifti_fixups(path, pixels, spacing, meta)
     return Image(
-        array=np.ascontiguousarray(array, dtype=np.float32),
+        array=pixels,
         spacing=spacing,
         origin=origin,
         direction=direction,

@@ -10,10 +10,14 @@ What the loader returns:
 - `meta`: modality "OT", bits (8 or 16; 32 for 32-bit integer/float TIFFs), photometric "MONOCHROME2" (bright = high),
   format (Pillow's name, e.g. "PNG"), colour ("grey" or the Pillow mode it was converted from), spacing_source, path.
 Pixels are returned in the file's storage order; EXIF orientation tags are not applied.
+A picture with more pixels than Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, 89.5 million by
+default — ten times a large mammogram) is refused before it is decoded, with its size in the reason.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +63,14 @@ def _frame_to_grey(frame: PILImage.Image) -> tuple[np.ndarray, int, str]:
     return rgb_to_grey(np.asarray(frame.convert("RGB"))), 8, mode
 
 
+def _too_large(path: Path, pixels: int, width: int = 0, height: int = 0) -> InputError:
+    millions = pixels / 1e6
+    size = f"is {width} x {height} pixels ({millions:.1f} million)" if width else f"has {millions:.1f} million pixels"
+    return InputError(path, f"{size}, more than Pillow's decompression-bomb limit of "
+                            f"{PILImage.MAX_IMAGE_PIXELS / 1e6:.1f} million: too large to read safely; downsample it "
+                            "first")
+
+
 def load_picture(path: str | Path) -> Image:
     """Read a PNG/JPEG/TIFF/BMP/GIF file as a grey `Image` (see the module docstring for values and meta).
 
@@ -67,8 +79,14 @@ def load_picture(path: str | Path) -> Image:
     path = Path(path)
     file_format = path.suffix.lstrip(".").upper() or "picture"
     try:
-        with PILImage.open(path) as picture:
+        with warnings.catch_warnings():  # the size is checked below, with a reason instead of a warning
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            picture = PILImage.open(path)
+        with picture:
             file_format = picture.format or file_format
+            width, height = picture.size
+            if PILImage.MAX_IMAGE_PIXELS and width * height > PILImage.MAX_IMAGE_PIXELS:
+                raise _too_large(path, width * height, width, height)
             frames, bits, colour = [], 8, "grey"
             for index in range(getattr(picture, "n_frames", 1)):
                 picture.seek(index)
@@ -78,7 +96,8 @@ def load_picture(path: str | Path) -> Image:
     except UnidentifiedImageError:
         raise InputError(path, "not an image file: Pillow cannot identify its content") from None
     except PILImage.DecompressionBombError as error:
-        raise InputError(path, f"picture too large to read safely: {error}") from None
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        raise _too_large(path, int(found.group(1)) if found else 0) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InputError(path, f"corrupt or truncated {file_format} file: {error}") from None
 

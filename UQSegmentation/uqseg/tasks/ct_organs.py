@@ -35,6 +35,7 @@ from uqseg.ct.preview import render_ct_preview
 from uqseg.io.ct import require_ct
 from uqseg.io.geometry import volume_geometry
 from uqseg.io.image import Image
+from uqseg.io.input_checks import CT, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.models.registry import ModelCard, load_state_dict
 
@@ -76,9 +77,11 @@ class CtOrgansTask:
     def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
         card = options["card"]
         seed = options.get("seed") or 0
+        checked = check_input(image, CT)  # refuses what the model cannot see; fills NaN voxels with air (flagged)
+        image = checked.image
         pred = self.predict(image, model, card, options["device"], options.get("samples"), seed,
                             bool(options.get("fast")))
-        return write_outputs(image, pred, card, Path(out_dir), seed)
+        return write_outputs(image, pred, card, Path(out_dir), seed, checks=checked)
 
 
 def segments_for(organs: list[str]) -> list[dict]:
@@ -103,7 +106,8 @@ def summary_numbers(pred: CtPrediction) -> dict:
     return {"image_uncertainty": score, "organs": per_organ}
 
 
-def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, seed: int = 0) -> dict:
+def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, seed: int = 0,
+                  checks: CheckedInput | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     geom = volume_geometry(image)
     segments = segments_for(pred.organs)
@@ -151,7 +155,8 @@ def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, 
         "inference_ms": pred.timings_ms,
     }
     source = Path(image.meta.get("path") or "")
-    flags = ["ood"] if summary["ood"] else []
+    finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+    flags = (["ood"] if summary["ood"] else []) + (checks.ood_flags if checks else [])
     caption = (f"{source.name}  {card.id} v{card.version}  "
                f"{'fast' if fast else f'k={pred.samples}'}  mean organ variance "
                f"{score if score is not None else float('nan'):.4f}  flags: {', '.join(flags) or 'none'}")

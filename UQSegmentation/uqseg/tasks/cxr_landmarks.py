@@ -27,11 +27,13 @@ import numpy as np
 from uqseg.cxr import batch_csv
 from uqseg.cxr.graph import node_organs, organ_slices
 from uqseg.cxr.hybridgnet import HybridGNet
-from uqseg.cxr.inference import LandmarkResult, predict_landmarks
+from uqseg.cxr.inference import DEFAULT_SAMPLES, LandmarkResult, predict_landmarks
 from uqseg.cxr.preview import render_landmark_preview
 from uqseg.cxr.rasterise import LABELS, labelmap
 from uqseg.io.geometry import index_to_lps, volume_geometry
+from uqseg.errors import InputError
 from uqseg.io.image import Image
+from uqseg.io.input_checks import CHEST_RADIOGRAPH, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
 from uqseg.models.registry import ModelCard, load_state_dict
 
@@ -59,8 +61,15 @@ class CxrLandmarksTask:
         return predict_landmarks(image, model, device, samples=samples, seed=seed)
 
     def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
-        result = self.predict(image, model, options["device"], options.get("samples"), options.get("seed") or 0)
-        return write_outputs(image, result, options["card"], Path(out_dir), seed=options.get("seed") or 0)
+        samples = options.get("samples")
+        if samples is not None and int(samples) < 2:  # a per-case line naming the file, like every refusal
+            raise InputError(image.meta.get("path"), f"--samples {samples}: cxr-landmarks needs at least 2 samples to "
+                                                     f"estimate a standard deviation (default {DEFAULT_SAMPLES})")
+        checked = check_input(image, CHEST_RADIOGRAPH)  # refuses what the model cannot see; fills NaN (flagged)
+        image = checked.image
+        result = self.predict(image, model, options["device"], samples, options.get("seed") or 0)
+        return write_outputs(image, result, options["card"], Path(out_dir), seed=options.get("seed") or 0,
+                             checks=checked)
 
 
 def node_std_mm(image: Image, result: LandmarkResult) -> np.ndarray:
@@ -68,7 +77,8 @@ def node_std_mm(image: Image, result: LandmarkResult) -> np.ndarray:
     return 0.5 * (result.std[:, 0] * sx + result.std[:, 1] * sy)
 
 
-def write_outputs(image: Image, result: LandmarkResult, card: ModelCard, out: Path, seed: int = 0) -> dict:
+def write_outputs(image: Image, result: LandmarkResult, card: ModelCard, out: Path, seed: int = 0,
+                  checks: CheckedInput | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     organs = node_organs()
@@ -109,10 +119,13 @@ def write_outputs(image: Image, result: LandmarkResult, card: ModelCard, out: Pa
         "square_frame": {"size": result.frame.size, "pad_top": result.frame.pad_top,
                          "pad_left": result.frame.pad_left},
     }
+    finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+    ood = summary["ood"]
+    why = f" ({', '.join(checks.ood_flags)})" if checks and checks.ood_flags else ""
     path = image.meta.get("path", "")
     title = (f"{Path(path).name if path else 'image'}  {result.shape[1]}x{result.shape[0]}  N={result.samples}\n"
              f"mean node std {result.image_uncertainty:.2f} px ({result.image_uncertainty_ref:.2f} px @512)  "
-             f"latent σ {result.latent_sigma_mean:.3f}  {'OOD' if ood else 'in distribution'}")
+             f"latent σ {result.latent_sigma_mean:.3f}  {'OOD' + why if ood else 'in distribution'}")
     render_landmark_preview(image.array, result.mean, result.node_std, out / "preview.png", title=title)
     files["preview"] = "preview.png"
     batch_csv.upsert_row(out.parent / batch_csv.FILE_NAME,

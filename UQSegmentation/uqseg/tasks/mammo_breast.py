@@ -34,6 +34,7 @@ import numpy as np
 from uqseg.errors import InputError
 from uqseg.io.geometry import volume_geometry
 from uqseg.io.image import Image
+from uqseg.io.input_checks import MAMMOGRAM, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.mammo.breast import BreastResult, predict_breast
 from uqseg.mammo.breast_model import PECTORAL, BreastSegNet
@@ -92,10 +93,13 @@ class MammoBreastTask:
 
     def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
         seed = options.get("seed") or 0
+        checked = check_input(image, MAMMOGRAM)  # refuses what the model cannot see; fills NaN pixels (flagged)
+        image = checked.image
         result = self.predict(image, model, options["device"], options.get("samples"), seed,
                               bool(options.get("fast")))
         agreement = pectoral_agreement_for(image, result, options["device"])
-        return write_outputs(image, result, options["card"], Path(out_dir), seed=seed, agreement=agreement)
+        return write_outputs(image, result, options["card"], Path(out_dir), seed=seed, agreement=agreement,
+                             checks=checked)
 
 
 def is_mlo_candidate(image: Image, result: BreastResult) -> tuple[bool, str]:
@@ -173,7 +177,7 @@ def _finite_or_none(x):
 
 
 def write_outputs(image: Image, result: BreastResult, card: ModelCard, out: Path, seed: int = 0,
-                  agreement: dict | None = None) -> dict:
+                  agreement: dict | None = None, checks: CheckedInput | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     geom = volume_geometry(image)
     files = {}
@@ -218,7 +222,8 @@ def write_outputs(image: Image, result: BreastResult, card: ModelCard, out: Path
         "pectoral_agreement": agreement,
         "inference_ms": result.timings_ms,
     }
-    flags = [name for name in ("ood",) if summary[name]]
+    finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+    flags = [name for name in ("ood",) if summary[name]] + (checks.ood_flags if checks else [])
     if agreement and agreement.get("disagree"):
         flags.append("pectoral models disagree")
     source = Path(image.meta.get("path") or "")

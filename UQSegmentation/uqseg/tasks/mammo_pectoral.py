@@ -22,6 +22,7 @@ import numpy as np
 
 from uqseg.io.geometry import index_to_lps, volume_geometry
 from uqseg.io.image import Image
+from uqseg.io.input_checks import MAMMOGRAM, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
 from uqseg.mammo.pectoral import PectoralResult, predict_pectoral
 from uqseg.mammo.pectoral_model import PectoralHeatmapNet
@@ -47,8 +48,10 @@ class MammoPectoralTask:
 
     def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
         card: ModelCard = options["card"]
+        checked = check_input(image, MAMMOGRAM)  # refuses what the model cannot see; fills NaN pixels (flagged)
+        image = checked.image
         result = self.predict(image, model, options["device"])
-        summary = write_outputs(image, result, card, Path(out_dir))
+        summary = write_outputs(image, result, card, Path(out_dir), checks=checked)
         from uqseg.tasks.mammo_breast import agreement_with_boundary_result
 
         summary["pectoral_agreement"] = agreement_with_boundary_result(image, result, options["device"])
@@ -61,7 +64,8 @@ def curve_point_indices(n: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarra
     return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(int))
 
 
-def write_outputs(image: Image, result: PectoralResult, card: ModelCard, out: Path) -> dict:
+def write_outputs(image: Image, result: PectoralResult, card: ModelCard, out: Path,
+                  checks: CheckedInput | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     write_csv(out / "boundary.csv", ["row", "mean_col", "std_col", "multimodal"],
@@ -96,7 +100,8 @@ def write_outputs(image: Image, result: PectoralResult, card: ModelCard, out: Pa
         "multimodal_rows": int(result.multimodal.sum()),
         "orientation": {"flipped_for_model": result.flipped, "decided_by": result.orientation_source},
     }
-    flags = [name for name in ("multimodal", "ood") if summary[name]]
+    finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+    flags = [name for name in ("multimodal", "ood") if summary[name]] + (checks.ood_flags if checks else [])
     if not summary["muscle_found"]:
         flags.append("no muscle found")
     source = Path(image.meta.get("path") or "")

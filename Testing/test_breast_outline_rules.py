@@ -5,9 +5,6 @@ DDSM training image against its manual label."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -173,12 +170,7 @@ def test_breast_islands_inside_the_muscle_become_pectoral():
 
 
 # ------------------------------------------------------------------------------------------ one real training image
-def _shared_dir() -> Path:
-    env = os.environ.get("UQSEG_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def test_real_ddsm_faint_periphery_is_recovered():
+def test_real_ddsm_faint_periphery_is_recovered(shared_file, shipped_model):
     """A_0011 (a TRAINING image: the rules were chosen on the training split) has a faint skin periphery that the
     network's edge cuts off; the refined outline is closer to the manual label."""
     import torch
@@ -187,21 +179,13 @@ def test_real_ddsm_faint_periphery_is_recovered():
     from uqseg.io import load_image
     from uqseg.mammo.breast import _argmax3, _probabilities_matching, predict_breast
     from uqseg.mammo.breast_preprocess import to_input_grid
-    from uqseg.models.registry import ModelError, find_model
-    from uqseg.tasks.mammo_breast import MammoBreastTask
 
-    root = _shared_dir() / "mammo_ddsm"
     name = "A_0011_1.RIGHT_MLO.png"
-    if not (root / "images" / name).is_file():
-        pytest.skip(f"{root} is absent")
-    try:
-        card = find_model("mammo-breast")
-    except ModelError as error:
-        pytest.skip(f"no mammo-breast model: {error}")
-    model = MammoBreastTask().load(card, "cpu")
-    truth = np.asarray(PILImage.open(root / "labels" / name))
+    image, label = shared_file(f"mammo_ddsm/images/{name}"), shared_file(f"mammo_ddsm/labels/{name}")
+    model = shipped_model("mammo-breast").model
+    truth = np.asarray(PILImage.open(label))
     tissue_ref = truth > 0
-    res = predict_breast(load_image(root / "images" / name), model, fast=True, input_maps=False)
+    res = predict_breast(load_image(image), model, fast=True, input_maps=False)
     sx, sy = res.prepared.work_spacing_mm
     mean = torch.from_numpy(res.work_mean)
     plain = postprocess(mean.argmax(dim=0).numpy(), sx * sy)  # the network's outline, components only

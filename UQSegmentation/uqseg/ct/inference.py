@@ -94,7 +94,9 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
     roi_, overlap = _window(padded.shape, roi, multiple)
     t1 = time.perf_counter()
     c = model.classes
-    kept_n = keep if samples > 0 else 0
+    # at most one kept label map per drawn sample (more would be uninitialised memory: `--samples 1` used to write
+    # label maps with values of no segment)
+    kept_n = min(int(keep), int(samples)) if samples > 0 else 0
     stats = {"windows": 0, "active": 0.0}
 
     def predictor(window: torch.Tensor, coords) -> torch.Tensor:

@@ -28,6 +28,8 @@ from uqseg.io.image import Image
 DEFAULT_SAMPLES = 50
 REF_SIDE = 512  # side of the training images: the frame of image_uncertainty_ref
 MIN_SIDE = 32
+#: latents decoded per batch by `sample_positions` (μ and the first 511 samples in the first batch)
+DECODE_CHUNK = 512
 
 
 @dataclass
@@ -85,7 +87,11 @@ def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int
     the decoding of μ (120, 2), latent σ (L,))."""
     mu, logvar, feats = model.encode(x)
     z = torch.cat([mu, sample_latents(mu, logvar, samples, seed)])
-    pos, _ = model.decode(z, feats)
+    # decoded DECODE_CHUNK latents at a time: memory stays flat in the number of samples (one batch of 136 kB per
+    # latent would take 13.7 GB at 100 000 samples); up to DECODE_CHUNK − 1 samples (the default 50 included) it is the
+    # one batch of before, and larger counts gave bit-identical positions in the checks (Testing/
+    # test_hostile_models_resources.py)
+    pos = torch.cat([model.decode(z[i: i + DECODE_CHUNK], feats)[0] for i in range(0, z.shape[0], DECODE_CHUNK)])
     return pos[1:], pos[0], torch.exp(0.5 * logvar[0])
 
 

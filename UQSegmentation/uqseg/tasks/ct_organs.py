@@ -37,7 +37,7 @@ from uqseg.io.geometry import volume_geometry
 from uqseg.io.image import Image
 from uqseg.io.input_checks import CT, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
-from uqseg.models.registry import ModelCard, load_state_dict
+from uqseg.models.registry import ModelCard, load_network
 
 #: segment colours (0..1), after Slicer's GenericAnatomyColors
 ORGAN_COLOURS = {"liver": (0.87, 0.51, 0.40), "spleen": (0.62, 0.42, 0.64), "stomach": (0.85, 0.72, 0.35),
@@ -60,9 +60,7 @@ class CtOrgansTask:
     description = "CT organs: stochastic segmentation (Mixture-of-Bases covariance) with voxel predictive variance"
 
     def load(self, card: ModelCard, device):
-        model = build_model(card)
-        load_weights(model, load_state_dict(card))
-        return model.to(device).eval()
+        return load_network(card, lambda arch: build_model(card), device, apply=load_weights)
 
     def predict(self, image: Image, model, card: ModelCard, device, samples=None, seed: int = 0, fast: bool = False,
                 keep: int = DEFAULT_KEEP) -> CtPrediction:

@@ -35,7 +35,7 @@ from uqseg.errors import InputError
 from uqseg.io.image import Image
 from uqseg.io.input_checks import CHEST_RADIOGRAPH, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
-from uqseg.models.registry import ModelCard, load_state_dict
+from uqseg.models.registry import ModelCard, load_network
 
 SEGMENT_COLOURS = {"right_lung": (0.25, 0.65, 1.0), "left_lung": (0.3, 0.85, 0.4), "heart": (0.95, 0.35, 0.35)}
 ARCH_KEYS = ("input_size", "latent", "widths", "stem", "graph_channels", "fine_channels", "k", "skip", "skip_stages",
@@ -53,9 +53,7 @@ class CxrLandmarksTask:
     description = "lungs and heart as landmark rings with per-node std (frontal chest X-rays)"
 
     def load(self, card: ModelCard, device):
-        model = build_model(card["architecture"])
-        model.load_state_dict(load_state_dict(card))
-        return model.to(device).eval()
+        return load_network(card, build_model, device)
 
     def predict(self, image: Image, model, device, samples=None, seed: int = 0) -> LandmarkResult:
         return predict_landmarks(image, model, device, samples=samples, seed=seed)

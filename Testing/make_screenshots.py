@@ -98,7 +98,7 @@ def mammo_pectoral(out_png: Path, work: Path) -> str:
     zoom = SliceViewRenderer(ns.scene, ns.app_logic, name="Yellow", orientation="Axial", size=(540, 840))
     volume = load_input_volume(ns.scene, source)
     result = load_results(ns.scene, case_dir, volume)
-    from UQSegmentationLib.display_band import read_boundary_csv
+    from UQSegmentationLib.display.band import read_boundary_csv
 
     full.fit(volume)
     full.set_caption("mean boundary (yellow), +/-1 SD band (cyan), muscle (red tint)", 15)

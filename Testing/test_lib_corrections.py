@@ -38,11 +38,11 @@ import pytest
 pytest.importorskip("slicer", reason="real Slicer MRML (slicer-core) is not installed")
 
 from UQSegmentationLib import load_input_volume, load_results, nodes_io  # noqa: E402
-from UQSegmentationLib.correction_labels import AREA_SEGMENT, label_segments, read_labels  # noqa: E402
+from UQSegmentationLib.correction.labels import AREA_SEGMENT, label_segments, read_labels  # noqa: E402
 from UQSegmentationLib.render import SliceViewRenderer  # noqa: E402
-from UQSegmentationLib.review_navigation import view_centre_ras  # noqa: E402
-from UQSegmentationLib.review_regions import volume_array  # noqa: E402
-from UQSegmentationLib.review_session import ReviewSession  # noqa: E402
+from UQSegmentationLib.review.navigation import view_centre_ras  # noqa: E402
+from UQSegmentationLib.review.regions import volume_array  # noqa: E402
+from UQSegmentationLib.review.session import ReviewSession  # noqa: E402
 from UQSegmentationLib.segment_arrays import read_segment  # noqa: E402
 
 SHARED = Path(os.environ.get("UQSEG_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")

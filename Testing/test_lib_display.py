@@ -42,10 +42,10 @@ from UQSegmentationLib import (  # noqa: E402
 )
 from slicer_readback import ijk_to_ras  # noqa: E402
 from UQSegmentationLib import hierarchy, nodes_io  # noqa: E402
-from UQSegmentationLib.display_band import BAND_SEGMENT, MULTIMODAL_SEGMENT, read_boundary_csv  # noqa: E402
+from UQSegmentationLib.display.band import BAND_SEGMENT, MULTIMODAL_SEGMENT, read_boundary_csv  # noqa: E402
+from UQSegmentationLib.display.views import set_slice_layers  # noqa: E402
 from UQSegmentationLib.render import SliceViewRenderer, ThreeDViewRenderer  # noqa: E402
 from UQSegmentationLib.results import TASK_LOADERS  # noqa: E402
-from UQSegmentationLib.views import set_slice_layers  # noqa: E402
 from uqseg.io.write import (  # noqa: E402
     write_csv,
     write_curve_markups_json,

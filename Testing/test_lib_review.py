@@ -34,15 +34,15 @@ import pytest
 pytest.importorskip("slicer", reason="real Slicer MRML (slicer-core) is not installed")
 
 from UQSegmentationLib import load_input_volume, load_results  # noqa: E402
-from UQSegmentationLib.colormaps import colormap_rgb  # noqa: E402
-from UQSegmentationLib.display_band import BAND_SEGMENT, band_mask, read_boundary_csv  # noqa: E402
-from UQSegmentationLib.display_node_colormap import curve_values  # noqa: E402
+from UQSegmentationLib.display.band import BAND_SEGMENT, band_mask, read_boundary_csv  # noqa: E402
+from UQSegmentationLib.display.colormaps import colormap_rgb  # noqa: E402
+from UQSegmentationLib.display.node_colormap import curve_values  # noqa: E402
 from UQSegmentationLib.render import SliceViewRenderer  # noqa: E402
-from UQSegmentationLib.review_navigation import view_centre_ras  # noqa: E402
-from UQSegmentationLib.review_queue import CaseQueue, open_case, read_queue  # noqa: E402
-from UQSegmentationLib.review_scheduling import ManualTimer, ThreadRunner  # noqa: E402
-from UQSegmentationLib.review_session import ReviewSession, read_landmarks_csv  # noqa: E402
-from UQSegmentationLib.review_state import ReviewState, case_key, find_or_create_parameter_node  # noqa: E402
+from UQSegmentationLib.review.batch_queue import CaseQueue, open_case, read_queue  # noqa: E402
+from UQSegmentationLib.review.navigation import view_centre_ras  # noqa: E402
+from UQSegmentationLib.review.scheduling import ManualTimer, ThreadRunner  # noqa: E402
+from UQSegmentationLib.review.session import ReviewSession, read_landmarks_csv  # noqa: E402
+from UQSegmentationLib.review.state import ReviewState, case_key, find_or_create_parameter_node  # noqa: E402
 from UQSegmentationLib.segment_arrays import grid_matrix, read_segment  # noqa: E402
 
 SHARED = Path(os.environ.get("UQSEG_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -434,7 +434,7 @@ def test_threaded_refit_equals_the_synchronous_one(cxr):
         assert corrector.updates == 0 and corrector.jobs.running
         assert runner.wait(120) and corrector.updates == 1
         assert applied_on == [threading.get_ident()]
-        from UQSegmentationLib.correction_models import refit_with_pins
+        from UQSegmentationLib.correction.models import refit_with_pins
 
         expected = refit_with_pins(corrector.state, corrector.pins)
         sl = organ_slices()["left_lung"]
@@ -456,7 +456,7 @@ def test_saved_landmarks_read_back_as_shown(cxr, tmp_path):
     curve.SetNthControlPointPositionWorld(3, p[0] - 5.0, p[1], p[2])
     record = session.save(tmp_path)
     nodes, meta = read_landmarks(tmp_path / "landmarks" / f"{cxr.case}.json")
-    from UQSegmentationLib.review_save import curve_nodes_xy
+    from UQSegmentationLib.review.save import curve_nodes_xy
 
     assert np.allclose(nodes, curve_nodes_xy(cxr), atol=5e-4)  # the JSON keeps 3 decimals
     assert verify_record(tmp_path, cxr.case) == []
@@ -540,7 +540,7 @@ def test_a_move_during_the_update_wins_over_the_stale_result(pectoral):
 
 
 def test_controller_steps_through_the_queue_without_piling_up_nodes(mrml_scene, red, pectoral_batch):
-    from UQSegmentationLib.review_controller import ReviewController
+    from UQSegmentationLib.review.controller import ReviewController
 
     scene = mrml_scene.scene
     controller = ReviewController(scene)

@@ -282,12 +282,76 @@ def test_gui_module_holds_no_maths_and_builds_no_mrml():
     compile(source, str(GUI), "exec")
 
 
+LIB = MODULE_DIR / "UQSegmentationLib"
+
+
+def lib_files() -> list[Path]:
+    """Every .py file of UQSegmentationLib, subpackages included."""
+    return sorted(p for p in LIB.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def imported_modules(tree: ast.AST, top_level_only: bool = False) -> list[str]:
+    """Absolute module names imported in `tree` (relative imports left out); top_level_only: outside functions."""
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    names = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
 def test_slicer_lib_never_imports_qt():
-    """UQSegmentationLib runs on slicer-core too: no Qt, no ctk (the architecture's rule)."""
-    for path in sorted((MODULE_DIR / "UQSegmentationLib").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            for name in names:
-                assert name.split(".")[0] not in {"qt", "ctk", "PythonQt", "PySide6", "PyQt5", "qtpy"}, \
-                    f"{path.name} imports {name}"
+    """UQSegmentationLib runs on slicer-core too: no Qt, no ctk (docs/architecture.md)."""
+    files = lib_files()
+    assert {"UQSegmentationLib/review/controller.py", "UQSegmentationLib/display/band.py"} <= {
+        p.relative_to(MODULE_DIR).as_posix() for p in files}
+    for path in files:
+        for name in imported_modules(ast.parse(path.read_text(encoding="utf-8"))):
+            assert name.split(".")[0] not in {"qt", "ctk", "PythonQt", "PySide6", "PyQt5", "qtpy"}, \
+                f"{path.relative_to(MODULE_DIR)} imports {name}"
+
+
+# The Lib files that import the engine, as UQSegmentationLib/__init__.py lists them (with the reason).
+LIB_FILES_IMPORTING_THE_ENGINE = {
+    "catalog.py", "input_volume.py", "review/regions.py", "review/session.py", "review/save.py",
+    "correction/models.py", "correction/pectoral.py", "correction/cxr.py", "correction/labels.py",
+}
+
+
+def test_lib_imports_the_engine_only_where_its_docs_say_and_only_inside_functions():
+    """The layers engine ← UQSegmentationLib ← GUI: the package docstring names every Lib file that imports `uqseg`
+    (and no other); each imports it inside the function that needs it, so importing the Lib loads neither the engine
+    nor torch; the engine never imports the Lib, nor the Lib the GUI."""
+    importing = set()
+    for path in lib_files():
+        rel = path.relative_to(LIB).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = imported_modules(tree)
+        if any(n.split(".")[0] == "uqseg" for n in names):
+            importing.add(rel)
+        top = [n for n in imported_modules(tree, top_level_only=True) if n.split(".")[0] in ("uqseg", "torch")]
+        assert top == [], f"{rel} imports {top} at module level"
+        assert not any(n.split(".")[0] == "UQSegmentation" for n in names), f"{rel} imports the GUI module"
+    assert importing == LIB_FILES_IMPORTING_THE_ENGINE
+    doc = ast.get_docstring(ast.parse((LIB / "__init__.py").read_text(encoding="utf-8")))
+    listed = set(re.findall(r"^\s{4}([\w/]+\.py)\s+`uqseg", doc, re.M))
+    assert listed == LIB_FILES_IMPORTING_THE_ENGINE, "UQSegmentationLib/__init__.py's list of engine imports"
+    assert len(importing) == 9 and "Nine files here do import the engine" in doc
+    for path in sorted((MODULE_DIR / "uqseg").rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        names = imported_modules(ast.parse(path.read_text(encoding="utf-8")))
+        assert not any(n.split(".")[0] in ("UQSegmentationLib", "UQSegmentation") for n in names), \
+            f"the engine's {path.relative_to(MODULE_DIR)} imports the Slicer side"
+
+
+def test_lib_docstrings_cite_only_files_of_the_repository():
+    """No reference to notes outside the repository; the project's docs that the Lib cites exist."""
+    for path in lib_files() + [GUI]:
+        text = path.read_text(encoding="utf-8")
+        for outside in ("ARCHITECTURE.md", "SLICER_CORE.md", "/work/", "../shared/"):
+            assert outside not in text, f"{path.relative_to(MODULE_DIR)} cites {outside}"
+        for cited in re.findall(r"docs/[\w.-]+\.md", text):
+            assert (REPO / cited).is_file(), f"{path.relative_to(MODULE_DIR)} cites {cited}, which does not exist"

@@ -29,9 +29,9 @@ from slicer.util import VTKObservationMixin
 
 from UQSegmentationLib.logic import FAILED, SUCCEEDED
 from UQSegmentationLib.logic import UQSegmentationLogic as RunLogic
-from UQSegmentationLib.review_controller import ReviewController
-from UQSegmentationLib.review_save import corrections_root
-from UQSegmentationLib.review_scheduling import ThreadRunner
+from UQSegmentationLib.review.controller import ReviewController
+from UQSegmentationLib.review.save import corrections_root
+from UQSegmentationLib.review.scheduling import ThreadRunner
 
 #
 # UQSegmentation
@@ -102,7 +102,7 @@ class UQSegmentationParameterNode:
     overlayThreshold - uncertainty below this fraction of the overlay's maximum is hidden (the display layer's
         default, 5 %, keeps near-zero uncertainty from tinting the whole image).
     regionThreshold - the review's region threshold in the case's units; 0 means the model card's default.
-    Region statuses are kept in the same node by UQSegmentationLib.review_state (one parameter per case).
+    Region statuses are kept in the same node by UQSegmentationLib.review.state (one parameter per case).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -121,7 +121,7 @@ class UQSegmentationParameterNode:
 
 
 class SingleShotTimer:
-    """The review's debounce timer (UQSegmentationLib.review_scheduling: start / stop / active) on a QTimer."""
+    """The review's debounce timer (UQSegmentationLib.review.scheduling: start / stop / active) on a QTimer."""
 
     def __init__(self) -> None:
         self._callback = None
@@ -340,7 +340,7 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ---------------------------------------------------------------------------------------------- review
     def setupReview(self) -> None:
-        """The Review section: UQSegmentationLib.review_controller does the work, on a background thread for the
+        """The Review section: UQSegmentationLib.review.controller does the work, on a background thread for the
         model and a QTimer that hands its results back to the GUI thread."""
         self.review = ReviewController(slicer.mrmlScene, self.logic.getParameterNode().parameterNode,
                                        runner=ThreadRunner(), timer=SingleShotTimer(),

@@ -1,8 +1,11 @@
 """UQSegmentationLib: the Slicer side of UQSegmentation — engine results → MRML nodes, and how they are displayed.
 
-Imports `slicer` and `vtk`, never Qt widgets: the same code runs inside 3D Slicer and on the `slicer-core` wheel
-(pytest, Testing/test_lib_display.py). Every function takes the MRML scene explicitly; nothing reads
-`slicer.mrmlScene` or `slicer.modules`.
+Imports `slicer` and `vtk`, never Qt (no `qt`, `ctk` or widgets): the same code runs inside 3D Slicer and on the
+`slicer-core` wheel in pytest (Testing/test_lib_display.py, test_lib_review.py, test_lib_corrections.py,
+test_runner.py, ...). The display, review and correction functions take the MRML scene explicitly and never read
+`slicer.mrmlScene` or `slicer.modules`; only the run logic falls back to `slicer.mrmlScene` when it was given no
+scene (and, inside the application, reads Slicer's start-up environment and temporary folder), and
+`dependencies.py` installs packages with `slicer.util.pip_install`.
 
 Public API (what `UQSegmentationLib/logic.py` and the widget call)
 -----------------------------------------------------------------
@@ -54,31 +57,61 @@ Offscreen rendering (tests, screenshots; also works in Slicer-less environments)
 (SliceViewRenderer, ThreeDViewRenderer, headless_scene, write_png) — not imported here so that importing the
 package never creates render windows or sets VTK environment variables.
 
-Modules (one idea each): colormaps, legend, hierarchy, views (slice composite layers), nodes_io (files → nodes
-with Slicer's storage nodes), terminology, input_volume, display_band (mammo-pectoral), display_node_colormap
-(cxr-landmarks), display_variance (ct-organs, mammo-breast), results (registry + load_results), render.
+Layout
+------
+Top level (shared by the subpackages, or the module's own plumbing):
+    logic.py           `UQSegmentationLogic`: one run of the engine in a background process, then `load_results`
+    process_runner.py  the child process (`PredictProcess`: progress lines, cancel of the whole process tree)
+    catalog.py         the engine's task list, read from its source;  dependencies.py  installing torch and the
+                       engine's packages at the first Apply;  sample_data.py  entries of Slicer's Sample Data module
+    results.py         `load_results` and the task → loader registry;  hierarchy.py  the result's subject-hierarchy
+                       folder;  nodes_io.py  files → nodes through Slicer's storage nodes;  input_volume.py  an
+                       image read by the engine's loader → a volume node;  segment_arrays.py  segments ↔ numpy on a
+                       volume's grid;  render.py  offscreen views (tests, screenshots)
+display/      how a result looks: one module per kind of display (band: mammo-pectoral, node_colormap:
+              cxr-landmarks, variance: ct-organs and mammo-breast) and their helpers (colormaps, legend, views:
+              slice composite layers, terminology)
+correction/   the model-aware corrections: models (the result's model run again), curves (control-point moves →
+              debounced model update), pectoral, cxr, labels (breast / CT: Segment Editor editable area, accept the
+              alternative), undo (exact snapshots)
+review/       the review of one case and of a batch: session (`ReviewSession`, the entry point), controller (what the
+              module's Review section holds between clicks), regions, state (statuses in the parameter node),
+              navigation (slice views), scheduling (injected timers and runners), save, batch_queue (queue.csv)
+Each subpackage's ``__init__`` only documents it (no imports), so importing one module never drags in the others.
 
-Review and correction (issue 7; entry point `review_session.ReviewSession(results, parameter_node, runner=...,
-timer=...)`, held for the GUI by `review_controller.ReviewController`): review_regions (uncertain regions of a
-loaded result, RAS boxes), review_state (status in the parameter node), review_navigation (centre and zoom the
-slice nodes), review_scheduling (injected debounce timers and runners: synchronous or a worker thread polled from
-the GUI thread), correction_models (the result's model run again in-process, checked against the files),
-correction_curves / correction_pectoral / correction_cxr (control-point moves → the model-aware update),
-correction_labels (breast / CT: the Segment Editor's editable area, accept the alternative), review_undo,
-review_save (nodes → uqseg.correction.save), review_queue (queue.csv of a batch), segment_arrays (segments ↔
-numpy on a volume's grid, no application needed).
+Layers
+------
+engine (`uqseg`) ← this package ← GUI (`UQSegmentation.py`). The engine never imports this package, and this
+package never imports the GUI or Qt (Testing/test_module_packaging.py checks all three). How this code is tested on
+the `slicer-core` wheel without the application: docs/testing-slicer-code.md; the files a result folder holds:
+docs/cli-contract.md.
 
-Layers: engine (`uqseg`) ← this package ← GUI (`UQSegmentation.py`). This package imports the engine only to read
-input images (`input_volume.load_input_volume`); it never imports the GUI.
+Predictions run in a child process (`logic.py` starts ``python -m uqseg.cli predict``; it does not import the
+engine). Nine files here do import the engine, always inside the function that needs it (importing this package
+loads neither the engine nor torch):
+    catalog.py             `uqseg.tasks` — only when the task registry cannot be read from its source (needs torch)
+    input_volume.py        `uqseg.io` — reads an input image exactly as `uqseg predict` does (DICOM, PNG, NRRD, ...)
+    review/regions.py      `uqseg.correction.regions` / `.thresholds`, `uqseg.models.registry`, `uqseg.cxr.graph` —
+                           the uncertain regions and their threshold, from the model card
+    review/session.py      `uqseg.correction.editable` — the editable area around a breast / CT region
+    review/save.py         `uqseg.correction.save` — corrected labels in the training recipes' formats
+    correction/models.py   `uqseg.models`, `uqseg.tasks`, `uqseg.mammo`, `uqseg.cxr`, `uqseg.correction.cxr_pinned`
+                           and torch — the result's model run again IN SLICER'S PROCESS (on the review's worker
+                           thread), because the files do not hold what a correction needs (heatmap, latent posterior,
+                           class probabilities)
+    correction/pectoral.py `uqseg.correction.pectoral_path`, `uqseg.mammo.pectoral`, `uqseg.tasks.mammo_pectoral` —
+                           the most probable boundary through the user's clicks, laid out as the engine lays it out
+    correction/cxr.py      `uqseg.cxr.graph` — which nodes belong to which organ
+    correction/labels.py   `uqseg.correction.editable` — the breast runner-up class, accepting an alternative
 """
 
 from __future__ import annotations
 
-from .colormaps import COLORMAPS, colormap_rgb, get_or_create_colormap
+from .display.colormaps import COLORMAPS, colormap_rgb, get_or_create_colormap
 from .hierarchy import find_results, remove_results
-from .legend import add_legend
+from .display.legend import add_legend
 from .results import ResultNodes, TASK_LOADERS, load_results, register_task_loader, supported_tasks
-from .display_variance import (
+from .display.variance import (
     get_overlay_opacity,
     get_overlay_threshold,
     set_overlay_colormap,

@@ -114,7 +114,7 @@ def engine_environment(module_dir: Path = MODULE_DIR, base: Optional[dict] = Non
 
 def predict_command(python: str, task_id: str, input_path: Path, out_dir: Path, device: str = "auto",
                     samples: Optional[int] = None, seed: int = 0) -> list[str]:
-    """The `uqseg predict` command line of the CLI contract (ARCHITECTURE.md)."""
+    """The `uqseg predict` command line of the CLI contract (docs/cli-contract.md)."""
     cmd = [python, "-m", "uqseg.cli", "predict", "--task", task_id, str(input_path), "--out", str(out_dir),
            "--device", device, "--seed", str(int(seed))]
     if samples:

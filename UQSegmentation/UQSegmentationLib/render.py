@@ -1,7 +1,7 @@
 """Offscreen rendering of Slicer views through Slicer's own displayable managers (tests and screenshots).
 
 Works wherever the MRML libraries do — in Slicer and on the `slicer-core` wheel without the application, Qt or an X
-server (see /work/shared/SLICER_CORE.md). A view here is what a Slicer view widget is without its Qt shell:
+server (docs/testing-slicer-code.md). A view here is what a Slicer view widget is without its Qt shell:
 
 - `SliceViewRenderer`: a `vtkMRMLSliceLogic` with its slice node (default "Red", axial) and slice composite node,
   the resliced and blended volume layers (background, foreground with its opacity, label) drawn by a

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import hierarchy
-from .display_band import load_pectoral_results
-from .display_node_colormap import load_cxr_results
-from .display_variance import load_breast_results, load_ct_results
-from .views import set_slice_layers
+from .display.band import load_pectoral_results
+from .display.node_colormap import load_cxr_results
+from .display.variance import load_breast_results, load_ct_results
+from .display.views import set_slice_layers
 
 Loader = Callable[..., dict]
 

@@ -158,9 +158,9 @@ class UQSegmentationSelfTest(unittest.TestCase):
                          "the temp input file was not deleted after the run")
 
     def _reviewStep(self, results):
-        """A short review of the result (issue 7): regions, Next, Accept (kept in the parameter node); for the
+        """A short review of the result: regions, Next, Accept (kept in the parameter node); for the
         contour tasks one control point moved through the model-aware update, then undone exactly."""
-        from UQSegmentationLib.review_session import CURVE_TASKS, ReviewSession
+        from UQSegmentationLib.review.session import CURVE_TASKS, ReviewSession
 
         session = ReviewSession(results)
         try:

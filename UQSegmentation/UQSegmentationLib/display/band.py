@@ -1,6 +1,6 @@
 """mammo-pectoral: the mean boundary curve, its ±σ uncertainty band, the muscle, and the multimodal rows.
 
-Files (ARCHITECTURE.md): ``boundary.csv`` (row, mean_col, std_col, multimodal — input pixel indices, σ in input
+Files (docs/cli-contract.md): ``boundary.csv`` (row, mean_col, std_col, multimodal — input pixel indices, σ in input
 columns), ``pectoral.seg.nrrd`` (segment ``pectoral_muscle`` on the input grid), ``boundary.mrk.json`` (open curve
 along the mean boundary, per-point σ in mm as the static measurement ``std``).
 
@@ -19,11 +19,12 @@ What is built (nodes returned by role, each put into the result folder as soon a
 - "curve": the mean boundary (`vtkMRMLMarkupsCurveNode` from boundary.mrk.json) with its ``std`` measurement
   kept; yellow line in the slice views, coloured by σ with the project's viridis map (0 … largest σ) in 3-D (slice
   views ignore curve scalars, and the band already shows σ there). A thin line (view-relative width, so zooming
-  in never covers the band), small glyphs, point labels hidden, locked (corrections go through the model, issue 7). No colour legend: in the
-  slice views the legend would describe a curve drawn in one colour.
+  in never covers the band), small glyphs, point labels hidden, locked (corrections go through the model:
+  `UQSegmentationLib.correction.pectoral` unlocks it while a review runs). No colour legend: in the slice views
+  the legend would describe a curve drawn in one colour.
 - "multimodal": a fiducial node "<case> multimodal rows", one control point per run of consecutive multimodal rows,
   at the run's middle row on the mean boundary, labelled "rows a–b"; its control-point descriptions hold
-  "rows a-b" for navigation (issue 7). Absent when no row is multimodal.
+  "rows a-b" for navigation. Absent when no row is multimodal.
 
 The band's grid is the input volume's (dimensions and IJK→RAS) when given — after checking that its size matches
 the result's input — else the grid of pectoral.seg.nrrd (same grid, written by the engine).
@@ -36,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hierarchy import NodeCollector
 from .colormaps import get_or_create_colormap
-from .hierarchy import NodeCollector
 from .terminology import apply_default_terminology
 
 BAND_SEGMENT = "uncertainty_band"
@@ -224,8 +225,7 @@ def load_pectoral_results(scene, case_dir, summary: dict, input_volume_node=None
     Each node goes into `folder_item` (a result folder) as soon as it is created; on an error the nodes made so
     far are removed when no folder was given (with a folder, the caller removes the folder).
     """
-    from . import nodes_io
-
+    from .. import nodes_io
     case_dir = Path(case_dir)
     files = summary.get("files", {}) or {}
     case = summary.get("case") or case_dir.name

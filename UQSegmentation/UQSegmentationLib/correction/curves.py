@@ -3,7 +3,7 @@
 Life of an update:
 1. the corrector observes its curves' `PointModifiedEvent` and `PointEndInteractionEvent` (a drag in Slicer fires
    many of the first and one of the second; a script's `SetNthControlPointPositionWorld` fires the first);
-2. each event (re)starts the debounce timer (`review_scheduling.Debouncer`, injected timer);
+2. each event (re)starts the debounce timer (`review.scheduling.Debouncer`, injected timer);
 3. when it fires, the control points that moved since the last settled state (more than `MOVE_TOLERANCE_MM`) are
    turned into the model's constraints (`constraints_from_moves`, per subclass: pectoral clicks, cxr pins) and one
    undo entry is pushed holding the SETTLED state (every curve's points and measurements, the derived nodes, the
@@ -27,8 +27,8 @@ import logging
 
 import numpy as np
 
-from .review_scheduling import Debouncer, ImmediateTimer, LatestOnly, SynchronousRunner
-from .review_undo import CurveSnapshot, ValueSnapshot
+from ..review.scheduling import Debouncer, ImmediateTimer, LatestOnly, SynchronousRunner
+from .undo import CurveSnapshot, ValueSnapshot
 
 log = logging.getLogger(__name__)
 

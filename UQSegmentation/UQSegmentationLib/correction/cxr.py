@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .correction_curves import CurveCorrector
-from .review_regions import cxr_curve_nodes
-from .review_undo import set_measurement_values
-from .segment_arrays import grid_matrix
+from ..review.regions import cxr_curve_nodes
+from ..segment_arrays import grid_matrix
+from .curves import CurveCorrector
+from .undo import set_measurement_values
 
 
 class CxrCorrector(CurveCorrector):
     """Observe the organ curves of a loaded cxr-landmarks result and refit them from moved nodes.
 
-    results: `ResultNodes` (roles "curve:<organ>"), loaded WITH the input volume; state: `correction_models.
-    CxrModelState`. undo, runner, timer, delay_ms, on_update, on_error: see `correction_curves.CurveCorrector`."""
+    results: `ResultNodes` (roles "curve:<organ>"), loaded WITH the input volume; state: `correction.models.
+    CxrModelState`. undo, runner, timer, delay_ms, on_update, on_error: see `correction.curves.CurveCorrector`."""
 
     label = "move chest X-ray contour node"
 
@@ -73,7 +73,7 @@ class CxrCorrector(CurveCorrector):
         return constraints
 
     def make_work(self, constraints: dict):
-        from .correction_models import refit_with_pins
+        from .models import refit_with_pins
 
         state = self.state
         pins = {int(k): tuple(v) for k, v in constraints.items()}
@@ -110,6 +110,6 @@ class CxrCorrector(CurveCorrector):
                 model.InvokeCustomModifiedEvent(slicer.vtkMRMLModelNode.MeshModifiedEvent)
 
     def derived_snapshots(self) -> list:
-        from .review_undo import ValueSnapshot
+        from .undo import ValueSnapshot
 
         return [ValueSnapshot(lambda: self.result, lambda r: setattr(self, "result", r))]

@@ -19,7 +19,7 @@ whatever the effect. `paint(mask, segment_id, erase=False)` applies a stroke exa
 call, same masking), for scripts and tests.
 
 Accept the alternative (`accept_alternative`): the region's voxels take the alternative label map — breast: per
-pixel the most probable OTHER class of the MC-dropout mean softmax (`correction_models.breast_probabilities`);
+pixel the most probable OTHER class of the MC-dropout mean softmax (`correction.models.breast_probabilities`);
 ct-organs: the label map of a sample (sample_<i>.seg.nrrd beside segmentation.seg.nrrd) — via
 `uqseg.correction.editable.accept_alternative`; everything outside the region is left as it is.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .segment_arrays import add_segment, grid_matrix, label_map, oriented_image, read_segment, write_segment
+from ..segment_arrays import add_segment, grid_matrix, label_map, oriented_image, read_segment, write_segment
 
 AREA_SEGMENT = "uq_editable_area"
 SEGMENT_EDITOR_TAG = "SegmentEditor"
@@ -98,8 +98,7 @@ def file_label_map(scene, path, segmentation_node, volume_node) -> np.ndarray:
     """A .seg.nrrd of the case (the model's segmentation.seg.nrrd, a ct-organs sample_<i>.seg.nrrd) as a label map on
     the input grid, with the RESULT's label values (segments matched by name; read through Slicer, so its own
     geometry is honoured); the temporary node is removed again."""
-    from . import nodes_io
-
+    from .. import nodes_io
     node = nodes_io.load_segmentation(scene, Path(path), "uq label file")
     try:
         mapping = label_segments(segmentation_node)
@@ -256,7 +255,7 @@ class EditableArea:
         Pushes an undo entry. Returns the number of voxels whose label changed."""
         import slicer
 
-        from .review_undo import SegmentSnapshot
+        from .undo import SegmentSnapshot
 
         if self._logic is None:
             self._logic = slicer.vtkSlicerSegmentEditorLogic()
@@ -280,7 +279,7 @@ def accept_alternative(results, region_mask: np.ndarray, alternative: np.ndarray
     segments; undo entry with the label segments inside `box` (default: the region's box). Returns voxels changed."""
     from uqseg.correction.editable import accept_alternative as replace_region
 
-    from .review_undo import SegmentSnapshot
+    from .undo import SegmentSnapshot
 
     seg, volume = results.nodes["segmentation"], results.input_volume
     before = read_labels(seg, volume)

@@ -1,7 +1,7 @@
 """The uncertain regions of a loaded result, from its nodes and files, ranked (uqseg.correction.regions), with
 their positions in RAS for jumping the views.
 
-Per task (the sources named in issue 7):
+Per task:
 - mammo-pectoral: boundary.csv of the case folder (rows, mean_col, std_col, multimodal; input pixels) →
   `pectoral_regions`; threshold = the card's σ (256-grid columns) × `col_scale(width)`.
 - cxr-landmarks: the three closed curves ("curve:<organ>") — node positions from their control points (RAS →
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .segment_arrays import grid_matrix, grid_shape, label_map
+from ..segment_arrays import grid_matrix, grid_shape, label_map
 
 #: pieces of a breast / CT uncertain component are at most this long along any axis (mm)
 BREAST_MAX_EXTENT_MM = 40.0
@@ -125,7 +125,7 @@ def pectoral_region_set(results, card=None, threshold: float | None = None) -> R
     from uqseg.correction.regions import pectoral_regions
     from uqseg.correction.thresholds import card_to_case_scale, region_threshold
 
-    from .display_band import read_boundary_csv
+    from ..display.band import read_boundary_csv
 
     files = results.summary.get("files", {}) or {}
     b = read_boundary_csv(Path(results.case_dir) / files.get("boundary", "boundary.csv"))
@@ -152,7 +152,7 @@ def cxr_curve_nodes(results) -> list[tuple[str, object]]:
 def cxr_nodes_from_curves(results) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(positions (120, 2) pixel-centre (x, y) of the input, node std (120,) in input px, organ per node) read
     from the curves' control points and their ``std`` measurement (mm)."""
-    from .display_node_colormap import curve_values
+    from ..display.node_colormap import curve_values
 
     matrix, _ = _input_grid(results)
     ras_to_ijk = np.linalg.inv(matrix)
@@ -201,7 +201,7 @@ def component_region_set(results, card=None, threshold: float | None = None,
     inside = None
     seg = results.nodes.get("segmentation")
     if seg is not None:
-        from .correction_labels import label_segments
+        from ..correction.labels import label_segments
 
         inside = label_map(seg, results.input_volume, {s: 1 for s in label_segments(seg)}) != 0
     values = u[inside] if inside is not None and inside.any() else u[u > 0]

@@ -1,11 +1,11 @@
-"""The model behind a loaded result, in this process, for the model-aware corrections (issue 7).
+"""The model behind a loaded result, in this process, for the model-aware corrections.
 
 The files `uqseg predict` writes do not hold what a correction needs (the pectoral row heatmap, the chest X-ray
 encoder's latent posterior and image features, the breast class probabilities), so the review runs the SAME model
 (the id in summary.json, from the registry) on the SAME pixels once more, in-process, and checks that it reproduces
 the result shown (the boundary / nodes of the files, to the files' rounding); a mismatch is an error, never a
 silent correction of something else. This takes 0.1–5 s on a CPU: callers run it through the injected runner
-(`review_scheduling`), off the GUI thread.
+(`review.scheduling`), off the GUI thread.
 
 Frames. The pixels come from the input volume node: its voxels ``[slice, row, col]`` (a 2-D image is slice 0) and
 IJK→RAS are turned into a `uqseg.io.image.Image` — spacing = the lengths of the IJK axes, origin and direction
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .segment_arrays import grid_matrix
+from ..segment_arrays import grid_matrix
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 _MODELS: dict = {}
@@ -30,7 +30,7 @@ def image_from_volume(volume_node, summary: dict | None = None):
     """The volume node as the engine's `Image` (module docstring); 2-D when the volume has one slice."""
     from uqseg.io.image import Image
 
-    from .review_regions import volume_array
+    from ..review.regions import volume_array
 
     a = volume_array(volume_node).astype(np.float32)
     m = grid_matrix(volume_node)
@@ -81,7 +81,7 @@ class PectoralModelState:
 def pectoral_state(image, summary: dict, boundary: dict | None = None, device: str = "cpu",
                    tolerance_px: float = 0.01) -> PectoralModelState:
     """Run the pectoral model on `image` (`image_from_volume`) and check it against boundary.csv (`boundary`:
-    `display_band.read_boundary_csv`; rounded to 3 decimals there)."""
+    `display.band.read_boundary_csv`; rounded to 3 decimals there)."""
     from uqseg.mammo.pectoral import predict_pectoral
 
     card, model = load_model(summary, device)

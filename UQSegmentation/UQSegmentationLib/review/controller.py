@@ -15,7 +15,7 @@ piling them up.
 
 from __future__ import annotations
 
-from .review_scheduling import SynchronousRunner
+from .scheduling import SynchronousRunner
 
 ATTR_QUEUE_CASE = "UQSegmentation.QueueCase"
 
@@ -36,7 +36,7 @@ class ReviewController:
     # -------------------------------------------------------------------------------------------- sessions
     def review(self, results, threshold: float | None = None):
         """Start reviewing a loaded result (closing the previous session); returns the session."""
-        from .review_session import ReviewSession
+        from .session import ReviewSession
 
         self.close_session()
         if results is None or results.input_volume is None:
@@ -77,7 +77,7 @@ class ReviewController:
     # -------------------------------------------------------------------------------------------- queue
     def open_queue(self, path):
         """Read queue.csv (a file or its folder) and open its first case with results; returns the session."""
-        from .review_queue import CaseQueue
+        from .batch_queue import CaseQueue
 
         self.queue = CaseQueue.open(path)
         return self.next_case()
@@ -89,9 +89,9 @@ class ReviewController:
         return self._open(self.queue.previous() if self.queue is not None else None)
 
     def _open(self, entry):
-        from .input_volume import load_input_volume
-        from .review_queue import input_path
-        from .results import load_results
+        from ..input_volume import load_input_volume
+        from ..results import load_results
+        from .batch_queue import input_path
 
         if entry is None:
             self.message = "No more cases in the queue." if self.queue is not None else "Open a queue first."

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .segment_arrays import read_segment, write_segment
+from ..segment_arrays import read_segment, write_segment
 
 
 class CurveSnapshot:

@@ -1,13 +1,13 @@
 """cxr-landmarks: organ contours whose nodes are coloured by their std, in 3-D and in the slice views.
 
-Files (ARCHITECTURE.md): one closed curve ``<organ>.mrk.json`` per organ (right_lung, left_lung, heart) with the
+Files (docs/cli-contract.md): one closed curve ``<organ>.mrk.json`` per organ (right_lung, left_lung, heart) with the
 per-node std as the control-point measurement ``std``, ``landmarks.csv``, ``segmentation.seg.nrrd``.
 
 Per organ:
 - "curve:<organ>": the closed curve (`vtkMRMLMarkupsClosedCurveNode`). Slicer interpolates the ``std`` values onto
   the curve polydata; the display node's active scalar is that point array, with the project's viridis map, a
   manual scalar range shared by all organs (0 … the largest std of the case) and scalar visibility on: the curve
-  is coloured by std in 3-D views. Slice views ignore markups scalars (SLICER_CORE.md), so in 2-D the curve only
+  is coloured by std in 3-D views. Slice views ignore markups scalars (docs/testing-slicer-code.md), so in 2-D the curve only
   shows its control points (small glyphs, no labels; line hidden) to keep them editable.
 - "model:<organ>": a model node mirroring the curve — a `vtkTubeFilter` around `curve.GetCurveWorldConnection()`
   (a live pipeline: moving a control point or changing the measurement re-colours and re-shapes the tube without
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hierarchy import NodeCollector
 from .colormaps import get_or_create_colormap
-from .hierarchy import NodeCollector
 from .legend import add_legend
 from .terminology import apply_default_terminology
 
@@ -127,8 +127,7 @@ def mirror_curve_as_tube(scene, curve, value_range, radius_mm: float, colormap: 
 def load_cxr_results(scene, case_dir, summary: dict, input_volume_node=None, folder_item=None,
                      tube_radius_mm: float | None = None, colormap: str = COLORMAP) -> dict:
     """Build the cxr-landmarks nodes from a case folder; returns role → node (see the module docstring)."""
-    from . import nodes_io
-
+    from .. import nodes_io
     case_dir = Path(case_dir)
     case = summary.get("case") or case_dir.name
     files = summary.get("files", {}) or {}

@@ -14,7 +14,7 @@ background, with:
   by the low end of the map,
 - a colour legend with title and units.
 
-Files (ARCHITECTURE.md): ``mammo-breast``: ``segmentation.seg.nrrd`` (breast, pectoral), ``uncertainty.nrrd``
+Files (docs/cli-contract.md): ``mammo-breast``: ``segmentation.seg.nrrd`` (breast, pectoral), ``uncertainty.nrrd``
 (entropy); ``ct-organs``: ``segmentation.seg.nrrd``, ``probability.nrrd``, ``variance.nrrd``. The segmentation is
 loaded with its names and colours (and standard terminology filled in where the file has none), outline + light
 fill so the overlay stays readable; ``probability.nrrd`` is loaded (role "probability") but not shown.
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..hierarchy import NodeCollector
 from .colormaps import get_or_create_colormap
-from .hierarchy import NodeCollector
 from .legend import add_legend
 from .terminology import apply_default_terminology
 from .views import set_slice_layers, views_showing_foreground
@@ -148,8 +148,7 @@ def _units(summary: dict, key: str, default: str | None) -> str | None:
 
 def _load_overlay_task(scene, case_dir, summary, input_volume_node, folder_item, overlay_key, overlay_default,
                        title, default_units, extra_volumes=()) -> dict:
-    from . import nodes_io
-
+    from .. import nodes_io
     case_dir = Path(case_dir)
     case = summary.get("case") or case_dir.name
     files = summary.get("files", {}) or {}

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .correction_curves import CurveCorrector
-from .display_band import (
+from ..display.band import (
     BAND_SEGMENT,
     MULTIMODAL_COLOR,
     MULTIMODAL_FILL_OPACITY,
@@ -34,8 +33,9 @@ from .display_band import (
     band_mask,
     multimodal_runs,
 )
-from .review_undo import SegmentSnapshot, ValueSnapshot, set_measurement_values
-from .segment_arrays import add_segment, grid_matrix, write_segment
+from ..segment_arrays import add_segment, grid_matrix, write_segment
+from .curves import CurveCorrector
+from .undo import SegmentSnapshot, ValueSnapshot, set_measurement_values
 
 
 def result_from_boundary(boundary: dict, shape, flipped: bool):
@@ -52,8 +52,8 @@ class PectoralCorrector(CurveCorrector):
     """Observe the boundary curve of a loaded mammo-pectoral result and correct it through the model.
 
     results: `ResultNodes` (roles "curve", "segmentation", optionally "multimodal"), loaded WITH the input volume.
-    state: `correction_models.PectoralModelState` (the model's result with its heatmap, checked against the files).
-    undo, runner, timer, delay_ms, on_update, on_error: see `correction_curves.CurveCorrector`."""
+    state: `correction.models.PectoralModelState` (the model's result with its heatmap, checked against the files).
+    undo, runner, timer, delay_ms, on_update, on_error: see `correction.curves.CurveCorrector`."""
 
     label = "move pectoral boundary point"
 

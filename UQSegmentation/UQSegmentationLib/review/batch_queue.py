@@ -111,8 +111,8 @@ def input_path(entry: QueueEntry) -> Path:
 
 def open_case(scene, entry: QueueEntry):
     """Load a queue case: its input image as a volume node and its results (`load_results`)."""
-    from .input_volume import load_input_volume
-    from .results import load_results
+    from ..input_volume import load_input_volume
+    from ..results import load_results
 
     volume = load_input_volume(scene, input_path(entry), name=entry.case)
     return load_results(scene, entry.case_dir, volume)

@@ -5,10 +5,10 @@ model-aware corrections, undo and saving — what the module's "Review" section 
     session.start_corrections()        # runs the model once more (runner) and starts observing the nodes
     session.next(); session.accept(); session.mark_corrected(); session.undo(); session.save()
 
-Parts (one module each): `review_regions` (which regions), `review_state` (status in the parameter node),
-`review_navigation` (slice views), `correction_pectoral` / `correction_cxr` (control-point moves → model),
-`correction_labels` (breast / CT: editable area in the Segment Editor, accept the alternative), `review_undo`,
-`review_save`. The runner and the debounce timer are injected (`review_scheduling`): synchronous in tests and
+Parts (one module each): `review.regions` (which regions), `review.state` (status in the parameter node),
+`review.navigation` (slice views), `correction.pectoral` / `correction.cxr` (control-point moves → model),
+`correction.labels` (breast / CT: editable area in the Segment Editor, accept the alternative), `correction.undo`,
+`review.save`. The runner and the debounce timer are injected (`review.scheduling`): synchronous in tests and
 scripts, a worker thread + QTimer in Slicer. Nothing here imports Qt.
 
 Regions are those of the model's prediction when the session starts (ranked, ids = ranks); corrections do not
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .review_navigation import jump_to_box
-from .review_regions import compute_regions, model_card
-from .review_scheduling import ImmediateTimer, SynchronousRunner
-from .review_state import UNREVIEWED, ReviewState, case_key, find_or_create_parameter_node
-from .review_undo import UndoStack, ValueSnapshot
+from ..correction.undo import UndoStack, ValueSnapshot
+from .navigation import jump_to_box
+from .regions import compute_regions, model_card
+from .scheduling import ImmediateTimer, SynchronousRunner
+from .state import UNREVIEWED, ReviewState, case_key, find_or_create_parameter_node
 
 CURVE_TASKS = ("mammo-pectoral", "cxr-landmarks")
 LABEL_TASKS = ("mammo-breast", "ct-organs")
@@ -45,14 +45,14 @@ class ReviewSession:
     """See the module docstring. parameter_node: the module's vtkMRMLScriptedModuleNode (default: found or created
     in the scene). threshold: the user's region threshold in the case's units (None: the model card's). runner /
     timer / delay_ms: injected scheduling. editor_node: a Segment Editor parameter node (breast / CT; None: the
-    Segment Editor module's singleton, `correction_labels.segment_editor_node`). dilate_mm: margin of the editable
+    Segment Editor module's singleton, `correction.labels.segment_editor_node`). dilate_mm: margin of the editable
     area around a region (mm). on_change(session, what): called after anything changed (status, correction,
     undo), for the GUI to refresh."""
 
     def __init__(self, results, parameter_node=None, *, threshold: float | None = None, runner=None, timer=None,
                  delay_ms: int = 300, editor_node=None, dilate_mm: float | None = None, device: str = "cpu",
                  on_change=None) -> None:
-        from .correction_labels import DEFAULT_DILATE_MM
+        from ..correction.labels import DEFAULT_DILATE_MM
 
         self.results = results
         self.scene = results.scene
@@ -77,7 +77,7 @@ class ReviewSession:
         self._probabilities = None
         self._model_labels = None
         if self.task in LABEL_TASKS:  # the model's labels (the file), what saving counts the changes against
-            from .correction_labels import file_label_map
+            from ..correction.labels import file_label_map
 
             files = results.summary.get("files", {}) or {}
             self._model_labels = file_label_map(
@@ -182,7 +182,7 @@ class ReviewSession:
         """Prepare the model-aware corrections. Curves: run the model once more through the runner (off the GUI
         thread in Slicer) and start observing the curves when it is back; breast / CT: set up the editable area
         of the current region. `done(session)` is called when ready (at once with a synchronous runner)."""
-        from .correction_models import image_from_volume
+        from ..correction.models import image_from_volume
 
         results = self.results
         if self.task in LABEL_TASKS:
@@ -198,15 +198,15 @@ class ReviewSession:
         summary = dict(results.summary)
         files = summary.get("files", {}) or {}
         if self.task == "mammo-pectoral":
-            from .correction_models import pectoral_state
-            from .display_band import read_boundary_csv
+            from ..correction.models import pectoral_state
+            from ..display.band import read_boundary_csv
 
             boundary = read_boundary_csv(Path(results.case_dir) / files.get("boundary", "boundary.csv"))
 
             def work():
                 return pectoral_state(image, summary, boundary, self.device)
         else:
-            from .correction_models import cxr_state
+            from ..correction.models import cxr_state
 
             nodes_xy = read_landmarks_csv(Path(results.case_dir) / files.get("landmarks", "landmarks.csv"))
 
@@ -231,11 +231,11 @@ class ReviewSession:
         kwargs = dict(undo=self.undo_stack, runner=self.runner, timer=self.timer, delay_ms=self.delay_ms,
                       on_update=self._on_corrected, on_error=self._on_error)
         if self.task == "mammo-pectoral":
-            from .correction_pectoral import PectoralCorrector
+            from ..correction.pectoral import PectoralCorrector
 
             self.corrector = PectoralCorrector(self.results, state, **kwargs)
         else:
-            from .correction_cxr import CxrCorrector
+            from ..correction.cxr import CxrCorrector
 
             self.corrector = CxrCorrector(self.results, state, **kwargs)
         self.corrector.extra_snapshots = lambda: [self._status_snapshot()]
@@ -259,7 +259,7 @@ class ReviewSession:
         """Make the region (grown by `dilate_mm`) the Segment Editor's editable area; returns the EditableArea."""
         from uqseg.correction.editable import editable_mask
 
-        from .correction_labels import EditableArea
+        from ..correction.labels import EditableArea
 
         if self.task not in LABEL_TASKS:
             raise ValueError(f"{self.task}: editing is through the contour, not the Segment Editor")
@@ -276,8 +276,8 @@ class ReviewSession:
     def paint(self, stroke, segment_id: str, erase: bool = False) -> int:
         """A Segment Editor stroke (bool mask on the input grid) inside the current editable area; undoable;
         regions whose voxels changed become "corrected"."""
-        from .correction_labels import label_segments, read_labels
-        from .review_undo import SegmentSnapshot
+        from ..correction.labels import label_segments, read_labels
+        from ..correction.undo import SegmentSnapshot
 
         if self.area is None:
             raise ValueError("no editable area: select a region first")
@@ -296,7 +296,7 @@ class ReviewSession:
     def alternatives(self) -> list[str]:
         """What "accept the alternative" can use for this case: ["most probable other class"] (breast) or the
         sample files (ct-organs: "sample 1", ...)."""
-        from .correction_labels import sample_files
+        from ..correction.labels import sample_files
 
         if self.task == "mammo-breast":
             return ["most probable other class"]
@@ -307,7 +307,7 @@ class ReviewSession:
     def accept_alternative(self, region_id: int | None = None, which: int = 0, done=None) -> None:
         """Replace the region's labels by the alternative `which` (index into `alternatives()`); undoable; the
         region becomes "corrected". Breast: the model's probabilities are computed once (runner)."""
-        from .correction_labels import accept_alternative, best_other_class, file_label_map, read_labels, \
+        from ..correction.labels import accept_alternative, best_other_class, file_label_map, read_labels, \
             sample_files
 
         rid = self._which(region_id)
@@ -336,7 +336,7 @@ class ReviewSession:
         if self._probabilities is not None:
             apply(best_other_class(self._probabilities, labels))
             return
-        from .correction_models import breast_probabilities, image_from_volume
+        from ..correction.models import breast_probabilities, image_from_volume
 
         image = image_from_volume(volume, self.results.summary)
         summary, model_labels, device = dict(self.results.summary), self._model_labels, self.device
@@ -367,9 +367,8 @@ class ReviewSession:
 
     # -------------------------------------------------------------------------------------------- saving
     def save(self, root=None, notes=None) -> dict:
-        """Write the corrected labels shown (review_save); returns the provenance record."""
-        from . import review_save
-
+        """Write the corrected labels shown (`review.save`); returns the provenance record."""
+        from .save import save_labels, save_landmarks, save_pectoral
         if self.corrector is not None:
             self.corrector.flush()
             self.runner.wait()
@@ -380,14 +379,14 @@ class ReviewSession:
             if self.corrector is not None:
                 result = self.corrector.result
             else:
-                from .correction_pectoral import result_from_boundary
-                from .display_band import read_boundary_csv
+                from ..correction.pectoral import result_from_boundary
+                from ..display.band import read_boundary_csv
 
                 files = self.results.summary.get("files", {}) or {}
                 boundary = read_boundary_csv(Path(self.results.case_dir) / files.get("boundary", "boundary.csv"))
                 flipped = bool((self.results.summary.get("orientation") or {}).get("flipped_for_model"))
                 result = result_from_boundary(boundary, self.region_set.shape, flipped)
-            return review_save.save_pectoral(self.results, result, root, **common)
+            return save_pectoral(self.results, result, root, **common)
         if self.task == "cxr-landmarks":
             if self.corrector is not None:
                 before, pinned = self.corrector.state.base.mean, list(self.corrector.pins)
@@ -395,8 +394,8 @@ class ReviewSession:
                 files = self.results.summary.get("files", {}) or {}
                 before = read_landmarks_csv(Path(self.results.case_dir) / files.get("landmarks", "landmarks.csv"))
                 pinned = []
-            return review_save.save_landmarks(self.results, root, before_xy=before, pinned=pinned, **common)
-        return review_save.save_labels(self.results, root, before=self._model_labels, **common)
+            return save_landmarks(self.results, root, before_xy=before, pinned=pinned, **common)
+        return save_labels(self.results, root, before=self._model_labels, **common)
 
     # -------------------------------------------------------------------------------------------- end
     def close(self) -> None:

@@ -12,7 +12,7 @@ Nodes → numpy, per task (INPUT pixel coordinates, the frame of the files):
   band, else nothing is written) → labels/<case>.png (3 = muscle), boundary/<case>.csv;
 - cxr-landmarks: the 120 control points of the three curves, RAS → the input's IJK (x = i, y = j) →
   landmarks/<case>.json (the shared JSON: corner-origin coordinates, x_json = i + ½);
-- mammo-breast / ct-organs: the label segments read on the input grid (`correction_labels.read_labels`) →
+- mammo-breast / ct-organs: the label segments read on the input grid (`correction.labels.read_labels`) →
   labels/<case>.seg.nrrd with the segments' names, values and colours, geometry from the input volume's IJK→RAS
   converted to the engine's LPS (spacing = IJK axis lengths, direction columns, origin; first two rows negated).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .segment_arrays import grid_matrix, read_segment
+from ..segment_arrays import grid_matrix, read_segment
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -54,7 +54,7 @@ def save_pectoral(results, result, root=None, *, card=None, regions=(), status=N
     """Save the pectoral boundary shown (module docstring); returns the record."""
     from uqseg.correction.save import save_pectoral_correction
 
-    from .display_band import BAND_SEGMENT, MUSCLE_SEGMENT, band_mask
+    from ..display.band import BAND_SEGMENT, MUSCLE_SEGMENT, band_mask
 
     seg, volume = results.nodes["segmentation"], results.input_volume
     shown_muscle = read_segment(seg, MUSCLE_SEGMENT, volume)
@@ -70,7 +70,7 @@ def save_pectoral(results, result, root=None, *, card=None, regions=(), status=N
 
 def curve_nodes_xy(results) -> np.ndarray:
     """(120, 2) input pixel-centre (x, y) of the organ curves' control points."""
-    from .review_regions import cxr_nodes_from_curves
+    from .regions import cxr_nodes_from_curves
 
     xy, _, _ = cxr_nodes_from_curves(results)
     return xy
@@ -81,7 +81,7 @@ def save_landmarks(results, root=None, *, card=None, before_xy=None, pinned=(), 
     """Save the chest X-ray contours shown (module docstring); returns the record."""
     from uqseg.correction.save import save_landmark_correction
 
-    from .segment_arrays import grid_shape
+    from ..segment_arrays import grid_shape
 
     _, rows, cols = grid_shape(results.input_volume)
     source = results.summary.get("input") or ""
@@ -97,7 +97,7 @@ def save_labels(results, root=None, *, card=None, before=None, regions=(), statu
     """Save the label segments shown as labels/<case>.seg.nrrd (module docstring); returns the record."""
     from uqseg.correction.save import save_label_correction
 
-    from .correction_labels import label_segments, read_labels
+    from ..correction.labels import label_segments, read_labels
 
     seg, volume = results.nodes["segmentation"], results.input_volume
     labels = read_labels(seg, volume)

@@ -4,14 +4,14 @@ computed by hand and against direct full-array numpy formulas.
 Covers: Dice edge cases and per class; NLL = -log p of a known distribution (multi-class and binary map, eps floor,
 mask); reliability bins (1.0 in the last bin, edges belong to the upper bin, empty bins NaN and ignored); ECE / MCE
 of a hand-computed over-confident set of 6 voxels in 2 bins and of a perfectly calibrated synthetic set; the volume
-pass `segmentation_calibration` (mask semantics, chunk boundaries, speed); equal-count error-vs-uncertainty bins with
-ties; rank AUROC (1 / 0.5 / 0, ties, against all pairs); the reliability diagram PNG. CPU only, fast.
+pass `segmentation_calibration` (mask semantics, chunk boundaries, a 64³ volume against the direct formulas; no
+timing: timings belong to `uqseg bench`); equal-count error-vs-uncertainty bins with ties; rank AUROC (1 / 0.5 / 0,
+ties, against all pairs); the reliability diagram PNG. CPU only, fast.
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -254,17 +254,22 @@ def test_segmentation_calibration_over_chunks_matches_full_array_formulas():
         assert result["dice"][c] == pytest.approx(dice(pred == c, label == c))
 
 
-def test_segmentation_calibration_of_a_64_cubed_volume_is_fast():
+def test_segmentation_calibration_of_a_64_cubed_binary_volume_without_mask():
+    # (no time is measured here: timings belong to `uqseg bench`, not to a test on a shared machine)
     rng = np.random.default_rng(5)
     fg = rng.uniform(0, 1, (64, 64, 64)).astype(np.float32)
     prob = np.stack([1 - fg, fg])  # (2, 64, 64, 64)
     label = (rng.uniform(0, 1, fg.shape) < fg).astype(np.uint8)
-    start = time.perf_counter()
     result = segmentation_calibration(prob, label)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.5, f"{elapsed:.3f} s for 262 144 voxels"
     assert result["n_voxels"] == 64**3 and result["ece"] < 0.02
     assert set(result) == {"dice", "nll", "ece", "mce", "n_voxels", "reliability"}
+    conf = prob.max(axis=0).astype(np.float64).ravel()
+    correct = (prob.argmax(axis=0) == label).ravel()
+    expected_ece, expected_mce = reference_ece_mce(conf, correct, DEFAULT_N_BINS)
+    assert result["ece"] == pytest.approx(expected_ece, rel=1e-9)
+    assert result["mce"] == pytest.approx(expected_mce, rel=1e-9)
+    p_true = np.where(label == 1, fg, 1 - fg).astype(np.float64)
+    assert result["nll"] == pytest.approx(-np.mean(np.log(p_true)), rel=1e-6)
 
 
 def test_segmentation_calibration_classes_and_errors():

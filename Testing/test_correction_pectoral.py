@@ -193,25 +193,22 @@ def boundary_mae(result, truth: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def pectoral_model():
-    from uqseg.models.registry import find_model
-    from uqseg.tasks.mammo_pectoral import MammoPectoralTask
-
-    return MammoPectoralTask().load(find_model("mammo-pectoral"), "cpu")
+def pectoral_model(shipped_model):
+    return shipped_model("mammo-pectoral").model
 
 
 # validation images (every 5th in sorted order): two with the chest wall on the left, one on the right
 @pytest.mark.parametrize("name", ["A_0279_1.RIGHT_MLO.png", "D_4555_1.RIGHT_MLO.png", "D_4597_1.RIGHT_MLO.png"])
-def test_one_click_in_the_most_uncertain_row_reduces_the_boundary_error(shared_data, pectoral_model, name):
+def test_one_click_in_the_most_uncertain_row_reduces_the_boundary_error(shared_file, pectoral_model, name):
     """Issue 7, done-when (b): a click on the true boundary in the row of largest σ lowers the image's MAE."""
     from PIL import Image as PILImage
 
     from uqseg.io import load_image
     from uqseg.mammo.pectoral import predict_pectoral
 
-    root = shared_data / "mammo_ddsm"
-    result = predict_pectoral(load_image(root / "images" / name), pectoral_model)
-    truth = truth_boundary_input(result, np.asarray(PILImage.open(root / "labels" / name)) == 3)
+    image, label = shared_file(f"mammo_ddsm/images/{name}"), shared_file(f"mammo_ddsm/labels/{name}")
+    result = predict_pectoral(load_image(image), pectoral_model)
+    truth = truth_boundary_input(result, np.asarray(PILImage.open(label)) == 3)
     ok = ~np.isnan(truth[result.rows])
     row = int(result.rows[ok][np.argmax(result.std_col[ok])])
     cor = correct_pectoral(result, [(row, float(truth[row]))])

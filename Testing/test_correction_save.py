@@ -96,15 +96,15 @@ def test_pectoral_label_merged_into_the_case_label(tmp_path):
     np.testing.assert_array_equal(lab[~muscle & (base_label != PECTORAL_LABEL)], base_label[~muscle & (base_label != 3)])
 
 
-def test_landmark_json_has_the_shared_format_and_reads_back(tmp_path, shared_data):
-    shared_file = shared_data / "cxr_jsrt" / "landmarks" / "JPCLN001.json"
-    nodes, meta = read_landmarks(shared_file)
+def test_landmark_json_has_the_shared_format_and_reads_back(tmp_path, shared_file):
+    reference = shared_file("cxr_jsrt/landmarks/JPCLN001.json")
+    nodes, meta = read_landmarks(reference)
     moved = nodes.copy()
     moved[[3, 4, 5]] += 6.0
     rec = save_landmark_correction(tmp_path, "JPCLN001", moved, (512, 512), model=("cxr-hybridgnet-vae", "1.0.0"),
                                    before_xy=nodes, pinned=[4])
     out = tmp_path / "landmarks" / "JPCLN001.json"
-    assert set(json.loads(out.read_text())) == set(json.loads(shared_file.read_text()))
+    assert set(json.loads(out.read_text())) == set(json.loads(reference.read_text()))
     back, back_meta = read_landmarks(out)
     np.testing.assert_allclose(back, moved, atol=1e-3)
     assert back_meta["split"] == "train" and back_meta["space"] == meta["space"]

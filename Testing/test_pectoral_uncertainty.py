@@ -17,8 +17,6 @@ from uqseg.io.image import Image
 from uqseg.io.phantoms import mlo_phantom
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.pectoral import predict_pectoral
-from uqseg.models.registry import find_model
-from uqseg.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Training"))
@@ -27,9 +25,9 @@ from datasets.ddsm_pectoral import list_cases, load_case, split  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def model():
-    card = find_model("mammo-pectoral")
-    return TASKS["mammo-pectoral"].load(card, "cpu"), card
+def model(shipped_model):
+    card, net = shipped_model("mammo-pectoral")
+    return net, card
 
 
 def _flagged(result, card) -> bool:
@@ -56,11 +54,11 @@ def test_occluded_edge_raises_sigma_where_it_is_hidden(model):
 
 
 @pytest.fixture(scope="module")
-def validation(shared_data):
-    root = shared_data / "mammo_ddsm"
-    if not root.is_dir():
-        pytest.skip(f"{root} not found (real mammograms)")
+def validation(shared_file):
+    """The DDSM validation split of the training recipe (every image of it, with its manual label)."""
+    root = shared_file("mammo_ddsm")
     _, val = split(list_cases(root))
+    assert len(val) >= 6, f"{root}: {len(val)} validation images, the tests below need at least 6"
     return [load_case(root, n) for n in val]
 
 
@@ -101,11 +99,9 @@ def test_badly_degraded_image_is_flagged_or_still_right(model, validation):
         assert _flagged(res, card) or mae_px < 10, f"confident but wrong: MAE {mae_px:.1f} px, not flagged"
 
 
-def test_ct_slice_is_flagged(model, shared_data):
+def test_ct_slice_is_flagged(model, shared_file):
     sitk = pytest.importorskip("SimpleITK")
-    path = shared_data / "ct_totalseg" / "pulmonary_report__models__ct_cropped.nii.gz"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+    path = shared_file("ct_totalseg/pulmonary_report__models__ct_cropped.nii.gz")
     net, card = model
     vol = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
     assert _flagged(predict_pectoral(Image(vol[vol.shape[0] // 2]), net), card)

@@ -116,7 +116,8 @@ SHARED_DATA_ENV = "UQSEG_SHARED_DATA"
 
 def shared_data_path() -> Path:
     """Where the real images are (whether or not the folder exists): $UQSEG_SHARED_DATA when set, else
-    `../shared/data` beside the checkout. The only lookup of it in Testing/ (make_screenshots.py imports it)."""
+    `../shared/data` beside the checkout. Tests take it through the fixtures below (or import this function), as
+make_screenshots.py does: no test module needs a lookup of its own."""
     env = os.environ.get(SHARED_DATA_ENV)
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
 

@@ -20,8 +20,10 @@ Slicer scene (`render.headless_scene`), render the Red slice view offscreen thro
   at the liver, whole (left) and the liver zoomed (right): the predictive-variance overlay (inferno, from the card's
   display threshold) with its legend, the liver segment outlined.
 
-A task without sample data or without a model is skipped with the reason; the exit status is 1 when no
-screenshot could be written.
+A task without its sample data is skipped with the reason. A model that is missing or does not load, or a
+`uqseg predict` that fails, is an error (the models are committed with the project): the task is reported as failed
+and the exit status is 1, as it is when no screenshot could be written. The shared data folder is the tests' one
+(`conftest.shared_data_path()`: $UQSEG_SHARED_DATA, else ../shared/data beside the checkout).
 """
 
 from __future__ import annotations
@@ -38,20 +40,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "UQSegmentation"))  # UQSegmentationLib and uqseg, also without an installed engine
 
+from conftest import shared_data_path  # noqa: E402  (the one lookup of the real images)
 from slicer_readback import ijk_to_ras  # noqa: E402
 from UQSegmentationLib import load_input_volume, load_results  # noqa: E402
 from UQSegmentationLib.render import SliceViewRenderer, ThreeDViewRenderer, headless_scene, write_png  # noqa: E402
 
 
 class Skip(Exception):
-    pass
+    """The task's sample data is absent: nothing to show, not an error."""
 
 
-def _shared() -> Path:
-    import os
-
-    env = os.environ.get("UQSEG_SHARED_DATA")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+class Failure(Exception):
+    """The model or the prediction failed: an error of the project."""
 
 
 def _predict(task: str, path: Path, out: Path) -> Path:
@@ -60,7 +60,7 @@ def _predict(task: str, path: Path, out: Path) -> Path:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
         summaries, errors = predict(task, [str(path)], out, device="cpu", seed=0, quiet=True)
     if errors or not summaries:
-        raise Skip(f"uqseg predict failed: {' '.join(errors) or err.getvalue().strip()[-300:]}")
+        raise Failure(f"uqseg predict failed: {' '.join(errors) or err.getvalue().strip()[-300:]}")
     return out / summaries[0]["case"]
 
 
@@ -122,9 +122,9 @@ def mammo_pectoral(out_png: Path, work: Path) -> str:
 
 
 def cxr_landmarks(out_png: Path, work: Path) -> str:
-    source = _shared() / "cxr_jsrt" / "images" / "JPCLN001.png"
+    source = shared_data_path() / "cxr_jsrt" / "images" / "JPCLN001.png"
     if not source.is_file():
-        raise Skip(f"{source} not found (../shared/data)")
+        raise Skip(f"{source} not found (the shared data folder {shared_data_path()}; set UQSEG_SHARED_DATA)")
     case_dir = _predict("cxr-landmarks", source, work / "cxr-landmarks")
     ns = headless_scene()
     red = SliceViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
@@ -208,11 +208,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "Resources" / "Screenshots")
     parser.add_argument("--task", action="append", help="only these tasks (default: every task the engine has)")
     args = parser.parse_args(argv)
-    from uqseg.models.registry import find_model
+    from uqseg.models.registry import ModelError, find_model
     from uqseg.tasks import TASKS
 
     wanted = args.task or sorted(set(TASKS) | set(SCREENSHOTS))
-    written = 0
+    written = failed = 0
     with tempfile.TemporaryDirectory(prefix="uqseg-screenshots-") as tmp:
         for task in wanted:
             try:
@@ -222,15 +222,18 @@ def main(argv=None) -> int:
                     raise Skip("no screenshot recipe for this task")
                 try:
                     find_model(task, None)
-                except Exception as error:
-                    raise Skip(f"no model: {error}") from None
+                except ModelError as error:
+                    raise Failure(f"the model does not load: {error}") from None
                 path = args.out / f"{task}.png"
                 what = SCREENSHOTS[task](path, Path(tmp))
                 print(f"{task}: wrote {path} ({what})")
                 written += 1
             except Skip as reason:
                 print(f"{task}: skipped — {reason}")
-    return 0 if written else 1
+            except Failure as error:
+                print(f"{task}: FAILED — {error}", file=sys.stderr)
+                failed += 1
+    return 0 if written and not failed else 1
 
 
 if __name__ == "__main__":

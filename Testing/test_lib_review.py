@@ -539,6 +539,34 @@ def test_a_move_during_the_update_wins_over_the_stale_result(pectoral):
     assert len(session.undo_stack.entries) == 2
 
 
+def test_review_panel_follows_a_real_review(mrml_scene, pectoral):
+    """`UQSegmentationLib.panel.review_view` and the Review section's buttons on a real pectoral prediction."""
+    from UQSegmentationLib import panel
+    from UQSegmentationLib.review.controller import ReviewController
+
+    controller = ReviewController(mrml_scene.scene)
+    empty = panel.review_view(controller)
+    assert empty.cells == [] and not (empty.has_regions or empty.can_save or empty.has_queue)
+    controller.review(pectoral)
+    rows = controller.session.rows()
+    view = panel.review_view(controller)
+    assert [cells[0] for cells in view.cells] == [str(r["id"]) for r in rows] and len(rows) >= 2
+    assert {cells[1] for cells in view.cells} == {"pectoral rows"} and view.cells[0][2] == rows[0]["where"]
+    assert view.summary == controller.message and "uncertain regions" in view.summary
+    assert view.has_regions and view.can_save and not view.region_selected and view.selected_row == -1
+    assert not view.can_accept_alternative and not view.can_edit_in_segment_editor  # edited through the contour
+    controller.act("next")
+    controller.act("accept")
+    view = panel.review_view(controller)
+    assert view.selected_row == 0 and view.region_selected and view.cells[0][4] == "accepted"
+    controller.go_to_row(1)
+    controller.act("mark_corrected")
+    view = panel.review_view(controller)
+    assert view.selected_row == 1 and view.cells[1][4] == "corrected" and "1 accepted, 1 corrected" in view.summary
+    assert controller.go_to_row(len(rows)) is None and panel.review_view(controller).selected_row == 1
+    controller.close()
+
+
 def test_controller_steps_through_the_queue_without_piling_up_nodes(mrml_scene, red, pectoral_batch):
     from UQSegmentationLib.review.controller import ReviewController
 

@@ -224,6 +224,24 @@ def test_ui_has_every_widget_the_code_uses():
         assert name in widgets
 
 
+def test_panel_sets_only_widgets_of_the_ui_and_properties_they_have():
+    """UQSegmentation.py sets what UQSegmentationLib.panel computes by widget name ({name: {property: value}})."""
+    from types import SimpleNamespace
+
+    from UQSegmentationLib import panel
+
+    status = SimpleNamespace(running=True, indeterminate=False, progress=0.5, message="m", error="")
+    properties = {**panel.run_view(status).properties(), **panel.ReviewView().properties()}
+    widgets = ui_widgets()
+    assert sorted(set(properties) - set(widgets)) == [], "panel names widgets the .ui does not have"
+    settable = {"QPushButton": {"text", "toolTip", "enabled"}, "QLabel": {"text"}, "QComboBox": {"enabled"},
+                "QProgressBar": {"visible", "maximum", "value", "format"}}
+    for name, values in properties.items():
+        assert set(values) <= settable[widgets[name]], (name, widgets[name], set(values))
+    source = GUI.read_text(encoding="utf-8")
+    assert "panel.run_view(" in source and "panel.review_view(" in source and "setattr(getattr(self.ui, name)" in source
+
+
 def test_ui_custom_widgets_are_declared_and_parameters_exist():
     root = ET.parse(UI).getroot()
     declared = {c.findtext("class") for c in root.iter("customwidget")}

@@ -1,9 +1,9 @@
 """UQSegmentation: uncertainty-aware segmentation of mammograms, chest X-rays and CT in 3D Slicer.
 
-Thin GUI layer (Slicer's scripted-module template): the module's metadata, the parameter node, the widget and the
-test. The widget only connects the .ui to the parameter node and calls the logic; running the models
-(`UQSegmentationLib.logic`, which starts the engine `uqseg` in a background process) and turning results into MRML
-nodes (`UQSegmentationLib`) happen elsewhere.
+Slicer's scripted-module template (module, parameter node, widget, logic, test) as wiring only: the widget binds the
+.ui to the parameter node, forwards clicks to the logic and the review controller and shows what
+`UQSegmentationLib.panel` computes from them. Running the models (`UQSegmentationLib.logic`: the engine `uqseg` in a
+background process), results → MRML nodes, the review and its texts all live in `UQSegmentationLib`.
 """
 
 import importlib.util
@@ -27,11 +27,12 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from UQSegmentationLib import panel
 from UQSegmentationLib.logic import FAILED, SUCCEEDED
 from UQSegmentationLib.logic import UQSegmentationLogic as RunLogic
 from UQSegmentationLib.review.controller import ReviewController
 from UQSegmentationLib.review.save import corrections_root
-from UQSegmentationLib.review.scheduling import ThreadRunner
+from UQSegmentationLib.review.scheduling import SingleShotTimer, ThreadRunner
 
 #
 # UQSegmentation
@@ -91,19 +92,11 @@ def registerSampleData():
 
 @parameterNodeWrapper
 class UQSegmentationParameterNode:
-    """The module's state, saved with the scene.
-
-    inputVolume - the image to segment.
-    taskId - the engine's task id (the task combo box; the list comes from the engine).
-    device - auto, cuda, cpu or mps.
-    samples - number of uncertainty samples; 0 means the model's default.
-    cpuFallback - run again on the CPU when the GPU runs out of memory.
-    overlayOpacity - opacity of the uncertainty overlay.
-    overlayThreshold - uncertainty below this fraction of the overlay's maximum is hidden (the display layer's
-        default, 5 %, keeps near-zero uncertainty from tinting the whole image).
-    regionThreshold - the review's region threshold in the case's units; 0 means the model card's default.
-    Region statuses are kept in the same node by UQSegmentationLib.review.state (one parameter per case).
-    """
+    """The module's state, saved with the scene: the input image, the engine's task id, the device (auto, cuda, cpu,
+    mps), the number of uncertainty samples (0: the model's default), whether to run again on the CPU when the GPU
+    runs out of memory, the overlay's opacity and lower threshold (a fraction of its maximum; the display default,
+    5 %, keeps near-zero uncertainty from tinting the image) and the review's region threshold in the case's units
+    (0: the model card's). Region statuses are kept in the same node by UQSegmentationLib.review.state."""
 
     inputVolume: vtkMRMLScalarVolumeNode
     taskId: str = ""
@@ -120,44 +113,14 @@ class UQSegmentationParameterNode:
 #
 
 
-class SingleShotTimer:
-    """The review's debounce timer (UQSegmentationLib.review.scheduling: start / stop / active) on a QTimer."""
-
-    def __init__(self) -> None:
-        self._callback = None
-        self._timer = qt.QTimer()
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self._fire)
-
-    @property
-    def active(self) -> bool:
-        return self._timer.isActive()
-
-    def start(self, delay_ms, callback) -> None:
-        self._callback = callback
-        self._timer.start(delay_ms)
-
-    def stop(self) -> None:
-        self._timer.stop()
-
-    def _fire(self) -> None:
-        callback, self._callback = self._callback, None
-        if callback:
-            callback()
-
-
 class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     POLL_INTERVAL_MS = 200
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._pollTimer = None
-        self.review = None
-        self._reviewTimer = None
+        self.logic = self.review = self._parameterNode = self._parameterNodeGuiTag = None
+        self._pollTimer = self._reviewTimer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -173,10 +136,7 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for device in self.logic.devices():
             self.ui.deviceComboBox.addItem(device, device)
         self.ui.progressBar.hide()
-
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._pollTimer.timeout.connect(self.onPollTimer)
+        self._pollTimer = self._timer(self.POLL_INTERVAL_MS, self.onPollTimer)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -185,15 +145,26 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.setupReview()
-
         self.initializeParameterNode()
+
+    @staticmethod
+    def _timer(intervalMs, callback):
+        timer = qt.QTimer()
+        timer.setInterval(intervalMs)
+        timer.timeout.connect(callback)
+        return timer
+
+    def _show(self, properties) -> None:
+        """Set what UQSegmentationLib.panel computed: {widget name in the .ui: {property: value}}."""
+        for name, values in properties.items():
+            for prop, value in values.items():
+                setattr(getattr(self.ui, name), prop, value)
 
     def cleanup(self) -> None:
         """The module is closed (application exit): stop a running model and delete its temp files."""
-        if self._pollTimer:
-            self._pollTimer.stop()
-        if self._reviewTimer:
-            self._reviewTimer.stop()
+        for timer in (self._pollTimer, self._reviewTimer):
+            if timer:
+                timer.stop()
         if self.review:
             self.review.close()
         if self.logic:
@@ -224,15 +195,13 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                self._parameterNode.inputVolume = firstVolumeNode
+        p = self._parameterNode
+        firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        if not p.inputVolume and firstVolumeNode:
+            p.inputVolume = firstVolumeNode
         # A scene saved elsewhere may name a task or device this installation does not offer: use the first one.
-        if self.ui.taskComboBox.findData(self._parameterNode.taskId) < 0 and self.ui.taskComboBox.count:
-            self._parameterNode.taskId = self.ui.taskComboBox.itemData(0)
-        if self.ui.deviceComboBox.findData(self._parameterNode.device) < 0:
-            self._parameterNode.device = self.ui.deviceComboBox.itemData(0)
+        p.taskId = panel.first_available(p.taskId, [t.id for t in self.logic.tasks()])
+        p.device = panel.first_available(p.device, self.logic.devices())
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -242,8 +211,7 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             # Widgets with the "SlicerParameterName" property in the .ui are bound by connectGui.
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            if self.review:
-                self.review.parameter_node = self._parameterNode.parameterNode
+            self.review.parameter_node = self._parameterNode.parameterNode
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
             self.updateGUIFromParameterNode()
 
@@ -276,45 +244,25 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.device = self.ui.deviceComboBox.itemData(index)
 
     def updateRunState(self) -> None:
-        """Apply or Cancel, progress bar and status line, from the logic's run status."""
-        status = self.logic.status
-        p = self._parameterNode
-        if status.running:
-            self.ui.applyButton.text = _("Cancel")
-            self.ui.applyButton.toolTip = _("Stop the model and discard this run")
-            self.ui.applyButton.enabled = True
-        else:
-            self.ui.applyButton.text = _("Apply")
-            ready = bool(p and p.inputVolume and p.taskId)
-            self.ui.applyButton.enabled = ready
-            self.ui.applyButton.toolTip = _("Run the task on the input image") if ready else _(
-                "Select an input image and a task")
-        self.ui.progressBar.visible = status.running
-        self.ui.progressBar.maximum = 0 if status.indeterminate else 1000  # 0: busy indicator
-        self.ui.progressBar.value = int(round(1000 * status.progress))
-        self.ui.progressBar.format = f"%p%  {status.message}" if status.message else "%p%"
-        self.ui.statusLabel.text = status.error or status.message
+        """Apply or Cancel, the progress bar and the status line (applyButton, progressBar, statusLabel)."""
+        self._show(panel.run_view(self.logic.status, self._parameterNode).properties())
 
     # ---------------------------------------------------------------------------------------------- running
     def onApplyButton(self) -> None:
         if self.logic.running:
             self.logic.cancel()
             self._pollTimer.stop()
-            self.updateRunState()
-            return
-        p = self._parameterNode
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
-            message = self.logic.ensure_dependencies(confirm=self._confirm)
-            if message:
-                slicer.util.infoDisplay(message, windowTitle=_("UQ Segmentation"))
-            self.logic.start(p.inputVolume, p.taskId, device=p.device, samples=p.samples or None,
-                             cpu_fallback=p.cpuFallback)
-            self._pollTimer.start()
+        else:
+            p = self._parameterNode
+            with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
+                message = self.logic.ensure_dependencies(confirm=lambda text: slicer.util.confirmOkCancelDisplay(
+                    text, windowTitle=_("UQ Segmentation")))
+                if message:
+                    slicer.util.infoDisplay(message, windowTitle=_("UQ Segmentation"))
+                self.logic.start(p.inputVolume, p.taskId, device=p.device, samples=p.samples or None,
+                                 cpu_fallback=p.cpuFallback)
+                self._pollTimer.start()
         self.updateRunState()
-
-    @staticmethod
-    def _confirm(text) -> bool:
-        return slicer.util.confirmOkCancelDisplay(text, windowTitle=_("UQ Segmentation"))
 
     def onPollTimer(self) -> None:
         status = self.logic.poll()
@@ -323,133 +271,87 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._pollTimer.stop()
         if status.state == SUCCEEDED:
-            p = self._parameterNode
-            if p:
-                self.logic.set_overlay_display(p.overlayOpacity, p.overlayThreshold)
+            self.updateGUIFromParameterNode()  # the overlay settings, on the new result
             self.startReview(status.results)
+        elif status.state == FAILED and status.oom and slicer.util.confirmYesNoDisplay(
+                panel.retry_on_cpu_question(status), windowTitle=_("UQ Segmentation")):
+            with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
+                self.logic.retry_on_cpu()
+                self._pollTimer.start()
+            self.updateRunState()
         elif status.state == FAILED:
-            if status.oom and slicer.util.confirmYesNoDisplay(
-                    status.error + "\n\n" + _("Run it again on the CPU now?"), windowTitle=_("UQ Segmentation")):
-                with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
-                    self.logic.retry_on_cpu()
-                    self._pollTimer.start()
-                self.updateRunState()
-            else:
-                slicer.util.errorDisplay(status.error, windowTitle=_("UQ Segmentation"))
-
+            slicer.util.errorDisplay(status.error, windowTitle=_("UQ Segmentation"))
 
     # ---------------------------------------------------------------------------------------------- review
     def setupReview(self) -> None:
-        """The Review section: UQSegmentationLib.review.controller does the work, on a background thread for the
-        model and a QTimer that hands its results back to the GUI thread."""
+        """The Review section: UQSegmentationLib.review.controller does the work, the model on a worker thread whose
+        results a QTimer hands back to the GUI thread (controller.poll)."""
         self.review = ReviewController(slicer.mrmlScene, self.logic.getParameterNode().parameterNode,
-                                       runner=ThreadRunner(), timer=SingleShotTimer(),
+                                       runner=ThreadRunner(), timer=SingleShotTimer(qt.QTimer()),
                                        on_change=lambda controller, what: self.updateReviewGUI())
-        self._reviewTimer = qt.QTimer()
-        self._reviewTimer.setInterval(50)
-        self._reviewTimer.timeout.connect(self.review.poll)
+        self._reviewTimer = self._timer(50, self.review.poll)
         self._reviewTimer.start()
-        self.ui.regionsTableWidget.connect("cellClicked(int,int)", self.onRegionClicked)
+        for button, action in ((self.ui.previousRegionButton, "previous"), (self.ui.nextRegionButton, "next"),
+                               (self.ui.acceptRegionButton, "accept"), (self.ui.markCorrectedButton, "mark_corrected"),
+                               (self.ui.undoCorrectionButton, "undo"),
+                               (self.ui.acceptAlternativeButton, "accept_alternative")):
+            button.connect("clicked(bool)", lambda checked=False, a=action: self.onReviewStep(
+                lambda: self.review.act(a, alternative=self.ui.alternativeComboBox.currentIndex)))
+        self.ui.regionsTableWidget.connect("cellClicked(int,int)",
+                                           lambda row, column: self.onReviewStep(lambda: self.review.go_to_row(row)))
         self.ui.regionThresholdSpinBox.connect("editingFinished()", self.onThresholdEdited)
-        actions = {
-            self.ui.previousRegionButton: lambda s: s.previous(),
-            self.ui.nextRegionButton: lambda s: s.next(),
-            self.ui.acceptRegionButton: lambda s: s.accept(),
-            self.ui.markCorrectedButton: lambda s: s.mark_corrected(),
-            self.ui.undoCorrectionButton: lambda s: s.undo(),
-            self.ui.acceptAlternativeButton:
-                lambda s: s.accept_alternative(which=max(0, self.ui.alternativeComboBox.currentIndex)),
-        }
-        for button, action in actions.items():
-            button.connect("clicked(bool)", lambda checked=False, a=action: self.onReviewAction(a))
-        self.ui.editInSegmentEditorButton.connect("clicked(bool)", self.onEditInSegmentEditor)
+        self.ui.editInSegmentEditorButton.connect("clicked(bool)", lambda: slicer.util.selectModule("SegmentEditor"))
         self.ui.saveCorrectionsButton.connect("clicked(bool)", self.onSaveCorrections)
         self.ui.openQueueButton.connect("clicked(bool)", self.onOpenQueue)
-        self.ui.previousCaseButton.connect("clicked(bool)", lambda: self.onQueueStep(self.review.previous_case))
-        self.ui.nextCaseButton.connect("clicked(bool)", lambda: self.onQueueStep(self.review.next_case))
+        caseFailed = _("Opening the case failed.")
+        self.ui.previousCaseButton.connect("clicked(bool)",
+                                           lambda: self.onReviewStep(self.review.previous_case, caseFailed))
+        self.ui.nextCaseButton.connect("clicked(bool)", lambda: self.onReviewStep(self.review.next_case, caseFailed))
         self.updateReviewGUI()
 
     def startReview(self, results) -> None:
         threshold = self._parameterNode.regionThreshold if self._parameterNode else 0.0
-        with slicer.util.tryWithErrorDisplay(_("Failed to start the review."), waitCursor=True):
-            self.review.review(results, threshold=threshold or None)
-        self.updateReviewGUI()
+        self.onReviewStep(lambda: self.review.review(results, threshold=threshold or None),
+                          _("Failed to start the review."))
 
-    def onReviewAction(self, action) -> None:
-        if self.review.session is None:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Review action failed."), waitCursor=True):
-            action(self.review.session)
+    def onReviewStep(self, step, failure=None) -> None:
+        with slicer.util.tryWithErrorDisplay(failure or _("Review action failed."), waitCursor=True):
+            step()
         self.updateReviewGUI()
-
-    def onRegionClicked(self, row, column) -> None:
-        rows = self.review.table_rows()
-        if 0 <= row < len(rows):
-            self.onReviewAction(lambda s: s.go_to(rows[row]["id"]))
 
     def onThresholdEdited(self) -> None:
         if self.review.session is not None:
             self.startReview(self.review.session.results)
 
-    def onEditInSegmentEditor(self) -> None:
-        session = self.review.session
-        if session is None or session.area is None:
-            slicer.util.infoDisplay(_("Select a breast or CT region first (Next region)."),
-                                    windowTitle=_("UQ Segmentation"))
-            return
-        slicer.util.selectModule("SegmentEditor")
-
     def onSaveCorrections(self) -> None:
         session = self.review.session
-        if session is None:
-            return
-        folder = qt.QFileDialog.getExistingDirectory(None, _("Save corrections to"),
-                                                     str(corrections_root(session.results)))
-        if not folder:
-            return
-        with slicer.util.tryWithErrorDisplay(_("Saving the corrections failed."), waitCursor=True):
-            record = session.save(folder)
-            self.ui.reviewSummaryLabel.text = _("Saved {case} to {folder}").format(case=record["case"], folder=folder)
+        folder = session and qt.QFileDialog.getExistingDirectory(None, _("Save corrections to"),
+                                                                 str(corrections_root(session.results)))
+        if folder:
+            with slicer.util.tryWithErrorDisplay(_("Saving the corrections failed."), waitCursor=True):
+                self.ui.reviewSummaryLabel.text = panel.saved_message(session.save(folder)["case"], folder)
 
     def onOpenQueue(self) -> None:
         path = qt.QFileDialog.getOpenFileName(None, _("Open review queue"), "", _("Review queue (queue.csv)"))
         if path:
-            self.onQueueStep(lambda: self.review.open_queue(path))
-
-    def onQueueStep(self, step) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Opening the case failed."), waitCursor=True):
-            step()
-        self.updateReviewGUI()
+            self.onReviewStep(lambda: self.review.open_queue(path), _("Opening the case failed."))
 
     def updateReviewGUI(self) -> None:
-        """Table of regions, summary line and which buttons apply, from the review controller."""
-        session = self.review.session if self.review else None
-        rows = self.review.table_rows() if self.review else []
+        """The table of regions, the alternatives, the summary line and which buttons apply."""
+        view = panel.review_view(self.review)
         table = self.ui.regionsTableWidget
-        table.setRowCount(len(rows))
-        for r, region in enumerate(rows):
-            for c, text in enumerate((str(region["id"]), region["kind"].replace("_", " "), region["where"],
-                                      f"{region['uncertainty']:.3g}", region["status"])):
-                table.setItem(r, c, qt.QTableWidgetItem(text))
-        if session is not None and session.current is not None:
-            table.selectRow([row["id"] for row in rows].index(session.current))
-        self.ui.reviewSummaryLabel.text = self.review.message if self.review else ""
-        alternatives = session.alternatives() if session is not None else []
+        table.setRowCount(len(view.cells))
+        for row, cells in enumerate(view.cells):
+            for column, text in enumerate(cells):
+                table.setItem(row, column, qt.QTableWidgetItem(text))
+        if view.selected_row >= 0:
+            table.selectRow(view.selected_row)
         combo = self.ui.alternativeComboBox
-        if [combo.itemText(k) for k in range(combo.count)] != alternatives:
+        if [combo.itemText(k) for k in range(combo.count)] != view.alternatives:
             combo.clear()
-            for text in alternatives:
+            for text in view.alternatives:
                 combo.addItem(text)
-        selected = session is not None and session.current is not None
-        for button in (self.ui.acceptRegionButton, self.ui.markCorrectedButton):
-            button.enabled = selected
-        self.ui.previousRegionButton.enabled = self.ui.nextRegionButton.enabled = bool(rows)
-        self.ui.acceptAlternativeButton.enabled = self.ui.alternativeComboBox.enabled = selected and bool(alternatives)
-        self.ui.editInSegmentEditorButton.enabled = selected and session.area is not None
-        self.ui.undoCorrectionButton.enabled = session is not None and session.undo_stack.can_undo
-        self.ui.saveCorrectionsButton.enabled = session is not None
-        queue = self.review.queue if self.review else None
-        self.ui.previousCaseButton.enabled = self.ui.nextCaseButton.enabled = queue is not None
+        self._show(view.properties())
 
 
 #

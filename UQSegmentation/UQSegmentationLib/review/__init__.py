@@ -8,9 +8,12 @@
     state.py        region statuses and the current region in the module's parameter node (saved with the scene)
     navigation.py   centre and zoom the slice nodes on a region
     scheduling.py   injected debounce timers and runners: synchronous in tests, a worker thread polled from the GUI
-                    thread in Slicer
+                    thread in Slicer, and `SingleShotTimer` on the widget's QTimer
     save.py         the corrected labels shown → files for retraining (`uqseg.correction.save`)
     batch_queue.py  queue.csv of a batch run, stepped through most uncertain case first
+
+What the module panel shows of all this (table cells, button states, summary) is computed by
+`UQSegmentationLib.panel`; the widget forwards its buttons to `ReviewController.act` / `go_to_row`.
 
 This ``__init__`` imports nothing (see `UQSegmentationLib`'s Layout).
 """

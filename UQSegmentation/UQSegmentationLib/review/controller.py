@@ -1,11 +1,13 @@
 """What the module's "Review" section holds between clicks: the review session of the case on screen, the batch
-queue, and the background runner — so that the widget only forwards button presses and shows `table_rows()`.
+queue, and the background runner — so that the widget only forwards button presses (`act`, `go_to_row`) and shows
+what `UQSegmentationLib.panel.review_view` computes from it.
 
-    controller = ReviewController(scene, parameter_node, runner=ThreadRunner(), timer=<the widget's QTimer adapter>)
+    controller = ReviewController(scene, parameter_node, runner=ThreadRunner(), timer=SingleShotTimer(qt.QTimer()))
     controller.review(results)        # after a run, or when a queue case is opened
     controller.open_queue(path)       # queue.csv of `uqseg predict`; opens the first (most uncertain) case
     controller.next_case() / previous_case()
     controller.poll()                 # the widget's timer: delivers finished background work on the GUI thread
+    controller.act("next") / act("accept_alternative", alternative=1) / go_to_row(row)   # the section's buttons
 
 One session at a time: reviewing another case closes the previous session (its observers, its editable area);
 statuses stay in the parameter node. Queue cases reuse their input volume node when opened again (the node carries
@@ -73,6 +75,28 @@ class ReviewController:
 
     def poll(self) -> int:
         return self.runner.poll()
+
+    # -------------------------------------------------------------------------------------------- buttons
+    ACTIONS = ("previous", "next", "accept", "mark_corrected", "undo", "accept_alternative")
+
+    def act(self, action: str, alternative: int = 0):
+        """What a button of the Review section does to the session on screen (nothing without one): one of
+        `ACTIONS`; "accept_alternative" takes `alternative`, the index into `session.alternatives()` (the combo
+        box's current index; negative, i.e. none chosen: the first). Returns what the session returned."""
+        if action not in self.ACTIONS:
+            raise ValueError(f"unknown review action {action!r}; one of {', '.join(self.ACTIONS)}")
+        if self.session is None:
+            return None
+        if action == "accept_alternative":
+            return self.session.accept_alternative(which=max(0, int(alternative)))
+        return getattr(self.session, action)()
+
+    def go_to_row(self, row: int):
+        """Jump to the region of row `row` of `table_rows()` (a click in the table); None outside the table."""
+        rows = self.table_rows()
+        if not 0 <= row < len(rows):
+            return None
+        return self.session.go_to(rows[row]["id"])
 
     # -------------------------------------------------------------------------------------------- queue
     def open_queue(self, path):

@@ -8,7 +8,8 @@ Timers (`start(delay_ms, callback)` restarts a single-shot timer; `stop()` cance
 - `ImmediateTimer` — calls back at once (scripts, tests that want the update synchronously);
 - `ManualTimer` — holds the pending callback until `fire()` (tests that show that a burst of events runs the
   update ONCE);
-- in Slicer the widget passes a 5-line adapter around a single-shot `qt.QTimer` (UQSegmentation.py).
+- `SingleShotTimer(timer)` — the same interface on a timer object with Qt's QTimer interface; in Slicer the
+  widget passes a `qt.QTimer()` (nothing is imported from Qt here; the tests pass a stand-in).
 `Debouncer(timer, delay_ms, callback)`: `trigger()` (re)starts the timer, so a burst ends in one callback.
 
 Runners (`submit(work, done, failed=None)`; `poll()` delivers finished work on the CALLER's thread):
@@ -65,6 +66,34 @@ class ManualTimer:
             return False
         callback()
         return True
+
+
+class SingleShotTimer:
+    """`start(delay_ms, callback)` / `stop()` / `active` on `timer`, an object with QTimer's interface
+    (setSingleShot(bool), start(ms), stop(), isActive(), a `timeout` signal with connect(callable))."""
+
+    def __init__(self, timer) -> None:
+        self._callback: Optional[Callable[[], None]] = None
+        self._timer = timer
+        timer.setSingleShot(True)
+        timer.timeout.connect(self._fire)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._timer.isActive())
+
+    def start(self, delay_ms: int, callback: Callable[[], None]) -> None:
+        self._callback = callback
+        self._timer.start(int(delay_ms))
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._callback = None
+
+    def _fire(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 class Debouncer:

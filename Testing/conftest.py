@@ -172,7 +172,7 @@ def shared_file():
 # ---------------------------------------------------------------------------------------------- shipped models
 class ShippedModel(NamedTuple):
     card: object  # uqseg.models.registry.ModelCard
-    model: object  # the network, as `TASKS[task].load(card, device)` returns it
+    model: object  # the network, as `TASKS[task].load(card, torch.device(device))` returns it
 
 
 def shipped_card(task: str):
@@ -208,12 +208,14 @@ def shipped_model():
     does not load FAILS the test with the ModelError message (never skips). Each call loads a fresh network, so a test
     that changes it (train mode, a patched method) cannot leak into another."""
     def load(task: str, device: str = "cpu") -> ShippedModel:
+        import torch
+
         from uqseg.models.registry import ModelError
         from uqseg.tasks import TASKS
 
         card = shipped_card(task)
         try:
-            model = TASKS[task].load(card, device)
+            model = TASKS[task].load(card, torch.device(device))
         except ModelError as error:
             refused = f"the shipped {task} model {card.id} {card.version} does not load: {error}"
         else:

@@ -290,10 +290,14 @@ def _hint(task_id: str, image) -> str:
     return "free memory, or run it on a smaller image (UQSEG_MEMORY_LIMIT sets the limit)"
 
 
-def check_case(task_id: str, image, card=None, samples: int | None = None, fast: bool = False) -> Estimate:
-    """The checks of the module docstring for one case: SamplesError, ResourceError, else the Estimate."""
+def check_case(task_id: str, image, card=None, samples: int | None = None, fast: bool = False) -> Estimate | None:
+    """The checks of the module docstring for one case: SamplesError, ResourceError, else the Estimate (None when
+    the image's geometry cannot be read: the task's own input checks refuse such an image with their reason)."""
     check_samples(task_id, samples, image.meta.get("path"))
-    est = estimate(task_id, image, card, samples, fast)
+    try:
+        est = estimate(task_id, image, card, samples, fast)
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError, KeyError):
+        return None  # a geometry the estimate cannot read (NaN spacing, ...): the task's own input checks refuse it
     limit, source = memory_limit()
     if est.bytes > limit:
         raise ResourceError(image.meta.get("path"),

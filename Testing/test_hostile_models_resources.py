@@ -356,7 +356,7 @@ def one_kept_sample(summaries: list, models: Path) -> None:
 
 
 def labels_in_segments(summaries: list, models: Path) -> None:
-    import nrrd  # pynrrd, a dependency of the writers' tests
+    import nrrd  # pynrrd, an engine dependency
 
     for s in summaries:
         folder = Path(s["_folder"])

@@ -118,7 +118,7 @@ def _same_number(a, b, rtol) -> bool:
         return a == b
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
-    return math.isclose(a, b, rel_tol=rtol, abs_tol=rtol)
+    return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-15)
 
 
 def differences(golden: dict, now: dict) -> list[str]:

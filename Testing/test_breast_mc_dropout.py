@@ -27,7 +27,7 @@ def one_thread():
 def test_entropy_of_known_distributions_in_nats():
     p = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.7, 0.2, 0.1]]).T  # (K=3, 4)
     expected = [math.log(3), 0.0, math.log(2), -(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1))]
-    np.testing.assert_allclose(entropy(p, dim=0).numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(entropy(p, axis=0).numpy(), expected, atol=1e-6)
 
 
 def test_statistics_of_two_confident_but_contradicting_samples():

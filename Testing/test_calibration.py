@@ -1,4 +1,4 @@
-"""Calibration metrics of `uqseg.uncertainty.calibration` (MoB paper, Table 4 / Fig. 3), checked against values
+"""Calibration metrics of `uqseg.metrics.calibration` (MoB paper, Table 4 / Fig. 3), checked against values
 computed by hand and against direct full-array numpy formulas.
 
 Covers: Dice edge cases and per class; NLL = -log p of a known distribution (multi-class and binary map, eps floor,
@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from uqseg.uncertainty.calibration import (
+from uqseg.metrics.calibration import (
     CHUNK_VOXELS,
     DEFAULT_N_BINS,
     ReliabilityBins,

@@ -13,7 +13,8 @@ from uqseg.cxr.hybridgnet import HybridGNet
 from uqseg.cxr.inference import predict_landmarks
 from uqseg.cxr.landmarks_io import read_landmarks, to_json_coordinates
 from uqseg.cxr.preprocess import SquareFrame, network_input
-from uqseg.cxr.rasterise import LABELS, dice, fill_polygon, labelmap
+from uqseg.cxr.rasterise import LABELS, fill_polygon, labelmap
+from uqseg.metrics import dice
 from uqseg.io.image import Image
 
 SHAPES = [(512, 512), (300, 500), (501, 300), (1955, 1841), (33, 40)]

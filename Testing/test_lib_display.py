@@ -53,6 +53,7 @@ from uqseg.io.write import (  # noqa: E402
     write_segmentation_nrrd,
     write_volume_nrrd,
 )
+from uqseg.metrics import spearman  # noqa: E402
 
 SHARED = Path(os.environ.get("UQSEG_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 PHANTOM_SPACING = (0.5, 0.7)
@@ -88,12 +89,6 @@ def _viridis_t(rgb255) -> float:
     ts = np.linspace(0, 1, 256)
     table = np.array([colormap_rgb("viridis", t) for t in ts]) * 255
     return float(ts[np.argmin(((table - np.asarray(rgb255, float)) ** 2).sum(axis=1))])
-
-
-def _spearman(a, b) -> float:
-    ra = np.argsort(np.argsort(a)).astype(float)
-    rb = np.argsort(np.argsort(b)).astype(float)
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _scene_node_ids(scene) -> set[str]:
@@ -465,7 +460,7 @@ def test_cxr_nodes_coloured_by_std(mrml_scene, views, cxr_case, tmp_path):
             ts += [_viridis_t(c) for c in colours]
             stds += list(cxr_case["std"][organ])
         ts, stds = np.array(ts), np.array(stds)
-        rho = _spearman(ts, stds)
+        rho = spearman(ts, stds)
         assert rho > 0.85, f"{name}: node colours do not follow the std through viridis (Spearman {rho:.2f})"
         lo, top = np.argmin(stds), np.argmax(stds)
         assert ts[top] - ts[lo] > 0.5, f"{name}: high-std node t={ts[top]:.2f}, low-std node t={ts[lo]:.2f}"
@@ -674,7 +669,7 @@ def test_cxr_real_prediction_nodes_coloured_by_std(mrml_scene, views, tmp_path):
             ts += [_viridis_t(c) for c in _node_colours(view, rgb, slicer, result.nodes[f"curve:{organ}"])]
             stds += list(std[organ])
         ts, stds = np.array(ts), np.array(stds)
-        assert _spearman(ts, stds) > 0.8, f"{name}: node colours do not follow the std"
+        assert spearman(ts, stds) > 0.8, f"{name}: node colours do not follow the std"
         assert np.median(np.abs(ts - stds / hi)) < 0.1, f"{name}: colours off the legend's scale"
 
 

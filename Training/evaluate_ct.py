@@ -9,7 +9,7 @@ mapping back) runs on the shared abdominal DICOM series; on its validation slab 
 - Dice per organ on the INPUT grid (the label mapped back to the 0.98 × 0.98 × 2 mm DICOM voxels) against the
   TotalSegmentator label map (aligned by physical position);
 - on the 2 mm working grid, from the MC mean probabilities p̄ (Eq. 14): NLL (nats/voxel), ECE and MCE with 15
-  equal-width bins weighted by count (uqseg.uncertainty.calibration), over all voxels of the slab and over the
+  equal-width bins weighted by count (uqseg.metrics.calibration), over all voxels of the slab and over the
   "organ region" (voxels within 10 mm of a true or predicted organ, where the decisions are);
 - the voxel error rate against the predictive variance (equal-count bins), the AUROC of variance for the errors,
   the mean variance inside the predicted organs (the task's image_uncertainty), the share of sampled voxels, time.
@@ -36,7 +36,7 @@ from datasets.totalseg import label_on_working_grid, load_shared_abdomen  # noqa
 from safetensors.torch import load_file  # noqa: E402
 from uqseg.ct.inference import predict_ct  # noqa: E402
 from uqseg.ct.network import StochasticSegNet3d, load_weights  # noqa: E402
-from uqseg.uncertainty.calibration import (auroc, dice, error_vs_uncertainty, plot_reliability,  # noqa: E402
+from uqseg.metrics.calibration import (auroc, dice, error_vs_uncertainty, plot_reliability,  # noqa: E402
                                            segmentation_calibration)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -33,7 +33,8 @@ from datasets.jsrt_landmarks import list_cases, load_case  # noqa: E402
 from uqseg.cxr import checks  # noqa: E402
 from uqseg.cxr.graph import organ_slices  # noqa: E402
 from uqseg.cxr.preview import render_landmark_preview  # noqa: E402
-from uqseg.cxr.rasterise import LABELS, dice, labelmap  # noqa: E402
+from uqseg.cxr.rasterise import LABELS, labelmap  # noqa: E402
+from uqseg.metrics import dice  # noqa: E402
 from uqseg.io.load import load_image  # noqa: E402
 from uqseg.tasks.cxr_landmarks import build_model  # noqa: E402
 

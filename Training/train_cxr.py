@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cxr_augment import random_affine, random_intensity  # noqa: E402
 from datasets.jsrt_landmarks import list_cases, load_case, load_tensors  # noqa: E402
 from uqseg.cxr.losses import hybridgnet_loss  # noqa: E402
-from uqseg.cxr.rasterise import LABELS, dice, organ_masks  # noqa: E402
+from uqseg.cxr.rasterise import LABELS, organ_masks  # noqa: E402
+from uqseg.metrics import dice  # noqa: E402
 from uqseg.tasks.cxr_landmarks import build_model  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr_jsrt"

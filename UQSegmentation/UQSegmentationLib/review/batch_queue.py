@@ -1,7 +1,7 @@
 """The batch review queue: DIR/queue.csv of `uqseg predict` (cases ranked by image_uncertainty, highest first) and
 stepping through its cases in that order.
 
-queue.csv (`uqseg.cli.write_queue`): columns ``case, image_uncertainty, multimodal, ood, status``; one line per
+queue.csv (`uqseg.tasks.run.write_queue`): columns ``case, image_uncertainty, multimodal, ood, status``; one line per
 case, most uncertain first (cases without a value last). Each case's results are in DIR/<case>/ (summary.json
 names the input image, `input`, as given to `uqseg predict`: absolute, or relative to where it ran — then it is
 looked for relative to DIR too).

@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 
 FORMS = ("deterministic", "diagonal", "lowrank", "single_basis", "mixture_of_bases")
-STOCHASTIC_FORMS = FORMS[1:]
 
 
 @dataclass

@@ -32,6 +32,7 @@ from uqseg.ct.noise import NoiseField
 from uqseg.ct.preprocess import (WorkingGrid, normalise_hu, pad_to_multiple, to_input_grid, to_working_grid,
                                  working_grid)
 from uqseg.io.image import Image
+from uqseg.metrics.information import entropy_term
 
 DEFAULT_SAMPLES = 30
 DEFAULT_ROI = (64, 192, 192)
@@ -59,10 +60,6 @@ class CtPrediction:
     active_fraction: float = 0.0
     windows: int = 1
     timings_ms: dict = field(default_factory=dict)
-
-    def organ_volume_ml(self, spacing) -> dict:
-        voxel_ml = float(np.prod(spacing)) / 1000.0
-        return {o: round(float((self.label == i).sum()) * voxel_ml, 2) for i, o in enumerate(self.organs, start=1)}
 
 
 def _window(padded_shape, roi, multiple) -> tuple[tuple[int, ...], float]:
@@ -130,7 +127,7 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
         better = p > best
         label[better] = ci
         best[better] = p[better]
-        entropy -= np.where(p > 0, p * np.log(np.clip(p, 1e-12, None)), 0)
+        entropy += entropy_term(p)
         if ci == 0:
             organ_p = 1 - p
     variance = to_input_grid(var_np[1:].sum(0), grid, image)

@@ -59,10 +59,3 @@ def labelmap(nodes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     for organ, _ in ORGANS:
         out[masks[organ]] = LABELS[organ]
     return out
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """2 |A ∩ B| / (|A| + |B|); 1 when both are empty."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)

@@ -68,7 +68,6 @@ class BreastResult:
     work_label: np.ndarray = field(repr=False, default=None)  # (h, w) post-processed label, canonical orientation
     work_mean: np.ndarray = field(repr=False, default=None)  # (3, h, w) mean softmax
     work_variance: np.ndarray = field(repr=False, default=None)  # (3, h, w) per-class variance (None when fast)
-    work_entropy: np.ndarray = field(repr=False, default=None)  # (h, w)
     work_mutual_information: np.ndarray = field(repr=False, default=None)  # (h, w) (None when fast)
     timings_ms: dict = field(default_factory=dict)
 
@@ -221,7 +220,7 @@ def predict_breast(image: Image, model: BreastSegNet, device: torch.device | str
     if fast:
         mean = deterministic_pass(model, x)[:, :h, :w].cpu()
         var = mi = None
-        ent = entropy(mean, dim=0)
+        ent = entropy(mean, axis=0)
         n = 0
     else:
         stats = mc_dropout(model, x, samples, seed=seed, share_features=share_features)
@@ -244,5 +243,6 @@ def predict_breast(image: Image, model: BreastSegNet, device: torch.device | str
                "map_back": round((t3 - t2) * 1000, 1)}
     return BreastResult(prep, label_in, None if entropy_in is None else entropy_in.astype(np.float32),
                         None if variance_in is None else variance_in.astype(np.float32), n, score,
-                        label, mean.numpy(), None if var is None else var.numpy(), ent.numpy(),
-                        None if mi is None else mi.numpy(), timings)
+                        work_label=label, work_mean=mean.numpy(),
+                        work_variance=None if var is None else var.numpy(),
+                        work_mutual_information=None if mi is None else mi.numpy(), timings_ms=timings)

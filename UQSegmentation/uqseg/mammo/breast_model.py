@@ -45,3 +45,8 @@ class BreastSegNet(nn.Module):
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """1×1 classifier on (already dropped-out) features → logits."""
         return self.unet.head(features)
+
+
+def breast_net_for(architecture: dict) -> BreastSegNet:
+    """The network a mammo-breast model card's `architecture` block describes (width, dropout)."""
+    return BreastSegNet(width=int(architecture["width"]), dropout=float(architecture.get("dropout", 0.5)))

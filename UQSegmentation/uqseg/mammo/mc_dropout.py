@@ -23,12 +23,12 @@ Two ways to draw the same samples (`share_features`):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from uqseg.mammo.breast_model import BreastSegNet
+from uqseg.metrics.information import entropy  # Shannon entropy in nats along an axis (0 · ln 0 = 0)
 
 DEFAULT_SAMPLES = 20
 DEFAULT_CHUNK = 5
@@ -47,17 +47,12 @@ class McStatistics:
         return self.mean.argmax(dim=0)
 
 
-def entropy(p: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """Shannon entropy in nats of the distributions along `dim` (0 · ln 0 = 0)."""
-    return -torch.xlogy(p, p).sum(dim=dim)
-
-
 def statistics_from_samples(probs: torch.Tensor) -> McStatistics:
     """(N, K, …) softmax samples → their statistics (for tests and small inputs; inference streams them)."""
     mean = probs.mean(dim=0)
     var = probs.var(dim=0, unbiased=False)
-    h = entropy(mean, dim=0)
-    mi = (h - entropy(probs, dim=1).mean(dim=0)).clamp_min(0.0)
+    h = entropy(mean, axis=0)
+    mi = (h - entropy(probs, axis=1).mean(dim=0)).clamp_min(0.0)
     return McStatistics(mean, var, h, mi, probs.shape[0])
 
 
@@ -90,12 +85,12 @@ def mc_dropout(model: BreastSegNet, x: torch.Tensor, samples: int = DEFAULT_SAMP
             shift = prob.mean(0)
             sum_d, sum_d2, sum_h = torch.zeros_like(shift), torch.zeros_like(shift), torch.zeros_like(shift[0])
         d = prob - shift
-        sum_d, sum_d2, sum_h = sum_d + d.sum(0), sum_d2 + (d * d).sum(0), sum_h + entropy(prob, dim=1).sum(0)
+        sum_d, sum_d2, sum_h = sum_d + d.sum(0), sum_d2 + (d * d).sum(0), sum_h + entropy(prob, axis=1).sum(0)
         done += n
     mean_d = sum_d / samples
     mean = shift + mean_d
     var = (sum_d2 / samples - mean_d * mean_d).clamp_min(0.0)
-    h = entropy(mean, dim=0)
+    h = entropy(mean, axis=0)
     mi = (h - sum_h / samples).clamp_min(0.0)
     return McStatistics(mean, var, h, mi, samples)
 
@@ -105,6 +100,3 @@ def deterministic_pass(model: BreastSegNet, x: torch.Tensor) -> torch.Tensor:
     """Softmax (K, h, w) of one pass with dropout off (eval mode) for one image x (1, 1, h, w)."""
     model.eval()
     return torch.softmax(model(x), dim=1)[0].float()
-
-
-MAX_ENTROPY = math.log(3.0)

@@ -26,3 +26,8 @@ class PectoralHeatmapNet(nn.Module):
         prob = row_softmax(self.forward(x)[:, 0])
         mean, var = row_moments(prob, VAR_FLOOR)
         return mean, var, prob
+
+
+def pectoral_net_for(architecture: dict) -> PectoralHeatmapNet:
+    """The network a mammo-pectoral model card's `architecture` block describes (width)."""
+    return PectoralHeatmapNet(width=int(architecture["width"]))

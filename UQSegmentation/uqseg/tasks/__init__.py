@@ -1,18 +1,47 @@
-"""The tasks `uqseg predict` knows. Each task module defines a class with:
+"""The tasks `uqseg predict` knows: the contract in `base.py`, the list in `table.py`, the batch driver in `run.py`.
 
-- `id` (the task id of the CLI contract), `ndim` (2 or 3: what its inputs must be), `description`;
-- `load(card, device) -> model` — the network with its shipped weights;
-- `run(image, model, out_dir, options) -> dict` — predicts one case, writes the contract's files into `out_dir` and
-  returns the summary (which the CLI completes with timings and writes as summary.json).
+- `TASK_TABLE` / `task_info(id)`: which tasks exist (plain data; importing this package does not import torch);
+- `get_task(id)`: the task object (imports its module, and so torch, on first use);
+- `TASKS`: the same as a read-only mapping id → task object, loaded lazily;
+- `RunOptions`, `CaseResult`, `Task`, `run_case`: the contract (`base.py`).
 
-Adding a task = adding a module here and registering it in TASKS; the CLI and the Slicer module pick it up.
+Adding a task = a module with a class implementing `base.Task` + one row in `table.TASK_TABLE`; the CLI, the batch
+driver and the Slicer module pick it up.
 """
 
 from __future__ import annotations
 
-from uqseg.tasks.ct_organs import CtOrgansTask
-from uqseg.tasks.cxr_landmarks import CxrLandmarksTask
-from uqseg.tasks.mammo_breast import MammoBreastTask
-from uqseg.tasks.mammo_pectoral import MammoPectoralTask
+import importlib
+from collections.abc import Mapping
 
-TASKS = {t.id: t for t in (MammoPectoralTask(), MammoBreastTask(), CxrLandmarksTask(), CtOrgansTask())}
+from uqseg.tasks.base import CaseResult, RunOptions, Task, run_case
+from uqseg.tasks.table import TASK_TABLE, TaskInfo, task_info
+
+_LOADED: dict = {}
+
+
+def get_task(task_id: str) -> Task:
+    """The task object for `task_id` (one per process); KeyError naming the known tasks for an unknown id."""
+    if task_id not in _LOADED:
+        module_name, class_name = task_info(task_id).implementation.split(":")
+        _LOADED[task_id] = getattr(importlib.import_module(module_name), class_name)()
+    return _LOADED[task_id]
+
+
+class _LazyTasks(Mapping):
+    """id → task object, in table order; a task's module is imported when it is first looked up."""
+
+    def __getitem__(self, task_id: str) -> Task:
+        return get_task(task_id)
+
+    def __iter__(self):
+        return iter(info.id for info in TASK_TABLE)
+
+    def __len__(self) -> int:
+        return len(TASK_TABLE)
+
+
+TASKS = _LazyTasks()
+
+__all__ = ["TASKS", "TASK_TABLE", "CaseResult", "RunOptions", "Task", "TaskInfo", "get_task", "run_case",
+           "task_info"]

@@ -37,7 +37,10 @@ from uqseg.io.geometry import volume_geometry
 from uqseg.io.image import Image
 from uqseg.io.input_checks import CT, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
+from uqseg.metrics.information import entropy
 from uqseg.models.registry import ModelCard, load_network
+from uqseg.tasks.base import CaseResult, RunOptions
+from uqseg.tasks.table import task_info
 
 #: segment colours (0..1), after Slicer's GenericAnatomyColors
 ORGAN_COLOURS = {"liver": (0.87, 0.51, 0.40), "spleen": (0.62, 0.42, 0.64), "stomach": (0.85, 0.72, 0.35),
@@ -54,32 +57,36 @@ def build_model(card: ModelCard) -> StochasticSegNet3d:
                               log_var_min=float(a["log_var_range"][0]), log_var_max=float(a["log_var_range"][1]))
 
 
+def predict_organs(image: Image, model, card: ModelCard, device, samples=None, seed: int = 0, fast: bool = False,
+                   keep: int = DEFAULT_KEEP) -> CtPrediction:
+    """The model's prediction for a CT volume (`uqseg.ct.inference.predict_ct` with the card's working spacing, HU
+    window and organs); `samples` k (default DEFAULT_SAMPLES; 0 or `fast`: one deterministic pass, no samples kept)."""
+    require_ct(image, image.meta.get("path"))
+    samples = DEFAULT_SAMPLES if samples is None else int(samples)
+    if fast or samples <= 0:
+        samples, keep = 0, 0
+    prep = card["preprocessing"]
+    return predict_ct(image, model, float(prep["spacing_mm"]), tuple(prep["hu_window"]), list(card["organs"]),
+                      device, samples=samples, seed=seed, keep=keep)
+
+
 class CtOrgansTask:
-    id = "ct-organs"
-    ndim = 3
-    description = "CT organs: stochastic segmentation (Mixture-of-Bases covariance) with voxel predictive variance"
+    id = task_info("ct-organs").id
+    ndim = task_info("ct-organs").ndim
+    description = task_info("ct-organs").description
 
     def load(self, card: ModelCard, device):
         return load_network(card, lambda arch: build_model(card), device, apply=load_weights)
 
-    def predict(self, image: Image, model, card: ModelCard, device, samples=None, seed: int = 0, fast: bool = False,
-                keep: int = DEFAULT_KEEP) -> CtPrediction:
-        require_ct(image, image.meta.get("path"))
-        samples = DEFAULT_SAMPLES if samples is None else int(samples)
-        if fast or samples <= 0:
-            samples, keep = 0, 0
-        prep = card["preprocessing"]
-        return predict_ct(image, model, float(prep["spacing_mm"]), tuple(prep["hu_window"]), list(card["organs"]),
-                          device, samples=samples, seed=seed, keep=keep)
-
-    def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
-        card = options["card"]
-        seed = options.get("seed") or 0
+    def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
         checked = check_input(image, CT)  # refuses what the model cannot see; fills NaN voxels with air (flagged)
-        image = checked.image
-        pred = self.predict(image, model, card, options["device"], options.get("samples"), seed,
-                            bool(options.get("fast")))
-        return write_outputs(image, pred, card, Path(out_dir), seed, checks=checked)
+        prediction = predict_organs(checked.image, model, options.card, options.device, options.samples,
+                                    options.seed or 0, bool(options.fast))
+        return CaseResult(checked.image, prediction, checked, options)
+
+    def write(self, result: CaseResult, case_dir: Path) -> dict:
+        return write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),
+                             result.options.seed or 0, checks=result.checks)
 
 
 def segments_for(organs: list[str]) -> list[dict]:
@@ -90,8 +97,7 @@ def segments_for(organs: list[str]) -> list[dict]:
 def summary_numbers(pred: CtPrediction) -> dict:
     """image_uncertainty and the per-organ numbers, on the working grid (module docstring)."""
     var = pred.work_variance[1:].sum(0)
-    p = np.clip(pred.work_probability, 1e-12, 1)
-    ent = -(p * np.log(p)).sum(0)
+    ent = entropy(pred.work_probability, axis=0)
     organ = pred.work_label > 0
     voxel_ml = float(np.prod(pred.grid.spacing)) / 1000.0
     per_organ = {}

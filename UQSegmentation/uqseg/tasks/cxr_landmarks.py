@@ -30,12 +30,14 @@ from uqseg.cxr.hybridgnet import HybridGNet
 from uqseg.cxr.inference import DEFAULT_SAMPLES, LandmarkResult, predict_landmarks
 from uqseg.cxr.preview import render_landmark_preview
 from uqseg.cxr.rasterise import LABELS, labelmap
-from uqseg.io.geometry import index_to_lps, volume_geometry
 from uqseg.errors import InputError
+from uqseg.io.geometry import index_to_lps, volume_geometry
 from uqseg.io.image import Image
 from uqseg.io.input_checks import CHEST_RADIOGRAPH, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
 from uqseg.models.registry import ModelCard, load_network
+from uqseg.tasks.base import CaseResult, RunOptions
+from uqseg.tasks.table import task_info
 
 SEGMENT_COLOURS = {"right_lung": (0.25, 0.65, 1.0), "left_lung": (0.3, 0.85, 0.4), "heart": (0.95, 0.35, 0.35)}
 ARCH_KEYS = ("input_size", "latent", "widths", "stem", "graph_channels", "fine_channels", "k", "skip", "skip_stages",
@@ -48,26 +50,25 @@ def build_model(architecture: dict) -> HybridGNet:
 
 
 class CxrLandmarksTask:
-    id = "cxr-landmarks"
-    ndim = 2
-    description = "lungs and heart as landmark rings with per-node std (frontal chest X-rays)"
+    id = task_info("cxr-landmarks").id
+    ndim = task_info("cxr-landmarks").ndim
+    description = task_info("cxr-landmarks").description
 
     def load(self, card: ModelCard, device):
         return load_network(card, build_model, device)
 
-    def predict(self, image: Image, model, device, samples=None, seed: int = 0) -> LandmarkResult:
-        return predict_landmarks(image, model, device, samples=samples, seed=seed)
-
-    def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
-        samples = options.get("samples")
+    def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
+        samples = options.samples
         if samples is not None and int(samples) < 2:  # a per-case line naming the file, like every refusal
             raise InputError(image.meta.get("path"), f"--samples {samples}: cxr-landmarks needs at least 2 samples to "
                                                      f"estimate a standard deviation (default {DEFAULT_SAMPLES})")
         checked = check_input(image, CHEST_RADIOGRAPH)  # refuses what the model cannot see; fills NaN (flagged)
-        image = checked.image
-        result = self.predict(image, model, options["device"], samples, options.get("seed") or 0)
-        return write_outputs(image, result, options["card"], Path(out_dir), seed=options.get("seed") or 0,
-                             checks=checked)
+        result = predict_landmarks(checked.image, model, options.device, samples=samples, seed=options.seed or 0)
+        return CaseResult(checked.image, result, checked, options)
+
+    def write(self, result: CaseResult, case_dir: Path) -> dict:
+        return write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),
+                             seed=result.options.seed or 0, checks=result.checks)
 
 
 def node_std_mm(image: Image, result: LandmarkResult) -> np.ndarray:

@@ -15,7 +15,7 @@ Files written per case (the contract: docs/cli-contract.md), all on the input's 
   `preprocessing`), the mean per-class variances and mutual information over the tissue, the preprocessing that was
   applied, and `pectoral_agreement` (below).
 
-Consistency with `mammo-pectoral` (issue 5, point 6): on MLO views — a DICOM view code MLO/ML/..., or no view code
+Consistency with `mammo-pectoral` (`uqseg.mammo.cross_check`): on MLO views — a DICOM view code MLO/ML/..., or no view code
 and a pectoral muscle found by this model — the shipped pectoral-boundary model also runs (one pass, its uncertainty
 is free) and `pectoral_agreement` reports the mean row-wise distance between the two delineations, their Dice and a
 `disagree` flag (`uqseg.mammo.pectoral_agreement`). On CC views it is null with the reason. `mammo-pectoral`'s own
@@ -31,19 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
-from uqseg.errors import InputError
 from uqseg.io.geometry import volume_geometry
 from uqseg.io.image import Image
 from uqseg.io.input_checks import MAMMOGRAM, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.mammo.breast import BreastResult, predict_breast
-from uqseg.mammo.breast_model import PECTORAL, BreastSegNet
+from uqseg.mammo.breast_model import breast_net_for
 from uqseg.mammo.breast_preprocess import intensity_transform
 from uqseg.mammo.breast_preview import render_breast_preview
+from uqseg.mammo.cross_check import agreement_for_breast_result
 from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES
-from uqseg.mammo.orientation import CC_VIEWS, MLO_VIEWS
-from uqseg.mammo.pectoral_agreement import compare
-from uqseg.models.registry import ModelCard, ModelError, load_network
+from uqseg.models.registry import ModelCard, load_network
+from uqseg.tasks.base import CaseResult, RunOptions
+from uqseg.tasks.table import task_info
 
 BREAST_COLOUR = (0.95, 0.75, 0.65)
 PECTORAL_COLOUR = (0.85, 0.45, 0.35)
@@ -52,122 +52,28 @@ SEGMENTS = [{"name": "breast", "label": 1, "color": BREAST_COLOUR},
 ENTROPY_QUANTUM = 1.0 / 4096
 
 
-def build_model(card: ModelCard) -> BreastSegNet:
-    arch = card["architecture"]
-    return BreastSegNet(width=int(arch["width"]), dropout=float(arch.get("dropout", 0.5)))
-
-
-_PECTORAL_MODELS: dict = {}
-
-
-def _pectoral_model(device):
-    """The shipped pectoral-boundary model (cached per device); None when none is installed."""
-    from uqseg.models.registry import find_model
-    from uqseg.tasks.mammo_pectoral import MammoPectoralTask
-
-    key = str(device)
-    if key not in _PECTORAL_MODELS:
-        try:
-            card = find_model("mammo-pectoral")
-            _PECTORAL_MODELS[key] = (card, MammoPectoralTask().load(card, device))
-        except ModelError:
-            _PECTORAL_MODELS[key] = None
-    return _PECTORAL_MODELS[key]
-
-
 class MammoBreastTask:
-    id = "mammo-breast"
-    ndim = 2
-    description = "background / breast / pectoral segmentation with MC-dropout entropy (CC and MLO, raw or processed)"
+    id = task_info("mammo-breast").id
+    ndim = task_info("mammo-breast").ndim
+    description = task_info("mammo-breast").description
 
     def load(self, card: ModelCard, device):
-        return load_network(card, lambda arch: build_model(card), device)
+        return load_network(card, breast_net_for, device)
 
-    def predict(self, image: Image, model, device, samples=None, seed: int = 0, fast: bool = False) -> BreastResult:
-        samples = DEFAULT_SAMPLES if samples is None else int(samples)
-        if samples <= 0:
-            fast = True
-        return predict_breast(image, model, device, samples=max(1, samples), seed=seed, fast=fast)
-
-    def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
-        seed = options.get("seed") or 0
+    def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
         checked = check_input(image, MAMMOGRAM)  # refuses what the model cannot see; fills NaN pixels (flagged)
         image = checked.image
-        result = self.predict(image, model, options["device"], options.get("samples"), seed,
-                              bool(options.get("fast")))
-        agreement = pectoral_agreement_for(image, result, options["device"])
-        return write_outputs(image, result, options["card"], Path(out_dir), seed=seed, agreement=agreement,
-                             checks=checked)
+        samples = DEFAULT_SAMPLES if options.samples is None else int(options.samples)
+        fast = options.fast or samples <= 0
+        result = predict_breast(image, model, options.device, samples=max(1, samples), seed=options.seed or 0,
+                                fast=fast)
+        agreement = agreement_for_breast_result(image, result, options.device)
+        return CaseResult(image, result, checked, options, extra={"pectoral_agreement": agreement})
 
-
-def is_mlo_candidate(image: Image, result: BreastResult) -> tuple[bool, str]:
-    view = (image.meta.get("view") or "").upper()
-    if view in MLO_VIEWS:
-        return True, f"view {view}"
-    if view in CC_VIEWS:
-        return False, f"not compared: cranio-caudal view ({view}); the pectoral-boundary model needs an MLO view"
-    if view:
-        return False, f"not compared: view {view} is neither CC nor MLO"
-    if result.pectoral_found:
-        return True, "view unknown, pectoral muscle found by the segmentation"
-    return False, "not compared: view unknown and no pectoral muscle found by the segmentation"
-
-
-def pectoral_agreement_for(image: Image, result: BreastResult, device) -> dict:
-    """The `pectoral_agreement` block of summary.json (module docstring)."""
-    candidate, why = is_mlo_candidate(image, result)
-    if not candidate:
-        return {"compared": False, "reason": why}
-    loaded = _pectoral_model(device)
-    if loaded is None:
-        return {"compared": False, "reason": "no mammo-pectoral model installed"}
-    from uqseg.mammo.pectoral import predict_pectoral
-
-    card, model = loaded
-    boundary = predict_pectoral(image, model, device)
-    block = compare(result.label == PECTORAL, boundary.rows, boundary.mean_col, boundary.muscle_mask(),
-                    chest_wall_right=result.prepared.flipped, column_spacing_mm=result.prepared.input_spacing_mm[0])
-    return {"compared": True, "reason": why, "other_task": "mammo-pectoral",
-            "other_model": {"id": card.id, "version": card.version},
-            "other_image_uncertainty_px": None if not np.isfinite(boundary.image_uncertainty)
-            else round(float(boundary.image_uncertainty), 3), **block}
-
-
-_BREAST_MODELS: dict = {}
-
-
-def _breast_model(device):
-    """The default mammo-breast model (cached per device); None when none is installed."""
-    from uqseg.models.registry import find_model
-
-    key = str(device)
-    if key not in _BREAST_MODELS:
-        try:
-            card = find_model("mammo-breast")
-            _BREAST_MODELS[key] = (card, MammoBreastTask().load(card, device))
-        except ModelError:
-            _BREAST_MODELS[key] = None
-    return _BREAST_MODELS[key]
-
-
-def agreement_with_boundary_result(image: Image, boundary, device) -> dict:
-    """The `pectoral_agreement` block for mammo-pectoral's summary: this task's model, one fast deterministic pass
-    (no MC sampling: ≈ the cost of one network pass at 0.4 mm), compared with the boundary model's result
-    `boundary` (a `PectoralResult`) by `uqseg.mammo.pectoral_agreement.compare`."""
-    loaded = _breast_model(device)
-    if loaded is None:
-        return {"compared": False, "reason": "no mammo-breast model installed"}
-    card, model = loaded
-    try:
-        seg = predict_breast(image, model, device, fast=True, input_maps=False)
-    except InputError as error:
-        return {"compared": False, "reason": f"mammo-breast refuses this image: {error.reason}"}
-    block = compare(seg.label == PECTORAL, boundary.rows, boundary.mean_col, boundary.muscle_mask(),
-                    chest_wall_right=seg.prepared.flipped, column_spacing_mm=seg.prepared.input_spacing_mm[0])
-    return {"compared": True, "reason": "MLO view (mammo-pectoral runs on MLO views only)",
-            "other_task": "mammo-breast", "other_model": {"id": card.id, "version": card.version},
-            "other_method": "one deterministic pass (the mammo-breast task's own summary compares its MC-dropout "
-                            "label map)", **block}
+    def write(self, result: CaseResult, case_dir: Path) -> dict:
+        return write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),
+                             seed=result.options.seed or 0, agreement=result.extra["pectoral_agreement"],
+                             checks=result.checks)
 
 
 def _finite_or_none(x):

@@ -24,35 +24,37 @@ from uqseg.io.geometry import index_to_lps, volume_geometry
 from uqseg.io.image import Image
 from uqseg.io.input_checks import MAMMOGRAM, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
+from uqseg.mammo.cross_check import agreement_with_boundary_result
 from uqseg.mammo.pectoral import PectoralResult, predict_pectoral
-from uqseg.mammo.pectoral_model import PectoralHeatmapNet
+from uqseg.mammo.pectoral_model import pectoral_net_for
 from uqseg.mammo.pectoral_preview import render_pectoral_preview
 from uqseg.models.registry import ModelCard, load_network
+from uqseg.tasks.base import CaseResult, RunOptions
+from uqseg.tasks.table import task_info
 
 MAX_CURVE_POINTS = 60
 PECTORAL_COLOR = (0.85, 0.45, 0.35)
 
 
 class MammoPectoralTask:
-    id = "mammo-pectoral"
-    ndim = 2
-    description = "pectoral-muscle boundary with a ±σ uncertainty band (MLO mammograms)"
+    id = task_info("mammo-pectoral").id
+    ndim = task_info("mammo-pectoral").ndim
+    description = task_info("mammo-pectoral").description
 
     def load(self, card: ModelCard, device):
-        return load_network(card, lambda arch: PectoralHeatmapNet(width=int(arch["width"])), device)
+        return load_network(card, pectoral_net_for, device)
 
-    def predict(self, image: Image, model, device) -> PectoralResult:
-        return predict_pectoral(image, model, device)
-
-    def run(self, image: Image, model, out_dir: Path, options: dict) -> dict:
-        card: ModelCard = options["card"]
+    def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
         checked = check_input(image, MAMMOGRAM)  # refuses what the model cannot see; fills NaN pixels (flagged)
         image = checked.image
-        result = self.predict(image, model, options["device"])
-        summary = write_outputs(image, result, card, Path(out_dir), checks=checked)
-        from uqseg.tasks.mammo_breast import agreement_with_boundary_result
+        result = predict_pectoral(image, model, options.device)
+        agreement = agreement_with_boundary_result(image, result, options.device)
+        return CaseResult(image, result, checked, options, extra={"pectoral_agreement": agreement})
 
-        summary["pectoral_agreement"] = agreement_with_boundary_result(image, result, options["device"])
+    def write(self, result: CaseResult, case_dir: Path) -> dict:
+        summary = write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),
+                                checks=result.checks)
+        summary.update(result.extra)
         return summary
 
 

@@ -1,7 +1,7 @@
 """Accuracy and calibration metrics of a probabilistic segmentation (the evaluation of the MoB paper: Kampen, Aspe et
 al., "Structured Covariance Modeling Using Learned Mixture-of-Bases for Uncertainty in 3D Segmentation", NLDL 2026,
-Table 4 and Fig. 3): Dice, NLL, ECE / MCE with reliability diagrams, plus error-vs-uncertainty binning and AUROC
-for "does the uncertainty find the errors".
+Table 4 and Fig. 3): NLL, ECE / MCE with reliability diagrams, and error-vs-uncertainty binning; Dice
+(`uqseg.metrics.overlap`) and AUROC (`uqseg.metrics.ranking`) are re-exported here for the same evaluation.
 
 Conventions
 - A **probability volume** `prob` is either
@@ -15,7 +15,7 @@ Conventions
   class's probability) and correct = [argmax_c p_c == label]. Every voxel is one sample.
 - Probabilities, confidences, accuracies, error rates, ECE and MCE are unitless fractions in [0, 1] (papers often
   print ECE ×100 as a percentage); NLL is in nats per voxel; Dice is a unitless overlap in [0, 1].
-- Volumes of millions of voxels are processed in chunks of `CHUNK_VOXELS` voxels with `np.bincount`, so the extra
+- Volumes of millions of voxels are processed in chunks of `uqseg.metrics.arrays.CHUNK_VOXELS` voxels with `np.bincount`, so the extra
   memory is a few chunk-sized arrays whatever the volume size (the sorts of `error_vs_uncertainty` and `auroc` need
   a few arrays of the input's length).
 """
@@ -30,6 +30,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from uqseg.io.write import write_png_atomically
+from uqseg.metrics.arrays import CHUNK_VOXELS  # noqa: F401 (re-exported: the chunk size the docstring names)
+from uqseg.metrics.arrays import as_labels as _as_labels
+from uqseg.metrics.arrays import chunks as _chunks
+from uqseg.metrics.arrays import require_same_shape as _require_same_shape
+from uqseg.metrics.arrays import tie_groups as _tie_groups
+from uqseg.metrics.overlap import class_counts as _class_counts
+from uqseg.metrics.overlap import dice, dice_from_counts as _dice_from_counts, dice_per_class
+from uqseg.metrics.ranking import auroc
 
 __all__ = [
     "DEFAULT_N_BINS",
@@ -51,31 +59,9 @@ __all__ = [
 
 #: Number of equal-width confidence bins on [0, 1] used for ECE / MCE (as in the paper and Guo et al. 2017).
 DEFAULT_N_BINS = 15
-#: Voxels handled at once; bounds the temporary memory of the volume metrics.
-CHUNK_VOXELS = 1 << 20
 #: How far class probabilities may stray from [0, 1] and from summing to 1 (float16 softmax outputs, rounding)
 #: before the input is rejected as not being probabilities (e.g. logits passed by mistake).
 PROBABILITY_TOLERANCE = 1e-2
-
-
-# ----------------------------------------------------------------------------------------------------- helpers
-def _chunks(n: int) -> Iterator[slice]:
-    for start in range(0, n, CHUNK_VOXELS):
-        yield slice(start, min(n, start + CHUNK_VOXELS))
-
-
-def _require_same_shape(a: np.ndarray, b: np.ndarray, what_a: str, what_b: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"{what_a} and {what_b} must have the same shape, got {a.shape} and {b.shape}")
-
-
-def _as_labels(label: Any, what: str) -> np.ndarray:
-    lab = np.asarray(label)
-    if lab.dtype.kind not in "iub":
-        raise ValueError(f"{what} must be an integer array, got dtype {lab.dtype}")
-    if lab.size and lab.min() < 0:
-        raise ValueError(f"{what} must hold non-negative class indices, got minimum {lab.min()}")
-    return lab
 
 
 def _as_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -152,55 +138,6 @@ def _predicted_class_and_confidence(p: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _reference_probability(p: np.ndarray, lab: np.ndarray) -> np.ndarray:
     return np.take_along_axis(p, lab[np.newaxis].astype(np.intp), axis=0)[0].astype(np.float64)
-
-
-# --------------------------------------------------------------------------------------------------------- Dice
-def _dice_from_counts(n_pred: float, n_true: float, n_both: float) -> float:
-    """Dice = 2 |P ∩ T| / (|P| + |T|); 1.0 when both P and T are empty (nothing to find, nothing found)."""
-    denominator = n_pred + n_true
-    return 1.0 if denominator == 0 else float(2.0 * n_both / denominator)
-
-
-def dice(pred_mask: Any, true_mask: Any) -> float:
-    """Dice similarity coefficient of two binary masks: 2 |P ∩ T| / (|P| + |T|), unitless in [0, 1].
-
-    Nonzero values count as inside. Both masks empty → 1.0 (perfect agreement that there is nothing); exactly one
-    empty → 0.0.
-    """
-    p, t = np.asarray(pred_mask), np.asarray(true_mask)
-    _require_same_shape(p, t, "pred_mask", "true_mask")
-    n_both = 0
-    pf, tf = p.reshape(-1), t.reshape(-1)
-    for sl in _chunks(pf.size):
-        n_both += int(np.count_nonzero(np.logical_and(pf[sl], tf[sl])))
-    return _dice_from_counts(np.count_nonzero(p), np.count_nonzero(t), n_both)
-
-
-def _class_counts(pred: np.ndarray, true: np.ndarray, n: int) -> np.ndarray:
-    """(3, n) voxel counts of classes 0..n-1: predicted, reference, and both (pred == true == class)."""
-    counts = np.zeros((3, n), dtype=np.int64)
-    for k, values in enumerate((pred, true, pred[pred == true])):
-        counts[k] = np.bincount(values.astype(np.intp, copy=False), minlength=n)[:n]
-    return counts
-
-
-def dice_per_class(label_pred: Any, label_true: Any, classes: Iterable[int]) -> dict[int, float]:
-    """Dice of each class c in `classes` between two label maps (class c's mask = voxels equal to c).
-
-    Labels are non-negative integers; a class absent from both maps scores 1.0 (see `dice`). Returns
-    ``{c: dice}`` in the order of `classes`.
-    """
-    pred, true = _as_labels(label_pred, "label_pred"), _as_labels(label_true, "label_true")
-    _require_same_shape(pred, true, "label_pred", "label_true")
-    classes = [int(c) for c in classes]
-    if any(c < 0 for c in classes):
-        raise ValueError(f"classes must be non-negative, got {classes}")
-    n = max(classes, default=-1) + 1
-    counts = np.zeros((3, n), dtype=np.int64)
-    pf, tf = pred.reshape(-1), true.reshape(-1)
-    for sl in _chunks(pf.size):
-        counts += _class_counts(pf[sl], tf[sl], n)
-    return {c: _dice_from_counts(*counts[:, c]) for c in classes}
 
 
 # ---------------------------------------------------------------------------------------------------------- NLL
@@ -473,13 +410,6 @@ class ErrorVsUncertainty:
         }
 
 
-def _tie_groups(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start index and size of each run of equal values in a sorted array."""
-    n = sorted_values.size
-    starts = np.flatnonzero(np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]]))
-    return starts, np.diff(np.append(starts, n))
-
-
 def error_vs_uncertainty(uncertainty: Any, error: Any, n_bins: int = 10) -> ErrorVsUncertainty:
     """Error rate as a function of uncertainty: sort the samples by uncertainty and cut them into `n_bins` bins of
     equal count (sizes ⌊N/B⌋ or ⌈N/B⌉); report each bin's mean uncertainty and error rate. A useful model
@@ -516,38 +446,6 @@ def error_vs_uncertainty(uncertainty: Any, error: Any, n_bins: int = 10) -> Erro
     error_rate = np.add.reduceat(e_sorted, bin_starts) / counts
     bounds = np.stack([u_sorted[bin_starts], u_sorted[bin_starts + counts - 1]], axis=1)
     return ErrorVsUncertainty(counts.astype(np.int64), mean_uncertainty, error_rate, bounds)
-
-
-# ------------------------------------------------------------------------------------------------------- AUROC
-def auroc(score: Any, positive: Any) -> float:
-    """Area under the ROC curve of `score` for telling `positive` samples from the others, by ranks
-    (Mann–Whitney U):
-
-        AUROC = P(score of a random positive > score of a random negative) + ½ P(equal scores)
-              = U / (n_pos · n_neg),  U = Σ_pos [#negatives with a lower score + ½ #negatives with an equal score]
-
-    Ties count one half, so a constant score gives 0.5. 1 = every positive scores above every negative, 0 = below.
-    For "does the uncertainty find the errors": ``auroc(uncertainty, argmax != label)``. Unitless; NaN when there
-    are no positives or no negatives (undefined).
-    """
-    s, pos = np.asarray(score), np.asarray(positive)
-    _require_same_shape(s, pos, "score", "positive")
-    s, pos = s.reshape(-1).astype(np.float64, copy=False), pos.reshape(-1) != 0
-    if not np.all(np.isfinite(s)):
-        raise ValueError("score must be finite")
-    n_pos = int(np.count_nonzero(pos))
-    n_neg = pos.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(s, kind="stable")
-    s_sorted, pos_sorted = s[order], pos[order]
-    del order
-    starts, sizes = _tie_groups(s_sorted)
-    pos_per_group = np.add.reduceat(pos_sorted.astype(np.int64), starts)
-    neg_per_group = sizes - pos_per_group
-    neg_below = np.cumsum(neg_per_group) - neg_per_group
-    u_statistic = np.sum(pos_per_group * (neg_below + 0.5 * neg_per_group))
-    return float(u_statistic / (n_pos * n_neg))
 
 
 # ------------------------------------------------------------------------------------------ reliability diagram

@@ -4,32 +4,35 @@
         --loss nll_laplace --js-weight 10 --epochs 60
 
 Fixed validation split (every 5th image in sorted order, see datasets/ddsm_pectoral.py). AdamW (weight decay 1e-2),
-ReduceLROnPlateau on the training loss; the final-epoch weights are kept (the validation split is never used to pick a
-checkpoint, so its numbers are held-out numbers). Writes weights.safetensors, config.json, metrics.json, log.csv.
+gradient norm clipped at 5, ReduceLROnPlateau(0.5, patience 8) on the epoch's mean training loss; the final-epoch
+weights are kept (the validation split is never used to pick a checkpoint, so its numbers are held-out numbers).
+Augmentation: pectoral_augment.py. The loop is `uqseg.finetune.loop.fit`; the run folder (Training/common.py) gets
+weights.safetensors, config.json, metrics.json, log.csv (validation every 5 epochs) and checkpoint.safetensors.
 Metrics on the 256×256 grid within muscle rows: MAE, RMSE (grid columns), LL (mean Laplace log-likelihood of the
 true boundary under the predicted (μ, σ²)), mean σ.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATA, RunFolder, limit_split, recipe_parser, start
+from datasets.ddsm_pectoral import list_cases, load_tensors, split
+from pectoral_augment import random_affine, random_intensity
+from uqseg.finetune.loop import ReduceOnPlateau, TensorSet, fit
+from uqseg.mammo import boundary_grid as bg
+from uqseg.mammo.heatmap import row_moments, row_softmax
+from uqseg.mammo.losses import heatmap_loss
+from uqseg.mammo.pectoral_model import VAR_FLOOR, PectoralHeatmapNet
 
-from datasets.ddsm_pectoral import list_cases, load_tensors, split  # noqa: E402
-from pectoral_augment import random_affine, random_intensity  # noqa: E402
-from uqseg.mammo import boundary_grid as bg  # noqa: E402
-from uqseg.mammo.heatmap import row_moments, row_softmax  # noqa: E402
-from uqseg.mammo.losses import heatmap_loss  # noqa: E402
-from uqseg.mammo.pectoral_model import VAR_FLOOR, PectoralHeatmapNet  # noqa: E402
+COLUMNS = ["epoch", "seconds", "lr", "train_loss", "train_data", "train_js", "val_mae", "val_rmse", "val_ll",
+           "val_mean_sigma"]
+VAL = ("mae", "rmse", "ll", "mean_sigma")
 
 
 def targets_for(masks: torch.Tensor):
@@ -55,79 +58,70 @@ def evaluate(model, images, masks) -> dict:
     }
 
 
+class PectoralTraining:
+    """The recipe for `fit`: a batch is (images, masks) rows of the training TensorSet."""
+
+    freeze_batchnorm = False
+    clip_norm = 5.0
+    weight_decay = 1e-2
+
+    def __init__(self, loss: str, js_weight: float):
+        self.loss_name, self.js_weight = loss, js_weight
+
+    def optimizer(self, params, lr: float):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
+
+    def loss(self, model, batch, gen, device):
+        img, msk = random_affine(*batch, gen)
+        img = random_intensity(img, gen)
+        target, valid, _ = targets_for(msk)
+        prob = row_softmax(model(bg.to_grid(img))[:, 0])
+        mean, var = row_moments(prob, VAR_FLOOR)
+        loss, data, js = heatmap_loss(prob, mean, var, target, valid, self.loss_name, self.js_weight)
+        return loss, {"loss": loss.item(), "data": data.item(), "js": js.item()}
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/mammo_ddsm")
-    ap.add_argument("--out", type=Path, required=True)
+    ap = recipe_parser(__doc__, DATA / "mammo_ddsm")
     ap.add_argument("--loss", default="nll_laplace", choices=["nll_laplace", "nll_gaussian", "mae", "mse"])
     ap.add_argument("--js-weight", type=float, default=10.0)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--width", type=int, default=8)
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--init", type=Path, default=None, help="start from these weights (a second training stage)")
+    ap.add_argument("--eval-every", type=int, default=5)
     args = ap.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
-    train_names, val_names = split(list_cases(args.data))
-    if args.limit:
-        train_names, val_names = train_names[: args.limit], val_names[: max(1, args.limit // 2)]
-    tr_img, tr_msk = load_tensors(args.data, train_names)
+    gen = start(args)
+    train_names, val_names = limit_split(*split(list_cases(args.data)), args.limit, val_div=2, val_min=1)
+    train = TensorSet(*load_tensors(args.data, train_names))
     va_img, va_msk = load_tensors(args.data, val_names)
     model = PectoralHeatmapNet(width=args.width)
     if args.init:
-        from safetensors.torch import load_file
-
         model.load_state_dict(load_file(str(args.init)))
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=8)
-    args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / "log.csv", "w")
-    log.write("epoch,seconds,lr,train_loss,train_data,train_js,val_mae,val_rmse,val_ll,val_mean_sigma\n")
-    t0 = time.time()
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        order = torch.randperm(len(train_names), generator=gen)
-        sums = np.zeros(3)
-        for i in range(0, len(order), args.batch):
-            idx = order[i : i + args.batch]
-            img, msk = random_affine(tr_img[idx], tr_msk[idx], gen)
-            img = random_intensity(img, gen)
-            target, valid, _ = targets_for(msk)
-            prob = row_softmax(model(bg.to_grid(img))[:, 0])
-            mean, var = row_moments(prob, VAR_FLOOR)
-            loss, data, js = heatmap_loss(prob, mean, var, target, valid, args.loss, args.js_weight)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sums += [loss.item() * len(idx), data.item() * len(idx), js.item() * len(idx)]
-        sums /= len(train_names)
-        sched.step(sums[0])
-        row = [epoch, round(time.time() - t0, 1), opt.param_groups[0]["lr"], *np.round(sums, 4)]
-        if epoch % 5 == 0 or epoch == args.epochs:
-            m = evaluate(model, va_img, va_msk)
-            row += [round(m[k], 4) for k in ("mae", "rmse", "ll", "mean_sigma")]
-        else:
-            row += [""] * 4
-        log.write(",".join(map(str, row)) + "\n")
-        log.flush()
-        print(*row, flush=True)
+    run = RunFolder(args.out, COLUMNS)
 
+    def on_epoch(s):
+        row = {"epoch": s.epoch, "seconds": round(s.seconds, 1), "lr": s.lr,
+               **{f"train_{k}": round(s.train[k], 4) for k in ("loss", "data", "js")}}
+        if s.val:
+            row.update({f"val_{k}": round(s.val[k], 4) for k in VAL})
+            run.checkpoint(model.state_dict())
+        run.log(row)
+        print(*(row.get(c, "") for c in COLUMNS), flush=True)
+
+    t0 = time.time()
+    fit(PectoralTraining(args.loss, args.js_weight), model, train, epochs=args.epochs, lr=args.lr, batch=args.batch,
+        gen=gen, schedule=ReduceOnPlateau(factor=0.5, patience=8),
+        evaluate=lambda m, s: evaluate(m, va_img, va_msk), eval_every=args.eval_every, on_epoch=on_epoch)
     final = evaluate(model, va_img, va_msk)
     config = {"width": args.width, "loss": args.loss, "js_weight": args.js_weight, "epochs": args.epochs,
-              "batch": args.batch, "lr": args.lr, "seed": args.seed,
-              "init": str(args.init) if args.init else None, "train_cases": train_names,
-              "val_cases": val_names, "train_seconds": round(time.time() - t0, 1)}
-    save_file(model.state_dict(), str(args.out / "weights.safetensors"))
-    (args.out / "config.json").write_text(json.dumps(config, indent=2))
-    (args.out / "metrics.json").write_text(json.dumps(final, indent=2))
+              "batch": args.batch, "lr": args.lr, "seed": args.seed, "init": args.init,
+              "train_cases": train_names, "val_cases": val_names, "train_seconds": round(time.time() - t0, 1),
+              "threads": torch.get_num_threads()}
+    run.save_weights(model.state_dict())
+    run.write_json("config.json", config)
+    run.write_json("metrics.json", final)
     print("final validation:", json.dumps(final))
 
 

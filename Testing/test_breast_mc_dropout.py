@@ -12,7 +12,7 @@ import torch
 from uqseg.mammo.breast import MIN_PECTORAL_AREA_MM2, postprocess
 from uqseg.mammo.breast_model import BreastSegNet
 from uqseg.mammo.mc_dropout import deterministic_pass, entropy, mc_dropout, statistics_from_samples
-from uqseg.networks.unet2d import UNet2d
+from uqseg.mammo.unet2d import UNet2d
 
 
 @pytest.fixture(autouse=True)

@@ -88,7 +88,7 @@ def augment_geometry(image: torch.Tensor, label: torch.Tensor, gen: torch.Genera
 
 
 def robust_normalise(x: torch.Tensor) -> torch.Tensor:
-    """Per-sample (B, 1, H, W) robust range (p0.5 → 0, p99.5 → 1), clipped — as `normalise_intensity`."""
+    """Per-sample (B, 1, H, W) robust range (p0.5 → 0, p99.5 → 1), clipped — as `uqseg.transforms.intensity.robust_unit_range`."""
     flat = x.flatten(1)[:, ::7]
     lo = torch.quantile(flat, 0.005, dim=1)[:, None, None, None]
     hi = torch.quantile(flat, 0.995, dim=1)[:, None, None, None]

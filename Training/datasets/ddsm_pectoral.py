@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image as PILImage
 
-from uqseg.mammo.intensity import normalise_intensity
+from uqseg.transforms.intensity import robust_unit_range
 
 PECTORAL_LABEL = 3
 WORK_SHAPE = (512, 256)  # rows, columns at which images are augmented (before padding and resizing to the grid)
@@ -41,7 +41,7 @@ def load_case(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     muscle = (np.asarray(PILImage.open(root / "labels" / name)) == PECTORAL_LABEL).astype(np.float32)
     if chest_wall_on_right(muscle):
         img, muscle = img[:, ::-1].copy(), muscle[:, ::-1].copy()
-    return normalise_intensity(img), muscle
+    return robust_unit_range(img), muscle
 
 
 def chest_wall_on_right(muscle: np.ndarray) -> bool:

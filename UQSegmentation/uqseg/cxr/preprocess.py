@@ -3,7 +3,8 @@
 Pixel frame (the one every output file uses): (x, y) = (column, row) pixel-centre indices of the input image, so
 pixel [r, c] spans x ∈ [c − ½, c + ½]; this is the frame of `uqseg.io.geometry.index_to_lps`.
 
-1. intensity: (a − p0.5) / (p99.5 − p0.5), clipped to 0..1 (percentiles of the image's own values), so 8-bit PNGs,
+1. intensity (`uqseg.transforms.intensity.robust_unit_range`, uniform sampling): (a − p0.5) / (p99.5 − p0.5),
+   clipped to 0..1 (percentiles of the image's own values), so 8-bit PNGs,
    windowed DICOM (0..1, MONOCHROME1 already inverted by the loader) and raw 16-bit images look alike;
 2. centred square: an H × W image is zero-padded to S = max(H, W) with pad_top = ⌊(S − H)/2⌋, pad_left =
    ⌊(S − W)/2⌋ (the padding is black, like the collimated border of a radiograph);
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-LOW_PERCENTILE, HIGH_PERCENTILE = 0.5, 99.5
+from uqseg.transforms.intensity import robust_unit_range
+
 
 
 @dataclass(frozen=True)
@@ -58,16 +60,6 @@ class SquareFrame:
         return np.asarray(std_uv, dtype=np.float64) * self.size
 
 
-def normalise_intensity(image: np.ndarray) -> np.ndarray:
-    """float32 0..1 by the image's own 0.5–99.5 percentile range (constant images → zeros)."""
-    a = np.asarray(image, dtype=np.float32)
-    step = max(1, max(a.shape) // 512)  # percentiles of at most ~1000 × 1000 pixels
-    lo, hi = np.percentile(a[::step, ::step], [LOW_PERCENTILE, HIGH_PERCENTILE])
-    if not hi > lo:
-        return np.zeros_like(a)
-    return np.clip((a - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-
-
 def pad_to_square(a: np.ndarray, frame: SquareFrame) -> np.ndarray:
     out = np.zeros((frame.size, frame.size), dtype=np.float32)
     out[frame.pad_top:frame.pad_top + frame.height, frame.pad_left:frame.pad_left + frame.width] = a
@@ -88,4 +80,4 @@ def network_input(image: np.ndarray, size: int) -> tuple[torch.Tensor, SquareFra
     if a.ndim != 2:
         raise ValueError(f"a chest radiograph must be a 2-D image, got shape {a.shape}")
     frame = SquareFrame(*a.shape)
-    return resize_square(pad_to_square(normalise_intensity(a), frame), size), frame
+    return resize_square(pad_to_square(robust_unit_range(a, sampling="uniform"), frame), size), frame

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from uqseg.cxr.graph import organ_slices
-from uqseg.cxr.preprocess import normalise_intensity
+from uqseg.transforms.intensity import robust_unit_range
 from uqseg.io.write import write_png_atomically
 
 ORGAN_COLOURS = {"right_lung": (0.25, 0.65, 1.0), "left_lung": (0.3, 0.9, 0.4), "heart": (1.0, 0.35, 0.35)}
@@ -28,7 +28,7 @@ def render_landmark_preview(image: np.ndarray, mean: np.ndarray, node_std: np.nd
     fig = Figure(figsize=(w * scale + 1.6, h * scale + 0.8), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.imshow(normalise_intensity(image), cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
+    ax.imshow(robust_unit_range(image, sampling="uniform"), cmap="gray", vmin=0, vmax=1, interpolation="antialiased")
     for organ, sl in organ_slices().items():
         ring = np.vstack([mean[sl], mean[sl][:1]])
         ax.plot(ring[:, 0], ring[:, 1], "-", color=ORGAN_COLOURS[organ], lw=1.0, alpha=0.9)

@@ -3,7 +3,7 @@
 Corrected case: labels/NAME.png (uint8, `PECTORAL_LABEL` = 3 where the muscle is, input orientation) + its input
 image. Preprocessing is that of inference (`uqseg.mammo.pectoral.predict_pectoral`): MLO check, canonical
 orientation by the model's own rule (`orientation.canonicalise`: PatientOrientation, else pixels), per-image robust
-intensity (`normalise_intensity`), ramp padding and resize to the 256 × 256 grid (`boundary_grid.to_grid`). The
+intensity (`robust_unit_range`), ramp padding and resize to the 256 × 256 grid (`boundary_grid.to_grid`). The
 label is flipped like the image and its rows are area-resampled to 2 × 256 rows (the recipe's work height; columns
 stay the input's), from which `boundary_grid.grid_targets` gives the boundary per grid row in grid columns, with the
 extrapolation into the padding the model was trained with.
@@ -27,7 +27,7 @@ from uqseg.finetune.augment import jitter_intensity, random_theta, warp
 from uqseg.finetune.errors import CaseSkipped
 from uqseg.io.image import Image
 from uqseg.mammo import boundary_grid as bg
-from uqseg.mammo.intensity import normalise_intensity
+from uqseg.transforms.intensity import robust_unit_range
 from uqseg.mammo.losses import heatmap_loss
 from uqseg.mammo.orientation import canonicalise, require_mlo
 
@@ -88,7 +88,7 @@ class PectoralRecipe:
         if cols.mean() > muscle.shape[1] / 2:
             raise CaseSkipped("the label's muscle lies on the side opposite the chest wall that the model's "
                               f"orientation rule finds (decided by {source})")
-        img = torch.from_numpy(normalise_intensity(canonical))[None, None]
+        img = torch.from_numpy(robust_unit_range(canonical))[None, None]
         mask = F.interpolate(torch.from_numpy(muscle)[None, None], size=(WORK_ROWS, muscle.shape[1]), mode="area")
         target, valid, present = bg.grid_targets(mask[0, 0].numpy())
         if not valid.any():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from uqseg.networks.unet2d import UNet2d
+from uqseg.mammo.unet2d import UNet2d
 
 CLASSES = ("background", "breast", "pectoral")
 BACKGROUND, BREAST, PECTORAL = 0, 1, 2

@@ -27,7 +27,7 @@ working image, and `to_input_grid` maps anything computed on that working grid b
      data stored MONOCHROME2 already increase with attenuation and get z = ln(v − min v + 1), a log compression of
      their dynamic range;
    - everything else (pictures, unwindowed DICOM such as digitised film): as loaded.
-   Then, for every image, the per-image robust range of the project (`uqseg.mammo.intensity.normalise_intensity`:
+   Then, for every image, the per-image robust range of the project (`uqseg.transforms.intensity.robust_unit_range`:
    (x − p0.5) / (p99.5 − p0.5), clipped to 0..1).
 3. Canonical side: chest wall on the LEFT (`uqseg.mammo.orientation.chest_wall_side`: DICOM Patient Orientation
    when it has two values, else the pixels), decided on the normalised image.
@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from uqseg.io.image import Image
-from uqseg.mammo.intensity import normalise_intensity
+from uqseg.transforms.intensity import robust_unit_range
 from uqseg.mammo.orientation import chest_wall_side
 
 TARGET_SPACING_MM = 0.4
@@ -153,7 +153,7 @@ def prepare(image: Image, *, target: float = TARGET_SPACING_MM, flip: bool | Non
     if image.ndim != 2:
         raise ValueError(f"prepare needs a 2-D image, got shape {image.shape}")
     values, intensity = intensity_transform(image)
-    x = normalise_intensity(values)
+    x = robust_unit_range(values)
     if flip is None:
         side, side_source = chest_wall_side(Image(x, meta=dict(image.meta)))
         flip = side == "right"

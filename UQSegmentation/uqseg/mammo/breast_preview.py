@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from uqseg.io.write import write_png_atomically
 from uqseg.mammo.breast_model import BACKGROUND, PECTORAL
-from uqseg.mammo.intensity import normalise_intensity
+from uqseg.transforms.intensity import robust_unit_range
 
 MAX_ROWS = 900
 MAX_INCHES = 7.5
@@ -44,7 +44,7 @@ def render_breast_preview(image: np.ndarray, label: np.ndarray, entropy: np.ndar
     h, w = image.shape
     k = min(1.0, MAX_ROWS / h)
     shape = (max(1, round(h * k)), max(1, round(w * k)))
-    grey = _shrink(normalise_intensity(image), shape, "area")
+    grey = _shrink(robust_unit_range(image), shape, "area")
     ent = _shrink(entropy, shape, "area")
     lab = _shrink(label.astype(np.float32), shape, "nearest").astype(np.uint8)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from uqseg.errors import InputError
 from uqseg.io.image import Image
-from uqseg.mammo.intensity import normalise_intensity
+from uqseg.transforms.intensity import robust_unit_range
 
 CC_VIEWS = {"CC", "XCCL", "XCCM", "FB", "CCID", "RCC", "LCC"}
 MLO_VIEWS = {"MLO", "ML", "LM", "LMO", "SIO", "RMLO", "LMLO"}
@@ -31,7 +31,7 @@ def chest_wall_side(image: Image) -> tuple[str, str]:
             return "right", "PatientOrientation"
         if first.startswith("A"):
             return "left", "PatientOrientation"
-    x = normalise_intensity(image.array)
+    x = robust_unit_range(image.array)
     h, w = x.shape
     rows = slice(int(0.1 * h), max(int(0.9 * h), int(0.1 * h) + 1))
     a, b = int(0.05 * w), max(int(0.15 * w), int(0.05 * w) + 1)

@@ -19,7 +19,7 @@ import torch
 from uqseg.io.image import Image
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.heatmap import find_modes
-from uqseg.mammo.intensity import normalise_intensity
+from uqseg.transforms.intensity import robust_unit_range
 from uqseg.mammo.orientation import canonicalise, require_mlo
 from uqseg.mammo.pectoral_model import PectoralHeatmapNet
 
@@ -61,7 +61,7 @@ class PectoralResult:
 
 
 def network_input(canonical: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(normalise_intensity(canonical))[None, None]
+    x = torch.from_numpy(robust_unit_range(canonical))[None, None]
     return bg.to_grid(x)
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from uqseg.mammo.heatmap import row_moments, row_softmax
-from uqseg.networks.unet2d import UNet2d
+from uqseg.mammo.unet2d import UNet2d
 
 VAR_FLOOR = 0.1  # grid columns², added to every row variance (a one-pixel-sharp row still has finite likelihood)
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image as PILImage, ImageDraw
 
 from uqseg.io.write import write_png_atomically
-from uqseg.mammo.intensity import normalise_intensity
+from uqseg.transforms.intensity import robust_unit_range
 
 BAND = (0, 200, 255)
 MEAN = (255, 220, 0)
@@ -21,7 +21,7 @@ def render_pectoral_preview(image: np.ndarray, result, path: Path, caption: str 
     h, w = image.shape
     scale = min(1.0, MAX_ROWS / h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    grey = (normalise_intensity(image) * 255).astype(np.uint8)
+    grey = (robust_unit_range(image) * 255).astype(np.uint8)
     base = PILImage.fromarray(grey).resize(size, PILImage.BILINEAR).convert("RGB")
     overlay = PILImage.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)

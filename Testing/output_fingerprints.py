@@ -62,16 +62,17 @@ def _volatile(key: str) -> bool:
                for p in parts)
 
 
-def _flatten(value, prefix=""):
+def flatten_json(value, prefix=""):
+    """Nested JSON → {"a.b[2].c": leaf value}."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten_json(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     if isinstance(value, list):
         out = {}
         for k, v in enumerate(value):
-            out.update(_flatten(v, f"{prefix}[{k}]"))
+            out.update(flatten_json(v, f"{prefix}[{k}]"))
         return out
     return {prefix: value}
 
@@ -97,7 +98,7 @@ def fingerprint_file(path: Path) -> dict:
     if name.endswith(".csv"):
         return {"kind": "csv", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     if name.endswith(".json"):
-        flat = _flatten(json.loads(path.read_text()))
+        flat = flatten_json(json.loads(path.read_text()))
         return {"kind": "json", "values": {k: v for k, v in sorted(flat.items()) if not _volatile(k)}}
     if name.endswith(".png"):
         from PIL import Image

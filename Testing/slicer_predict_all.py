@@ -33,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import slicer_compat  # noqa: E402
+from output_fingerprints import flatten_json  # noqa: E402
 
 sys.path.insert(0, str(slicer_compat.MODULE_SOURCE))
 from UQSegmentationLib.logic import engine_environment, predict_command  # noqa: E402
@@ -69,21 +70,6 @@ def run_task(python: str, module_dir: Path, task: str, image: Path, out: Path) -
             "command": " ".join(str(c) for c in cmd)}
 
 
-def _numbers(value, prefix=""):
-    """Flatten JSON into {path: number-or-string}."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            out.update(_numbers(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, list):
-        out = {}
-        for k, item in enumerate(value):
-            out.update(_numbers(item, f"{prefix}[{k}]"))
-        return out
-    return {prefix: value}
-
-
 #: JSON fields that legitimately differ between two runs (timings, paths, versions of the Python and packages).
 VOLATILE = ("seconds", "time", "timing", "duration", "path", "input", "out", "python", "version", "created", "host",
             "elapsed", "ms")
@@ -98,7 +84,7 @@ def _volatile(key: str) -> bool:
 
 
 def compare_json(a: Path, b: Path) -> list[str]:
-    left, right = _numbers(json.loads(a.read_text())), _numbers(json.loads(b.read_text()))
+    left, right = flatten_json(json.loads(a.read_text())), flatten_json(json.loads(b.read_text()))
     problems = []
     for key in sorted(set(left) | set(right)):
         if _volatile(key):

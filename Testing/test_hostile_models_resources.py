@@ -12,9 +12,7 @@ Inputs that make the memory estimate huge are SMALL files whose header (spacing)
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import shutil
 import time
@@ -24,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cli_run import run_cli, stderr_lines
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "Resources" / "Models"
@@ -370,25 +370,6 @@ CHECKS = {f.__name__: f for f in (user_model_recorded, one_kept_sample, labels_i
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def _shipped_or_skip(*model_ids: str) -> None:
-    for mid in model_ids:
-        if not (SHIPPED / mid / "weights.safetensors").is_file():
-            pytest.skip(f"shipped model {mid} is not in this checkout")
-
-
-def run_cli(args: list) -> tuple:
-    from uqseg.cli import main as cli_main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli_main([str(a) for a in args])
-    return rc, out.getvalue(), err.getvalue()
-
-
-def stderr_lines(text: str) -> list:
-    return [line for line in text.splitlines() if line.strip()]
-
-
 @pytest.fixture
 def models_dir(tmp_path, monkeypatch):
     """An empty UQSEG_MODELS folder and an empty user cache (so that nothing of the machine's cache interferes)."""
@@ -416,7 +397,6 @@ def test_every_case_has_its_makers_and_a_unique_id():
 
 @pytest.mark.parametrize("case", CASES, ids=[case.input_class for case in CASES])
 def test_hostile_model_or_resource(case: Case, models_dir, tmp_path, monkeypatch):
-    _shipped_or_skip(PECTORAL, "mammo-breast-mcd", "cxr-hybridgnet-vae", "ct-organs-mob")
     if case.inputs.startswith("ct_small") and not CT_SAMPLE.is_file():
         pytest.skip("the CT sample is not in this checkout")
     for name, value in case.env:
@@ -462,7 +442,6 @@ def test_hostile_model_or_resource(case: Case, models_dir, tmp_path, monkeypatch
 def test_shadowing_user_model_is_refused_by_plain_id_and_default(models_dir):
     from uqseg.models.registry import ModelError, find_model
 
-    _shipped_or_skip(PECTORAL)
     shadow_other_version(models_dir)
     for name in (None, PECTORAL):
         with pytest.raises(ModelError) as error:
@@ -479,7 +458,6 @@ def test_shadowing_user_model_is_refused_by_plain_id_and_default(models_dir):
 def test_same_version_copy_is_refused_even_by_id_at_version(models_dir):
     from uqseg.models.registry import ModelError, find_model
 
-    _shipped_or_skip(PECTORAL)
     shadow_same_version(models_dir)
     with pytest.raises(ModelError, match="same id and version"):
         find_model("mammo-pectoral", f"{PECTORAL}@1.0.0")
@@ -489,7 +467,6 @@ def test_user_models_with_their_own_ids_are_unaffected(models_dir):
     """A fine-tuned model (its own id) is still found by id; the task's default stays the shipped one."""
     from uqseg.models.registry import find_model
 
-    _shipped_or_skip(PECTORAL)
     folder, card = _copy_model(models_dir, "pec-ft1")
     _save(folder, card)
     assert find_model("mammo-pectoral", "pec-ft1").folder == folder
@@ -497,7 +474,6 @@ def test_user_models_with_their_own_ids_are_unaffected(models_dir):
 
 
 def test_models_command_lists_refused_models_with_the_reason(models_dir):
-    _shipped_or_skip(PECTORAL)
     shadow_same_version(models_dir)
     shadow_other_version(models_dir)
     rc, out, err = run_cli(["models"])
@@ -576,7 +552,6 @@ def test_cxr_sampling_in_chunks_gives_the_same_positions():
     from uqseg.models.registry import find_model
     from uqseg.tasks import TASKS
 
-    _shipped_or_skip("cxr-hybridgnet-vae")
     model = TASKS["cxr-landmarks"].load(find_model("cxr-landmarks"), "cpu")
     x = torch.rand(1, 1, model.input_size, model.input_size, generator=torch.Generator().manual_seed(1))
     n = DECODE_CHUNK + 100

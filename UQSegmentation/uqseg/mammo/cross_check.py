@@ -26,20 +26,20 @@ from uqseg.mammo.pectoral_agreement import compare
 from uqseg.mammo.pectoral_model import pectoral_net_for
 from uqseg.models.registry import ModelError, find_model, load_network
 
-_PECTORAL_MODELS: dict = {}
-_BREAST_MODELS: dict = {}
+_MODELS: dict = {}  # (task, device) -> (card, network) or None
+_NETWORK_FOR = {"mammo-pectoral": pectoral_net_for, "mammo-breast": breast_net_for}
 
 
-def _pectoral_model(device):
-    """The shipped pectoral-boundary model (cached per device); None when none is installed."""
-    key = str(device)
-    if key not in _PECTORAL_MODELS:
+def _default_model(task: str, device):
+    """(card, network) of `task`'s default model, cached per device; None when none is installed or it is refused."""
+    key = (task, str(device))
+    if key not in _MODELS:
         try:
-            card = find_model("mammo-pectoral")
-            _PECTORAL_MODELS[key] = (card, load_network(card, pectoral_net_for, device))
+            card = find_model(task)
+            _MODELS[key] = (card, load_network(card, _NETWORK_FOR[task], device))
         except ModelError:
-            _PECTORAL_MODELS[key] = None
-    return _PECTORAL_MODELS[key]
+            _MODELS[key] = None
+    return _MODELS[key]
 
 
 def is_mlo_candidate(image: Image, result: BreastResult) -> tuple[bool, str]:
@@ -60,7 +60,7 @@ def agreement_for_breast_result(image: Image, result: BreastResult, device) -> d
     candidate, why = is_mlo_candidate(image, result)
     if not candidate:
         return {"compared": False, "reason": why}
-    loaded = _pectoral_model(device)
+    loaded = _default_model("mammo-pectoral", device)
     if loaded is None:
         return {"compared": False, "reason": "no mammo-pectoral model installed"}
     card, model = loaded
@@ -73,23 +73,11 @@ def agreement_for_breast_result(image: Image, result: BreastResult, device) -> d
             else round(float(boundary.image_uncertainty), 3), **block}
 
 
-def _breast_model(device):
-    """The default mammo-breast model (cached per device); None when none is installed."""
-    key = str(device)
-    if key not in _BREAST_MODELS:
-        try:
-            card = find_model("mammo-breast")
-            _BREAST_MODELS[key] = (card, load_network(card, breast_net_for, device))
-        except ModelError:
-            _BREAST_MODELS[key] = None
-    return _BREAST_MODELS[key]
-
-
 def agreement_with_boundary_result(image: Image, boundary, device) -> dict:
     """The `pectoral_agreement` block for mammo-pectoral's summary: this task's model, one fast deterministic pass
     (no MC sampling: ≈ the cost of one network pass at 0.4 mm), compared with the boundary model's result
     `boundary` (a `PectoralResult`) by `uqseg.mammo.pectoral_agreement.compare`."""
-    loaded = _breast_model(device)
+    loaded = _default_model("mammo-breast", device)
     if loaded is None:
         return {"compared": False, "reason": "no mammo-breast model installed"}
     card, model = loaded

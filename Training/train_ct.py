@@ -15,35 +15,33 @@ validation slab (never sampled for training), the rest trains — a demonstratio
 Preprocessing (uqseg.ct.preprocess, recorded in config.json for the model card): resampling to an axis-aligned
 `--spacing` mm isotropic grid, HU window `--hu` → [−1, 1]. Patches `--patch` (z, y, x) with foreground
 oversampling (ct_augment.py) and heavy augmentation (rotation, scaling, elastic, gamma, noise, blur).
-Optimiser AdamW (weight decay 1e-4); stage 2 gives the covariance heads `--head-lr-factor` × the learning rate
-(they start from scratch, the backbone from stage 1); cosine decay to 5 % after a 5 % linear warm-up.
-Writes weights.safetensors (the final step's; validation never picks a checkpoint), config.json, log.jsonl, and
-checkpoint.safetensors at every evaluation (to continue an interrupted run with --init).
+Optimiser AdamW (weight decay 1e-4), gradient norm clipped at 12; stage 2 gives the covariance heads
+`--head-lr-factor` × the learning rate (they start from scratch, the backbone from stage 1); cosine decay to 5 % after
+a 5 % linear warm-up (`WarmupCosine`). The loop is `uqseg.finetune.loop.fit`; one of its epochs is one step here
+(patches are sampled at random, there is no pass over a data set), so --eval-every counts steps.
+Writes (Training/common.py) weights.safetensors (the final step's; validation never picks a checkpoint), config.json,
+log.csv and log.jsonl (one row / record per step; the record nests the validation Dice), and checkpoint.safetensors
+at every evaluation (to continue an interrupted run with --init).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DATA, RunFolder, recipe_parser, start
+from ct_augment import augment, build_augmentation, sample_patch
+from datasets.totalseg import list_totalseg_cases, label_on_working_grid, load_shared_abdomen, load_totalseg_case
+from uqseg.ct.losses import LossWeights, ssn_loss
+from uqseg.ct.network import StochasticSegNet3d, load_weights, weights_to_save
+from uqseg.ct.preprocess import normalise_hu, pad_to_multiple, to_working_grid, working_grid
+from uqseg.finetune.loop import WarmupCosine, fit
 
-from ct_augment import augment, build_augmentation, sample_patch  # noqa: E402
-from datasets.totalseg import (list_totalseg_cases, label_on_working_grid, load_shared_abdomen,  # noqa: E402
-                               load_totalseg_case)
-from safetensors.torch import load_file, save_file  # noqa: E402
-from uqseg.ct.losses import LossWeights, ssn_loss  # noqa: E402
-from uqseg.ct.network import StochasticSegNet3d, load_weights, weights_to_save  # noqa: E402
-from uqseg.ct.preprocess import normalise_hu, pad_to_multiple, to_working_grid, working_grid  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ORGANS = ["liver", "spleen", "stomach", "aorta"]
 DEFAULT_STRIDES = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
 
@@ -100,15 +98,54 @@ def evaluate(model, vol: np.ndarray, lab: np.ndarray, z_slab: tuple[int, int], o
     return out
 
 
+class CtTraining:
+    """The recipe for `fit`: each epoch is ONE step of `batch` patches sampled (numpy generator `rng`, as before the
+    loop existed) from the training volumes and augmented (ct_augment.py); the loss is Eq. 11-12 (uqseg.ct.losses)."""
+
+    freeze_batchnorm = False
+    clip_norm = 12.0
+    steps_per_epoch = 1
+    weight_decay = 1e-4
+
+    def __init__(self, model, train: list, patch, rng: np.random.Generator, weights: LossWeights,
+                 head_lr_factor: float):
+        self.model, self.train, self.patch, self.rng, self.weights = model, train, tuple(patch), rng, weights
+        self.head_lr_factor = head_lr_factor
+        self.transform = build_augmentation(self.patch)
+
+    def optimizer(self, params, lr: float):
+        """The backbone at lr, the stochastic heads (if any) at head_lr_factor × lr."""
+        head_ids = {id(p) for p in self.model.stochastic_parameters()}
+        groups = [{"params": [p for p in params if id(p) not in head_ids], "lr": lr}]
+        if head_ids:
+            groups.append({"params": self.model.stochastic_parameters(), "lr": lr * self.head_lr_factor})
+        return torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+
+    def epoch_batches(self, examples, batch: int, gen):
+        xs, ys = [], []
+        for _ in range(batch):
+            v, lb, zr = self.train[self.rng.integers(len(self.train))]
+            img, lab = sample_patch(v, lb, self.patch, self.rng, z_range=zr)
+            x, y = augment(self.transform, img, lab, int(self.rng.integers(2**31)))
+            xs.append(x)
+            ys.append(y)
+        yield (torch.stack(xs), torch.stack(ys)), batch
+
+    def loss(self, model, batch, gen, device):
+        x, y = batch
+        loss, terms = ssn_loss(model(x), y, self.weights)
+        return loss, {"loss": float(loss), **terms}
+
+
+TERMS = ["ce", "dice", "kl", "orth", "weight_entropy"]
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ct_totalseg"))
+    ap = recipe_parser(__doc__, DATA / "ct_totalseg", threads=2, limit=False)
     ap.add_argument("--totalseg", default=None, help="a TotalSegmentator-layout folder to add")
     ap.add_argument("--organs", default=",".join(DEFAULT_ORGANS))
     ap.add_argument("--form", default="mixture_of_bases",
                     choices=["deterministic", "diagonal", "lowrank", "single_basis", "mixture_of_bases"])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--init", default=None, help="weights to start from (stage 2: the stage-1 run's)")
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--minutes", type=float, default=None, help="stop after this wall time (the schedule keeps --steps)")
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -127,15 +164,10 @@ def main(argv=None) -> int:
     ap.add_argument("--lambda-orth", type=float, default=1e-2)
     ap.add_argument("--lambda-w", type=float, default=1e-3)
     ap.add_argument("--eval-every", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    gen = start(args)
     rng = np.random.default_rng(args.seed)
     organs = [o for o in args.organs.split(",") if o]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
 
     # ---- data ----
     train, val = [], []  # (volume, label, z_range)
@@ -160,7 +192,7 @@ def main(argv=None) -> int:
     model = StochasticSegNet3d(classes=len(organs) + 1, form=args.form, rank=args.rank, bases=args.bases,
                                block=args.block, filters=tuple(args.filters), strides=DEFAULT_STRIDES)
     if args.init:
-        tensors = class_rows_by_organ(load_file(args.init), Path(args.init).parent / "config.json", organs)
+        tensors = class_rows_by_organ(load_file(str(args.init)), Path(args.init).parent / "config.json", organs)
         own = model.state_dict()
         reshaped = sorted(k for k, v in tensors.items() if k in own and own[k].shape != v.shape)
         new = load_weights(model, {k: v for k, v in tensors.items() if k not in reshaped}, strict=False)
@@ -169,60 +201,45 @@ def main(argv=None) -> int:
     patch = tuple(args.patch)
     if any(p % m for p, m in zip(patch, model.size_multiple)):
         raise SystemExit(f"--patch {patch} must be a multiple of {model.size_multiple}")
-    head_ids = {id(p) for p in model.stochastic_parameters()}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in head_ids], "lr": args.lr}]
-    if head_ids:
-        groups.append({"params": model.stochastic_parameters(), "lr": args.lr * args.head_lr_factor})
-    opt = torch.optim.AdamW(groups, weight_decay=1e-4)
-    base_lrs = [g["lr"] for g in opt.param_groups]
     weights = LossWeights(args.train_samples, args.lambda_kl, args.lambda_orth, args.lambda_w)
-    transform = build_augmentation(patch)
+    recipe = CtTraining(model, train, patch, rng, weights, args.head_lr_factor)
     config = {"form": args.form, "organs": organs, "architecture": model.architecture(),
               "preprocessing": {"spacing_mm": args.spacing, "hu_window": list(args.hu), "grid": "axis-aligned LPS"},
               "training": {k: v for k, v in vars(args).items() if k not in ("out",)}, "split": split,
               "loss_weights": vars(weights)}
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    run = RunFolder(args.out, ["step", "minutes", "lr", "loss", *TERMS]
+                    + [f"val_{name}_{kind}_{organ}" for name, *_ in val for kind in ("dice_mu", "dice_mc")
+                       for organ in organs], jsonl=True)
+    run.write_json("config.json", config)
 
-    log = (out / "log.jsonl").open("w")
-    t0 = time.time()
+    def validate(m, s):
+        return {name: evaluate(m, v, lb, zr, organs) for name, v, lb, zr in val}
+
+    def on_epoch(s):
+        rec = {"step": s.step, "loss": round(s.train["loss"], 4),
+               **{k: round(v, 4) for k, v in s.train.items() if k != "loss"}, "minutes": round(s.seconds / 60, 2)}
+        row = {**rec, "lr": f"{s.lr:.4g}"}
+        if s.val:
+            rec["val"] = s.val
+            row.update({f"val_{name}_{kind}_{organ}": d for name, r in s.val.items() for kind, per in r.items()
+                        for organ, d in per.items()})
+            print(json.dumps(rec), flush=True)
+            run.checkpoint(weights_to_save(model))  # resumable with --init
+        elif s.step % 10 == 0:
+            print(json.dumps(rec), flush=True)
+        run.log(row, rec)
+
     warm = max(1, args.steps // 20)
-    step = 0
-    for step in range(1, args.steps + 1):
-        frac = step / warm if step <= warm else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warm) /
-                                                                                   max(1, args.steps - warm)))
-        for g, lr in zip(opt.param_groups, base_lrs):
-            g["lr"] = lr * min(1.0, frac)
-        xs, ys = [], []
-        for _ in range(args.batch):
-            v, lb, zr = train[rng.integers(len(train))]
-            img, lab = sample_patch(v, lb, patch, rng, z_range=zr)
-            x, y = augment(transform, img, lab, int(rng.integers(2**31)))
-            xs.append(x)
-            ys.append(y)
-        x, y = torch.stack(xs), torch.stack(ys)
-        loss, terms = ssn_loss(model(x), y, weights)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-        opt.step()
-        rec = {"step": step, "loss": round(float(loss), 4), **{k: round(v, 4) for k, v in terms.items()},
-               "minutes": round((time.time() - t0) / 60, 2)}
-        if step % args.eval_every == 0 or step == args.steps:
-            rec["val"] = {name: evaluate(model, v, lb, zr, organs) for name, v, lb, zr in val}
-            print(json.dumps(rec), flush=True)
-            save_file(weights_to_save(model), str(out / "checkpoint.safetensors"))  # resumable with --init
-        elif step % 10 == 0:
-            print(json.dumps(rec), flush=True)
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        if args.minutes and (time.time() - t0) / 60 > args.minutes:
-            print(f"stopping after {step} steps: --minutes {args.minutes} reached", flush=True)
-            break
-    save_file(weights_to_save(model), str(out / "weights.safetensors"))
-    config["training"]["steps_done"] = step
-    config["training"]["minutes"] = round((time.time() - t0) / 60, 1)
-    config["final_val"] = {name: evaluate(model, v, lb, zr, organs) for name, v, lb, zr in val}
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    result = fit(recipe, model, train, epochs=args.steps, lr=args.lr, batch=args.batch, gen=gen,
+                 schedule=WarmupCosine(args.steps, warm, floor=0.05), evaluate=validate, eval_every=args.eval_every,
+                 on_epoch=on_epoch, stop_after_minutes=args.minutes or 0.0)
+    if result["stopped"]:
+        print(f"stopping after {result['steps']} steps: --minutes {args.minutes} reached", flush=True)
+    run.save_weights(weights_to_save(model))
+    config["training"]["steps_done"] = result["steps"]
+    config["training"]["minutes"] = round(result["seconds"] / 60, 1)
+    config["final_val"] = validate(model, None)
+    run.write_json("config.json", config)
     print(json.dumps(config["final_val"]), flush=True)
     return 0
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -34,15 +33,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from datasets.ddsm_breast import label_classes, list_cases, split  # noqa: E402
-from uqseg.io import load_image  # noqa: E402
-from uqseg.mammo.breast import predict_breast  # noqa: E402
-from uqseg.mammo.breast_model import BreastSegNet  # noqa: E402
-from uqseg.mammo.pectoral import predict_pectoral  # noqa: E402
-from uqseg.mammo.pectoral_agreement import compare  # noqa: E402
-from PIL import Image as PILImage  # noqa: E402
+from datasets.ddsm_breast import label_classes, list_cases, split
+from uqseg.io import load_image
+from uqseg.mammo.breast import predict_breast
+from uqseg.mammo.breast_model import BreastSegNet
+from uqseg.mammo.pectoral import predict_pectoral
+from uqseg.mammo.pectoral_agreement import compare
+from PIL import Image as PILImage
 
 OOD_FACTOR = 1.5
 

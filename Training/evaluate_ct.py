@@ -30,13 +30,11 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from datasets.totalseg import label_on_working_grid, load_shared_abdomen  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-from uqseg.ct.inference import predict_ct  # noqa: E402
-from uqseg.ct.network import StochasticSegNet3d, load_weights  # noqa: E402
-from uqseg.metrics.calibration import (auroc, dice, error_vs_uncertainty, plot_reliability,  # noqa: E402
+from datasets.totalseg import label_on_working_grid, load_shared_abdomen
+from safetensors.torch import load_file
+from uqseg.ct.inference import predict_ct
+from uqseg.ct.network import StochasticSegNet3d, load_weights
+from uqseg.metrics.calibration import (auroc, dice, error_vs_uncertainty, plot_reliability,
                                            segmentation_calibration)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,23 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from datasets.jsrt_landmarks import list_cases, load_case  # noqa: E402
-from uqseg.cxr import checks  # noqa: E402
-from uqseg.cxr.graph import organ_slices  # noqa: E402
-from uqseg.cxr.preview import render_landmark_preview  # noqa: E402
-from uqseg.cxr.rasterise import LABELS, labelmap  # noqa: E402
-from uqseg.metrics import dice  # noqa: E402
-from uqseg.io.load import load_image  # noqa: E402
-from uqseg.tasks.cxr_landmarks import build_model  # noqa: E402
+from datasets.jsrt_landmarks import list_cases, load_case
+from uqseg.cxr import checks
+from uqseg.cxr.graph import organ_slices
+from uqseg.cxr.preview import render_landmark_preview
+from uqseg.cxr.rasterise import LABELS, labelmap
+from uqseg.metrics import dice
+from uqseg.io.load import load_image
+from uqseg.tasks.cxr_landmarks import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)

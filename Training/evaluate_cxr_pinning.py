@@ -24,21 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from datasets.jsrt_landmarks import list_cases, load_case  # noqa: E402
-from uqseg.correction import cxr_pinned as cp  # noqa: E402
-from uqseg.cxr.inference import predict_landmarks  # noqa: E402
-from uqseg.io.image import Image  # noqa: E402
-from uqseg.models.registry import find_model  # noqa: E402
-from uqseg.tasks import TASKS  # noqa: E402
+from datasets.jsrt_landmarks import list_cases, load_case
+from uqseg.correction import cxr_pinned as cp
+from uqseg.cxr.inference import predict_landmarks
+from uqseg.io.image import Image
+from uqseg.models.registry import find_model
+from uqseg.tasks import TASKS
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OFF = 1e-8  # a tuning constant "switched off" (a variance scale or an amplitude → 0)

@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from datasets.ddsm_pectoral import list_cases, load_case, split  # noqa: E402
-from uqseg.io.image import Image  # noqa: E402
-from uqseg.mammo import boundary_grid as bg  # noqa: E402
-from uqseg.mammo.pectoral import predict_pectoral  # noqa: E402
-from uqseg.mammo.pectoral_model import PectoralHeatmapNet  # noqa: E402
+from datasets.ddsm_pectoral import list_cases, load_case, split
+from uqseg.io.image import Image
+from uqseg.mammo import boundary_grid as bg
+from uqseg.mammo.pectoral import predict_pectoral
+from uqseg.mammo.pectoral_model import PectoralHeatmapNet
 
 DOSES = (1.0, 0.75, 0.5, 0.25, 0.1)
 OOD_FACTOR = 1.5

@@ -17,18 +17,14 @@ version is kept unless --version is given; run Training/region_thresholds.py --w
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 from pathlib import Path
 
+from common import export_parser, model_card, write_model
 from run_chain import init_chain
 from uqseg.mammo.breast import MIN_PECTORAL_AREA_MM2
 from uqseg.mammo.breast_preprocess import DEFAULT_LONG_SIDE_MM, TARGET_SPACING_MM
 from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES
-from uqseg.models.registry import sha256_of
-
-REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"dice_breast": 0.95, "dice_pectoral_mlo": 0.85}
 POSTPROCESSING = (
     "largest connected tissue component with holes filled; largest pectoral component at the chest wall "
@@ -108,27 +104,22 @@ def uncertainty_section(ev: dict, width: int) -> dict:
 def update_card(args) -> None:
     """Keep the shipped weights; replace the post-processing description, validation and uncertainty fields."""
     ev = json.loads((args.eval / "evaluation.json").read_text())
-    dest = REPO / "Resources" / "Models" / args.id
+    dest = args.models / args.id
     card = json.loads((dest / "model.json").read_text())
-    if card["weights"]["sha256"] != sha256_of(dest / "weights.safetensors"):
-        raise SystemExit(f"{dest}: the weights do not match the card's sha256")
     if args.version:
         card["version"] = args.version
     card["inference"]["postprocessing"] = POSTPROCESSING
     card["validation"] = validation_section(ev, args.note)
     card["uncertainty"].update(uncertainty_section(ev, card["architecture"]["width"]))
-    shutil.copyfile(args.eval / "uncertainty.png", dest / "uncertainty.png")
-    (dest / "model.json").write_text(json.dumps(card, indent=2))
+    write_model(dest, card, None, [args.eval / "uncertainty.png"])  # weights kept: they must match the card
     print(f"updated {dest / 'model.json'} (weights kept); targets reached: {targets_reached(ev)}")
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = export_parser(__doc__, id="mammo-breast-mcd", version=None)
     ap.add_argument("--run", type=Path, default=None, help="the training run to ship; without it: keep the weights "
                     "and replace only the card's post-processing, validation and uncertainty fields")
     ap.add_argument("--eval", type=Path, required=True)
-    ap.add_argument("--id", default="mammo-breast-mcd")
-    ap.add_argument("--version", default=None, help="default 1.0.0 (with --run) or the card's own version")
     ap.add_argument("--note", default="", help="what the numbers do not say (e.g. why a target was missed)")
     args = ap.parse_args(argv)
     if args.run is None:
@@ -138,32 +129,26 @@ def main(argv=None):
     config = json.loads((args.run / "config.json").read_text())
     stages = training_stages(args.run)
     ev = json.loads((args.eval / "evaluation.json").read_text())
-    dest = REPO / "Resources" / "Models" / args.id
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.run / "weights.safetensors", dest / "weights.safetensors")
-    shutil.copyfile(args.eval / "uncertainty.png", dest / "uncertainty.png")
+    dest = args.models / args.id
     from safetensors.torch import load_file
 
-    n_params = sum(t.numel() for k, t in load_file(str(dest / "weights.safetensors")).items()
+    n_params = sum(t.numel() for k, t in load_file(str(args.run / "weights.safetensors")).items()
                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     reached = targets_reached(ev)
-    card = {
-        "id": args.id,
-        "version": args.version,
-        "task": "mammo-breast",
-        "default": True,
-        "title": "Breast / pectoral-muscle / background segmentation with MC-dropout uncertainty",
-        "citation": "S. D. Verboom et al., \"Deep learning-based breast "
+    card = model_card(
+        id=args.id, version=args.version, task="mammo-breast",
+        title="Breast / pectoral-muscle / background segmentation with MC-dropout uncertainty",
+        citation="S. D. Verboom et al., \"Deep learning-based breast "
                     "region segmentation in raw and processed digital mammograms: generalization across views and "
-                    "vendors\", J. Med. Imaging 11(1), 014001 (2024), doi:10.1117/1.JMI.11.1.014001",
-        "architecture": {
+                 "vendors\", J. Med. Imaging 11(1), 014001 (2024), doi:10.1117/1.JMI.11.1.014001",
+        architecture={
             "name": "BreastSegNet", "backbone": "UNet2d: 4 down-sampling stages, 2x(3x3 conv + BN + ReLU) per stage, "
             "bilinear up-sampling + 1x1 conv halving the channels", "width": config["width"],
             "channels": [config["width"] * 2**i for i in range(5)], "dropout": config["dropout"],
             "dropout_position": "element-wise (nn.Dropout) on the last decoder features, before the 1x1 classifier",
             "classes": ["background", "breast", "pectoral"], "parameters": n_params, "input_multiple": 16,
         },
-        "preprocessing": {
+        preprocessing={
             "spacing": f"resampled to {TARGET_SPACING_MM} mm pixels from ImagerPixelSpacing, else PixelSpacing or the "
                        f"file header; without a spacing the long side is assumed to span {DEFAULT_LONG_SIDE_MM:g} mm",
             "intensity": "processed DICOM: the DICOM window / VOI LUT (LINEAR, LINEAR_EXACT, SIGMOID) applied by the "
@@ -174,7 +159,7 @@ def main(argv=None):
             "padding": "zeros on the right and bottom to a multiple of 16",
             "working_resolution": f"{TARGET_SPACING_MM} mm (DDSM PNGs: 600 x 300 pixels; CBIS-DDSM DICOM ~600 x 380)",
         },
-        "inference": {
+        inference={
             "mc_samples_default": DEFAULT_SAMPLES,
             "mc_dropout": "dropout active, BatchNorm in eval mode; the deterministic features are computed once and "
                           "dropout + classifier are repeated per sample (identical to N full passes)",
@@ -182,7 +167,7 @@ def main(argv=None):
             "postprocessing": POSTPROCESSING,
             "fast": "one deterministic pass (dropout off)",
         },
-        "training": {
+        training={
             "data": "../shared/data/mammo_ddsm (DDSM screen-film MLO, 50 images 960x480; breast = fatty + "
                     "fibroglandular labels, pectoral = label 3; 10 images have the chest wall on the right and are "
                     "flipped from their label)",
@@ -201,15 +186,12 @@ def main(argv=None):
             "stages": stages,
             "train_seconds_cpu": round(sum(st["train_seconds"] for st in stages), 1),
             "threads": config.get("threads"),
-            "hardware": "2 CPU cores (no GPU was available to this task)",
         },
-        "validation": validation_section(ev, args.note),
-        "uncertainty": uncertainty_section(ev, config["width"]),
-        "weights": {"file": "weights.safetensors", "sha256": sha256_of(dest / "weights.safetensors"),
-                    "bytes": (dest / "weights.safetensors").stat().st_size},
-        "license": "Apache-2.0 (weights trained on DDSM via the Mammogram-segmentation project labels)",
-    }
-    (dest / "model.json").write_text(json.dumps(card, indent=2))
+        validation=validation_section(ev, args.note),
+        uncertainty=uncertainty_section(ev, config["width"]),
+        license="Apache-2.0 (weights trained on DDSM via the Mammogram-segmentation project labels)",
+    )
+    write_model(dest, card, args.run / "weights.safetensors", [args.eval / "uncertainty.png"])
     print(f"wrote {dest}; targets reached: {reached}")
 
 

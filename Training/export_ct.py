@@ -10,22 +10,14 @@ validation slab, and states that it is a DEMONSTRATION model trained on one pati
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from datasets.totalseg import TOTALSEG_V2_LABELS  # noqa: E402
-from run_chain import init_chain  # noqa: E402
-
-from uqseg.ct.inference import DEFAULT_SAMPLES  # noqa: E402
-from uqseg.ct.mc_estimate import SETTLED_MARGIN, SETTLED_Z  # noqa: E402
-from uqseg.models.registry import sha256_of  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from common import export_parser, model_card, write_model
+from datasets.totalseg import TOTALSEG_V2_LABELS
+from run_chain import init_chain
+from uqseg.ct.inference import DEFAULT_SAMPLES
+from uqseg.ct.mc_estimate import SETTLED_MARGIN, SETTLED_Z
 
 
 def stages(run: Path) -> list[dict]:
@@ -41,42 +33,36 @@ def stages(run: Path) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = export_parser(__doc__, id="ct-organs-mob", version="1.0.0")
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--eval", type=Path, required=True)
-    ap.add_argument("--id", default="ct-organs-mob")
-    ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
     cfg = json.loads((args.run / "config.json").read_text())
     comparison = json.loads((args.eval / "comparison.json").read_text())
     shipped = next(r for r in comparison if Path(r["run"]).name == args.run.name)
-    dest = REPO / "Resources" / "Models" / args.id
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.run / "weights.safetensors", dest / "weights.safetensors")
-    shutil.copyfile(args.eval / "reliability.png", dest / "reliability.png")
-    (dest / "comparison.md").write_text((args.eval / "comparison.md").read_text())
+    dest = args.models / args.id
     split = cfg["split"]["shared"]
-    card = {
-        "id": args.id,
-        "version": args.version,
-        "task": "ct-organs",
-        "default": True,
-        "description": ("Stochastic segmentation network with a Mixture-of-Bases logit covariance (Kampen, Aspe et "
+    card = model_card(
+        id=args.id, version=args.version, task="ct-organs",
+        description=("Stochastic segmentation network with a Mixture-of-Bases logit covariance (Kampen, Aspe et "
                         "al., NLDL 2026) for abdominal organs on CT. DEMONSTRATION MODEL: trained on 14 slices of "
                         "ONE patient (the TotalSegmentator test series shipped in ../shared/data) and validated on "
                         "the other 6 slices of the same patient; not for clinical use, not a general organ "
-                        "segmenter."),
-        "organs": cfg["organs"],
-        "architecture": cfg["architecture"],
-        "preprocessing": {
+                     "segmenter."),
+        citation="P. J. T. Kampen, Aspe et al., Structured Covariance Modeling Using Learned Mixture-of-Bases for "
+                 "Uncertainty in 3D Segmentation, NLDL 2026 (PMLR 307:191-200); M. Monteiro et al., Stochastic "
+                 "Segmentation Networks, NeurIPS 2020",
+        organs=cfg["organs"],
+        architecture=cfg["architecture"],
+        preprocessing={
             "spacing_mm": cfg["preprocessing"]["spacing_mm"],
             "hu_window": cfg["preprocessing"]["hu_window"],
             "grid": "resampled (trilinear) onto an axis-aligned LPS grid of isotropic spacing covering the input's "
                     "bounding box, -1024 HU outside; HU clipped to hu_window and mapped linearly onto [-1, 1]; "
                     "results resampled back onto the input grid (trilinear probabilities, label = their arg-max)",
         },
-        "inference": {
+        inference={
             "samples": DEFAULT_SAMPLES,
             "method": "k samples of Eq. 13 in logit space from one network pass per sliding window (MONAI, "
                       "Gaussian weights), position-keyed noise so overlapping windows draw the same samples; "
@@ -86,7 +72,7 @@ def main(argv=None) -> int:
                               "logit std (of the logit difference for one organ; else the sum of the two classes' "
                               "marginal stds) are not sampled (error bound < 2e-4 in probability)",
         },
-        "training": {
+        training={
             "data": {"source": "../shared/data/ct_totalseg: example_ct_dicom (20 slices 512 x 512, 0.98 x 0.98 x 2 "
                                "mm, JPEG 2000) with example_seg_dicom.nii.gz (TotalSegmentator v2 117-class MODEL "
                                "OUTPUT, not manual), aligned by physical position",
@@ -98,16 +84,15 @@ def main(argv=None) -> int:
                       "augmentation in Training/ct_augment.py",
             "stages": stages(args.run),
             "loss_weights": cfg["loss_weights"],
-            "hardware": "2 CPU cores (no GPU was available to this task)",
         },
-        "validation": {
+        validation={
             "data": f"slices {split['val_slices'][0]}-{split['val_slices'][1] - 1} (the 6 most cranial, 12 mm) of the "
                     "same series, never sampled for training; full inference pipeline (Training/evaluate_ct.py)",
             "this_model": {k: v for k, v in shipped.items() if k not in ("error_vs_variance", "run")},
             "comparison": [{k: v for k, v in r.items() if k not in ("error_vs_variance",)} for r in comparison],
             "comparison_note": "every stochastic form fine-tuned from the same stage-1 backbone with the same budget",
         },
-        "uncertainty": {
+        uncertainty={
             "image_uncertainty": "mean predictive variance (sum over organ classes of Var[p_c]) over the voxels "
                                  "predicted as an organ, on the working grid; probability^2",
             "display_threshold": shipped.get("display_threshold"),
@@ -121,14 +106,11 @@ def main(argv=None) -> int:
             "ood_threshold": None,
             "ood_note": "not calibrated: a single validation volume cannot give a threshold",
         },
-        "weights": {"file": "weights.safetensors", "sha256": sha256_of(dest / "weights.safetensors"),
-                    "bytes": (dest / "weights.safetensors").stat().st_size},
-        "citation": "P. J. T. Kampen, Aspe et al., Structured Covariance Modeling Using Learned Mixture-of-Bases for "
-                    "Uncertainty in 3D Segmentation, NLDL 2026 (PMLR 307:191-200); M. Monteiro et al., Stochastic "
-                    "Segmentation Networks, NeurIPS 2020",
-        "notes": args.note,
-    }
-    (dest / "model.json").write_text(json.dumps(card, indent=2) + "\n")
+        notes=args.note,
+        license="Apache-2.0 (weights trained on the TotalSegmentator test data, Apache-2.0)",
+    )
+    write_model(dest, card, args.run / "weights.safetensors",
+                [args.eval / "reliability.png", args.eval / "comparison.md"])
     print(f"wrote {dest}")
     return 0
 

@@ -9,14 +9,10 @@ whether they were reached, and the validation-derived `ood_threshold_ref` with i
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
 from pathlib import Path
 
-from uqseg.models.registry import sha256_of
-
-REPO = Path(__file__).resolve().parents[1]
+from common import export_parser, model_card, write_model
 PLOTS = ("occlusion.png", "noise.png", "std_vs_error.png", "ood.png", "occlusion_example_clean.png",
          "occlusion_example_occluded.png")
 TARGETS = {"dice_lungs": 0.95, "dice_heart": 0.90}
@@ -27,42 +23,32 @@ def r(x, n=4):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = export_parser(__doc__, id="cxr-hybridgnet-vae", version="1.0.0")
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--eval", type=Path, required=True)
-    ap.add_argument("--id", default="cxr-hybridgnet-vae")
-    ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--note", default="", help="free text added to the card's validation section")
     args = ap.parse_args(argv)
 
     config = json.loads((args.run / "config.json").read_text())
     ev = json.loads((args.eval / "evaluation.json").read_text())
-    dest = REPO / "Resources" / "Models" / args.id
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.run / "weights.safetensors", dest / "weights.safetensors")
-    for plot in PLOTS:
-        if (args.eval / plot).is_file():
-            shutil.copyfile(args.eval / plot, dest / plot)
+    dest = args.models / args.id
     arch = config["architecture"]
     reached = {k: bool(ev[k] >= v) for k, v in TARGETS.items()}
-    card = {
-        "id": args.id,
-        "version": args.version,
-        "task": "cxr-landmarks",
-        "default": True,
-        "title": "Lungs and heart landmark rings, variational HybridGNet with per-node uncertainty",
-        "citation": "M. Cosarinsky, N. Gaggion, R. Echeveste, E. Ferrante, CheXmask-U: Quantifying uncertainty in "
+    card = model_card(
+        id=args.id, version=args.version, task="cxr-landmarks",
+        title="Lungs and heart landmark rings, variational HybridGNet with per-node uncertainty",
+        citation="M. Cosarinsky, N. Gaggion, R. Echeveste, E. Ferrante, CheXmask-U: Quantifying uncertainty in "
                     "landmark-based anatomical segmentation for X-ray images, MIDL 2026; N. Gaggion et al., "
                     "Improving anatomical plausibility in medical image segmentation via hybrid graph neural "
-                    "networks: applications to chest X-ray analysis, IEEE TMI 2023",
-        "architecture": {
+                 "networks: applications to chest X-ray analysis, IEEE TMI 2023",
+        architecture={
             "name": "HybridGNet" + (" with 2 image-to-graph skip connections" if arch["skip"] else ""), **arch,
             "encoder": "3x3 stem + 6 stride-2 residual blocks (BN, ReLU), flatten -> mu, log sigma^2",
             "decoder": "linear z -> 60 coarse nodes; ChebConv K=6 (symmetric normalised Laplacian, lambda_max=2) x2; "
                        "unpool (ring interpolation) -> 120 nodes; ChebConv x2; ChebConv -> (x, y) + template",
             "nodes": {"right_lung": 44, "left_lung": 50, "heart": 26},
         },
-        "preprocessing": {
+        preprocessing={
             "intensity": "per-image (x - p0.5) / (p99.5 - p0.5) clipped to 0..1 (after the DICOM Modality/VOI LUT "
                          "and MONOCHROME1 inversion of the loader)",
             "square": "zero-pad to a centred square of side max(H, W)",
@@ -73,7 +59,7 @@ def main(argv=None):
             "coordinates": "outputs u = (x + 1/2 + pad_left) / S in [0, 1]; mapped back to the input's pixel-centre "
                            "indices; std scaled by S",
         },
-        "training": {
+        training={
             "data": "../shared/data/cxr_jsrt (JSRT 512x512 PNG, HybridGNet landmarks, SCR masks)",
             "split": "the `split` field of the landmark files: 174 train, 21 val",
             "val_cases": config["val_cases"],
@@ -87,9 +73,8 @@ def main(argv=None):
             "augmentation": "rotation +-8 deg, scale 0.9-1.1, shift +-5%, gamma 0.6-1.6, contrast 0.8-1.2, "
                             "brightness +-0.1, Gaussian noise sigma U(0, 0.05)",
             "train_seconds_cpu": config["train_seconds"], "threads": config.get("threads"),
-            "hardware": "2 CPU cores (no GPU was available to this task)",
         },
-        "validation": {
+        validation={
             "protocol": "Training/evaluate_cxr.py: full inference (N=50 latent samples, mean contour) on the 21 val "
                         "images at 512x512; Dice of the filled mean rings (heart painted last) vs the SCR masks",
             "landmark_error_px": r(ev["landmark_error_px"], 3),
@@ -101,7 +86,7 @@ def main(argv=None):
             "images": ev["images"],
             "note": args.note,
         },
-        "uncertainty_checks": {
+        uncertainty_checks={
             "occlusion": {k: ev["occlusion"][k] for k in ("frac", "median_under_over_others",
                                                           "share_under_above_others", "median_occluded_over_clean")},
             "noise": [{k: x[k] for k in ("level", "mean_node_std_ref", "latent_sigma", "landmark_error_px")}
@@ -112,7 +97,7 @@ def main(argv=None):
             "ood_non_chest": ev["ood"]["non_chest"], "ood_non_chest_flagged": ev["ood"]["non_chest_flagged"],
             "ood_noise_flagged_share": ev["ood"]["noise_flagged_share"],
         },
-        "uncertainty": {
+        uncertainty={
             "samples_default": 50,
             "node_std": "1/2 (std_x + std_y) of the N decoded samples (population std), input px",
             "image_uncertainty": "mean node std over the 120 nodes, input px",
@@ -121,12 +106,11 @@ def main(argv=None):
             "ood_threshold_ref": r(ev["ood"]["threshold_ref"]),
             "ood_rule": ev["ood"]["rule"],
         },
-        "weights": {"file": "weights.safetensors", "sha256": sha256_of(dest / "weights.safetensors"),
-                    "bytes": (dest / "weights.safetensors").stat().st_size},
-        "license": "Apache-2.0 code; weights trained on JSRT/SCR with HybridGNet landmarks (GPL-3.0 annotations, "
-                   "research use)",
-    }
-    (dest / "model.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+        license="Apache-2.0 code; weights trained on JSRT/SCR with HybridGNet landmarks (GPL-3.0 annotations, "
+                "research use)",
+    )
+    plots = [args.eval / p for p in PLOTS if (args.eval / p).is_file()]
+    write_model(dest, card, args.run / "weights.safetensors", plots)
     print(f"wrote {dest}  (targets reached: {reached})")
 
 

@@ -10,15 +10,11 @@ metrics.json: Table 1 form), and the validation-derived `ood` threshold.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import shutil
 from pathlib import Path
 
-from uqseg.models.registry import sha256_of
-
-REPO = Path(__file__).resolve().parents[1]
+from common import export_parser, model_card, write_model
 
 
 def comparison_row(run: Path, epoch: int) -> dict | None:
@@ -26,50 +22,42 @@ def comparison_row(run: Path, epoch: int) -> dict | None:
     if not (run / "log.csv").is_file() or not (run / "config.json").is_file():
         return None
     c = json.loads((run / "config.json").read_text())
-    for line in csv.DictReader(open(run / "log.csv")):
-        if int(line["epoch"]) == epoch and line["val_mae"]:
-            return {"run": run.name, "loss": c["loss"], "js_weight": c["js_weight"], "epoch": epoch,
-                    "init": c.get("init"), "mae": float(line["val_mae"]), "rmse": float(line["val_rmse"]),
-                    "ll": float(line["val_ll"]), "mean_sigma": float(line["val_mean_sigma"])}
+    with open(run / "log.csv", newline="") as f:
+        for line in csv.DictReader(f):
+            if int(line["epoch"]) == epoch and line["val_mae"]:
+                return {"run": run.name, "loss": c["loss"], "js_weight": c["js_weight"], "epoch": epoch,
+                        "init": c.get("init"), "mae": float(line["val_mae"]), "rmse": float(line["val_rmse"]),
+                        "ll": float(line["val_ll"]), "mean_sigma": float(line["val_mean_sigma"])}
     return None
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = export_parser(__doc__, id="mammo-pectoral-hhr", version="1.0.0")
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--eval", type=Path, required=True)
     ap.add_argument("--compare", type=Path, nargs="*", default=[])
-    ap.add_argument("--id", default="mammo-pectoral-hhr")
-    ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--compare-epoch", type=int, default=30,
                     help="compare the runs at this epoch (their log.csv has validation metrics every 5 epochs)")
     args = ap.parse_args(argv)
 
     config = json.loads((args.run / "config.json").read_text())
     ev = json.loads((args.eval / "evaluation.json").read_text())
-    dest = REPO / "Resources" / "Models" / args.id
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.run / "weights.safetensors", dest / "weights.safetensors")
-    for plot in ("calibration.png", "dose.png"):
-        shutil.copyfile(args.eval / plot, dest / plot)
+    dest = args.models / args.id
     table = [row for run in sorted(args.compare) if (row := comparison_row(run, args.compare_epoch))]
-    card = {
-        "id": args.id,
-        "version": args.version,
-        "task": "mammo-pectoral",
-        "default": True,
-        "title": "Pectoral-muscle boundary, heteroscedastic heatmap regression",
-        "citation": "Zech et al., Heteroscedastic Heatmap Regression for Reliable Pectoral Muscle Segmentation in "
-                    "Mammography, MIDL 2026",
-        "architecture": {"name": "PectoralHeatmapNet", "backbone": "UNet2d (4 down-sampling stages, BN+ReLU)",
-                         "width": config["width"], "grid": 256, "output": "one logit map; row-wise softmax"},
-        "preprocessing": {
+    card = model_card(
+        id=args.id, version=args.version, task="mammo-pectoral",
+        title="Pectoral-muscle boundary, heteroscedastic heatmap regression",
+        citation="Zech et al., Heteroscedastic Heatmap Regression for Reliable Pectoral Muscle Segmentation in "
+                 "Mammography, MIDL 2026",
+        architecture={"name": "PectoralHeatmapNet", "backbone": "UNet2d (4 down-sampling stages, BN+ReLU)",
+                      "width": config["width"], "grid": 256, "output": "one logit map; row-wise softmax"},
+        preprocessing={
             "orientation": "chest wall flipped to the left (PatientOrientation, else pixel intensities)",
             "intensity": "per-image robust range: (x - p0.5) / (p99.5 - p0.5), clipped to 0..1",
             "padding": "left edge-pad by round(W/4) columns with a linear ramp to zero",
             "resize": "padded image -> 256x256, anti-aliased bilinear",
         },
-        "training": {
+        training={
             "data": "../shared/data/mammo_ddsm (DDSM screen-film MLO, 50 images 960x480, manual pectoral labels)",
             "split": "validation = every 5th image in sorted file-name order (10 images); 40 train",
             "train_cases": config["train_cases"], "val_cases": config["val_cases"],
@@ -79,10 +67,9 @@ def main(argv=None):
             "the training loss; final-epoch weights" % config["lr"],
             "augmentation": "rotation ±10°, scale 0.9-1.1, shift ±4%, gamma 0.6-1.6, sigmoid window, contrast, "
                             "blur/unsharp, Gaussian noise, film-edge stripes",
-            "train_seconds_cpu": config["train_seconds"],
-            "hardware": "2 CPU cores (no GPU was available to this task)",
+            "train_seconds_cpu": config["train_seconds"], "threads": config.get("threads"),
         },
-        "validation": {
+        validation={
             "protocol": "Training/evaluate_pectoral.py through the full inference pipeline on the 10 validation "
                         "images at 960x480; metrics on the 256-column grid (incl. padding) within muscle rows",
             "mae_grid": round(ev["mae"], 3), "rmse_grid": round(ev["rmse"], 3), "ll_laplace": round(ev["ll"], 3),
@@ -96,7 +83,7 @@ def main(argv=None):
                                    "the validation split after the same number of epochs (--compare-epoch) from "
                                    "scratch; runs with `init` set are second stages and are listed for reference",
         },
-        "uncertainty": {
+        uncertainty={
             "image_uncertainty": "mean boundary σ over muscle rows (input pixels; grid columns for the ood flag)",
             "per_image_uncertainty_grid": ev["per_image_uncertainty_grid"],
             "ood_threshold_grid": round(ev["ood_threshold_grid"], 3),
@@ -105,7 +92,7 @@ def main(argv=None):
             "multimodality_rule": "uqseg/mammo/heatmap.py: >= 2 modes of >= 25% of the top peak, >= 5 columns apart, "
                                   "valley < 0.5 x the smaller peak (3-tap smoothed row)",
         },
-        "notes": [
+        notes=[
             "Targets of the issue on the validation split: MAE <= 4 and RMSE <= 6 grid columns, mean sigma within a "
             "factor 2 of MAE. Reached: MAE and the sigma/MAE ratio; RMSE is slightly above 6 because of a few rows "
             "with large errors where the muscle edge fades (the top decile of sigma holds rows with MAE ~13.5 grid "
@@ -115,11 +102,9 @@ def main(argv=None):
             "their fraction; effect <= 0.4 grid columns, ~0.1 on average); the other comparison runs and stage 2 "
             "used the fixed labels.",
         ],
-        "weights": {"file": "weights.safetensors", "sha256": sha256_of(dest / "weights.safetensors"),
-                    "bytes": (dest / "weights.safetensors").stat().st_size},
-        "license": "Apache-2.0 (weights trained on DDSM via the Mammogram-segmentation project labels)",
-    }
-    (dest / "model.json").write_text(json.dumps(card, indent=2))
+        license="Apache-2.0 (weights trained on DDSM via the Mammogram-segmentation project labels)",
+    )
+    write_model(dest, card, args.run / "weights.safetensors", [args.eval / p for p in ("calibration.png", "dose.png")])
     print(f"wrote {dest}")
 
 

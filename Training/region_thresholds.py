@@ -16,7 +16,6 @@ import json, sys, time
 from pathlib import Path
 import numpy as np, torch
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "Training"))
 torch.set_num_threads(2)
 from uqseg.correction.thresholds import DEFAULT_PERCENTILE, card_threshold_fields
 from uqseg.io import load_image

@@ -134,7 +134,7 @@ class CtTraining:
     def loss(self, model, batch, gen, device):
         x, y = batch
         loss, terms = ssn_loss(model(x), y, self.weights)
-        return loss, {"loss": float(loss), **terms}
+        return loss, {"loss": float(loss.detach()), **terms}
 
 
 TERMS = ["ce", "dice", "kl", "orth", "weight_entropy"]

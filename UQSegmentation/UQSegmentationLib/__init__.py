@@ -62,6 +62,8 @@ Layout
 Top level (shared by the subpackages, or the module's own plumbing):
     logic.py           `UQSegmentationLogic`: one run of the engine in a background process, then `load_results`
     process_runner.py  the child process (`PredictProcess`: progress lines, cancel of the whole process tree)
+    polling.py         `poll_until`: the blocking wait (scripts, tests) of the process, the logic and the review's
+                       worker thread
     panel.py           what the module panel shows, computed from the logic and the review (button states, table
                        cells, status texts): the GUI only copies it onto its widgets
     catalog.py         the engine's task list (its torch-free task table);  dependencies.py  installing torch and the

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from UQSegmentationLib.catalog import TaskInfo, task_catalog
+from UQSegmentationLib.polling import poll_until
 from UQSegmentationLib.process_runner import PredictProcess
 
 IDLE, RUNNING, SUCCEEDED, FAILED, CANCELLED = "idle", "running", "succeeded", "failed", "cancelled"
@@ -377,18 +378,9 @@ class UQSegmentationLogic:
     def wait(self, timeout: Optional[float] = None, interval: float = 0.1,
              process_events: Optional[Callable[[], None]] = None) -> RunStatus:
         """Poll until the run ends (for scripts and tests; the GUI polls with a timer instead). Cancels on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.running:
-            self.poll()
-            if not self.running:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
-                self.status.error = f"timed out after {timeout} s"
-                break
-            if process_events:
-                process_events()
-            time.sleep(interval)
+        if not poll_until(lambda: not self.running, self.poll, timeout, interval, process_events):
+            self.cancel()
+            self.status.error = f"timed out after {timeout} s"
         return self.status
 
     def run(self, volume_node, task_id: str, device: str = "auto", samples: Optional[int] = None, seed: int = 0,

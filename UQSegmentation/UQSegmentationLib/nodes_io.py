@@ -26,23 +26,29 @@ def _fail(scene, nodes, message):
     raise RuntimeError(message)
 
 
+def _read(scene, path: Path, name: str | None, node, storage, what: str, loaded=None):
+    """`node` (named `name`, else the file name up to its first dot) read from `path` through `storage`, both added
+    to the scene, with a display node; `loaded(node)` False counts as a failed read, like `ReadData` failing."""
+    node.SetName(name or path.name.split(".")[0])
+    scene.AddNode(node)
+    storage.SetFileName(str(path))
+    scene.AddNode(storage)
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node) or (loaded is not None and not loaded(node)):
+        _fail(scene, (node, storage), f"{path}: Slicer could not read {what}")
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
 def load_volume(scene, path, name: str | None = None):
     """A scalar volume node from a NRRD/NIfTI/MHA file (Slicer's archetype reader), with a display node."""
     import slicer
 
     path = _check(path)
-    node = slicer.vtkMRMLScalarVolumeNode()
-    node.SetName(name or path.name.split(".")[0])
-    scene.AddNode(node)
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     storage.SetSingleFile(True)
-    storage.SetFileName(str(path))
-    scene.AddNode(storage)
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node) or node.GetImageData() is None:
-        _fail(scene, (node, storage), f"{path}: Slicer could not read this volume")
-    node.CreateDefaultDisplayNodes()
-    return node
+    return _read(scene, path, name, slicer.vtkMRMLScalarVolumeNode(), storage, "this volume",
+                 loaded=lambda node: node.GetImageData() is not None)
 
 
 def load_segmentation(scene, path, name: str | None = None):
@@ -50,17 +56,8 @@ def load_segmentation(scene, path, name: str | None = None):
     import slicer
 
     path = _check(path)
-    node = slicer.vtkMRMLSegmentationNode()
-    node.SetName(name or path.name.split(".")[0])
-    scene.AddNode(node)
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    storage.SetFileName(str(path))
-    scene.AddNode(storage)
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node):
-        _fail(scene, (node, storage), f"{path}: Slicer could not read this segmentation")
-    node.CreateDefaultDisplayNodes()
-    return node
+    return _read(scene, path, name, slicer.vtkMRMLSegmentationNode(), slicer.vtkMRMLSegmentationStorageNode(),
+                 "this segmentation")
 
 
 def load_markups(scene, path, name: str | None = None):

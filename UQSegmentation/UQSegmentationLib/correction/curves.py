@@ -28,6 +28,7 @@ import logging
 import numpy as np
 
 from ..review.scheduling import Debouncer, ImmediateTimer, LatestOnly, SynchronousRunner
+from ..segment_arrays import grid_matrix
 from .undo import CurveSnapshot, ValueSnapshot
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,8 @@ DEFAULT_DELAY_MS = 300
 
 
 class CurveCorrector:
-    """Subclasses set `self.curves` (list of curve nodes) before `_start()` and implement `constraints_from_moves`,
-    `make_work`, `apply` and `derived_snapshots`."""
+    """Subclasses call `_bind(results, state)` and set `self.curves` (list of curve nodes) before `_start()`, and
+    implement `constraints_from_moves`, `make_work`, `apply` and `derived_snapshots`."""
 
     label = "correction"
 
@@ -95,6 +96,26 @@ class CurveCorrector:
 
     def settle(self) -> None:
         self._settled = [_positions(c) for c in self.curves]
+
+    # -------------------------------------------------------------------------------------------- frames
+    def _bind(self, results, state) -> None:
+        """The loaded result (`ResultNodes`, with its input volume) and the model state (`state.base`: the model's
+        result, shown before any correction); the input's IJK↔RAS matrices for `ras_to_ij` / `ij_to_ras`."""
+        self.results = results
+        self.state = state
+        self.volume = results.input_volume
+        self.ijk_to_ras = grid_matrix(self.volume)
+        self.ras_to_ijk = np.linalg.inv(self.ijk_to_ras)
+        self.result = state.base
+
+    def ras_to_ij(self, ras) -> tuple[float, float]:
+        """RAS → (i, j): column and row of the input, pixel-centre indices (float)."""
+        ijk = self.ras_to_ijk @ np.array([ras[0], ras[1], ras[2], 1.0])
+        return float(ijk[0]), float(ijk[1])
+
+    def ij_to_ras(self, i, j) -> np.ndarray:
+        """(i, j) input pixel-centre indices (column, row) → RAS on the input's plane."""
+        return (self.ijk_to_ras @ np.array([float(i), float(j), 0.0, 1.0]))[:3]
 
     # -------------------------------------------------------------------------------------------- events
     def _on_event(self, caller, event) -> None:

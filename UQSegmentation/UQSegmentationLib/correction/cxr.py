@@ -23,7 +23,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..review.regions import cxr_curve_nodes
-from ..segment_arrays import grid_matrix
 from .curves import CurveCorrector
 from .undo import set_measurement_values
 
@@ -40,9 +39,6 @@ class CxrCorrector(CurveCorrector):
         from uqseg.cxr.graph import organ_slices
 
         super().__init__(**kwargs)
-        self.results = results
-        self.state = state
-        self.volume = results.input_volume
         self.organs = [organ for organ, _ in cxr_curve_nodes(results)]
         self.curves = [curve for _, curve in cxr_curve_nodes(results)]
         self.slices = [organ_slices()[o] for o in self.organs]
@@ -50,10 +46,8 @@ class CxrCorrector(CurveCorrector):
             if curve.GetNumberOfControlPoints() != sl.stop - sl.start:
                 raise ValueError(f"{curve.GetName()}: {curve.GetNumberOfControlPoints()} control points, the model "
                                  f"has {sl.stop - sl.start} {organ} nodes")
-        self.ijk_to_ras = grid_matrix(self.volume)
-        self.ras_to_ijk = np.linalg.inv(self.ijk_to_ras)
+        self._bind(results, state)
         self.spacing_xy = (float(np.linalg.norm(self.ijk_to_ras[:3, 0])), float(np.linalg.norm(self.ijk_to_ras[:3, 1])))
-        self.result = state.base
         self._start()
 
     @property
@@ -61,11 +55,10 @@ class CxrCorrector(CurveCorrector):
         return dict(self.constraints)
 
     def ras_to_xy(self, ras) -> tuple[float, float]:
-        ijk = self.ras_to_ijk @ np.array([ras[0], ras[1], ras[2], 1.0])
-        return float(ijk[0]), float(ijk[1])
+        return self.ras_to_ij(ras)
 
     def xy_to_ras(self, xy) -> np.ndarray:
-        return (self.ijk_to_ras @ np.array([float(xy[0]), float(xy[1]), 0.0, 1.0]))[:3]
+        return self.ij_to_ras(xy[0], xy[1])
 
     def constraints_from_moves(self, moves, constraints: dict) -> dict:
         for ci, k, ras in moves:

@@ -33,7 +33,7 @@ from ..display.band import (
     band_mask,
     multimodal_runs,
 )
-from ..segment_arrays import add_segment, grid_matrix, write_segment
+from ..segment_arrays import add_segment, write_segment
 from .curves import CurveCorrector
 from .undo import SegmentSnapshot, ValueSnapshot, set_measurement_values
 
@@ -59,17 +59,12 @@ class PectoralCorrector(CurveCorrector):
 
     def __init__(self, results, state, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.results = results
-        self.state = state
-        self.volume = results.input_volume
         self.curve = results.nodes["curve"]
         self.segmentation = results.nodes["segmentation"]
         self.fiducials = results.nodes.get("multimodal")
         self.curves = [self.curve]
-        self.ijk_to_ras = grid_matrix(self.volume)
-        self.ras_to_ijk = np.linalg.inv(self.ijk_to_ras)
+        self._bind(results, state)
         self.col_spacing_mm = float(np.linalg.norm(self.ijk_to_ras[:3, 0]))
-        self.result = state.base
         seg = self.segmentation.GetSegmentation()
         self.muscle_id = MUSCLE_SEGMENT if seg.GetSegment(MUSCLE_SEGMENT) is not None else seg.GetNthSegmentID(0)
         if seg.GetSegment(MULTIMODAL_SEGMENT) is None:  # always present (maybe empty), so undo can restore it
@@ -86,11 +81,11 @@ class PectoralCorrector(CurveCorrector):
 
     def ras_to_pixel(self, ras) -> tuple[float, float]:
         """RAS → (row, col) input pixel-centre indices (float)."""
-        ijk = self.ras_to_ijk @ np.array([ras[0], ras[1], ras[2], 1.0])
-        return float(ijk[1]), float(ijk[0])
+        col, row = self.ras_to_ij(ras)
+        return row, col
 
     def pixel_to_ras(self, row, col) -> np.ndarray:
-        return (self.ijk_to_ras @ np.array([float(col), float(row), 0.0, 1.0]))[:3]
+        return self.ij_to_ras(col, row)
 
     def constraints_from_moves(self, moves, constraints: dict) -> dict:
         h, w = self.state.base.shape

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..hierarchy import NodeCollector
-from .colormaps import get_or_create_colormap
+from .colormaps import color_by_point_array
 from .terminology import apply_default_terminology
 
 BAND_SEGMENT = "uncertainty_band"
@@ -170,8 +170,6 @@ def add_mask_segment(segmentation_node, mask2d: np.ndarray, ijk_to_ras: np.ndarr
 
 def style_boundary_curve(scene, curve, std_max: float | None = None) -> None:
     """Yellow locked curve in 2-D; coloured by its `std` point array (viridis, 0..max) in 3-D."""
-    import vtk
-
     curve.SetLocked(True)
     display = curve.GetDisplayNode()
     display.SetColor(*CURVE_COLOR)
@@ -185,13 +183,7 @@ def style_boundary_curve(scene, curve, std_max: float | None = None) -> None:
     display.SetLineThickness(0.6)
     display.SetOpacity(1.0)
     if curve.GetMeasurement("std") is not None:
-        colormap = get_or_create_colormap(scene, "viridis")
-        display.SetAndObserveColorNodeID(colormap.GetID())
-        display.SetActiveScalar("std", vtk.vtkAssignAttribute.POINT_DATA)
-        display.SetScalarRangeFlag(display.UseManualScalarRange)
-        hi = std_max if std_max and std_max > 0 else 1.0
-        display.SetScalarRange(0.0, hi)
-        display.SetScalarVisibility(True)
+        color_by_point_array(scene, display, "std", (0.0, std_max if std_max and std_max > 0 else 1.0), "viridis")
 
 
 def multimodal_fiducials(scene, name: str, runs, rows, mean_col, ijk_to_ras):

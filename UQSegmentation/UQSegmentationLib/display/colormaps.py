@@ -12,7 +12,8 @@ difference to the 256-entry originals is below 1/255 per channel.
 
 `get_or_create_colormap(scene, name)` adds one `vtkMRMLProceduralColorNode` per scene and name (singleton tag
 ``UQSegmentation.<name>``, node name ``UQ <Name>``) and returns the existing one on later calls; its transfer
-function spans 0..1 (display nodes map their own scalar range onto it).
+function spans 0..1 (display nodes map their own scalar range onto it). `color_by_point_array` colours a display
+node (curve, model) by one of its point arrays with such a map over a fixed range.
 """
 
 from __future__ import annotations
@@ -111,3 +112,12 @@ def get_or_create_colormap(scene, name: str):
     scene.AddNode(node)
     return node
 
+
+def color_by_point_array(scene, display, name: str, value_range, colormap: str) -> None:
+    """Colour `display` (a curve's or a model's display node) by its point array `name`: the project colormap
+    `colormap` over the fixed range `value_range` (lo, hi; not the data's own range), scalars shown."""
+    display.SetAndObserveColorNodeID(get_or_create_colormap(scene, colormap).GetID())
+    display.SetActiveScalar(name, vtk.vtkAssignAttribute.POINT_DATA)
+    display.SetScalarRangeFlag(display.UseManualScalarRange)
+    display.SetScalarRange(*value_range)
+    display.SetScalarVisibility(True)

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ..hierarchy import NodeCollector
-from .colormaps import get_or_create_colormap
+from .colormaps import color_by_point_array
 from .legend import add_legend
-from .terminology import apply_default_terminology
+from .terminology import load_case_segmentation
 
 ORGANS = ("right_lung", "left_lung", "heart")
 VALUE_NAME = "std"
@@ -67,15 +67,8 @@ def curve_values(curve, name: str = VALUE_NAME) -> np.ndarray:
 def color_curve_by_values(scene, curve, value_range, colormap: str = COLORMAP, name: str = VALUE_NAME,
                           line_radius_mm: float = 1.0) -> None:
     """Colour the curve by its `name` point array (3-D views); 2-D shows control points only."""
-    import vtk
-
-    color_node = get_or_create_colormap(scene, colormap)
     display = curve.GetDisplayNode()
-    display.SetAndObserveColorNodeID(color_node.GetID())
-    display.SetActiveScalar(name, vtk.vtkAssignAttribute.POINT_DATA)
-    display.SetScalarRangeFlag(display.UseManualScalarRange)
-    display.SetScalarRange(*value_range)
-    display.SetScalarVisibility(True)
+    color_by_point_array(scene, display, name, value_range, colormap)
     display.SetPointLabelsVisibility(False)
     display.SetPropertiesLabelVisibility(False)
     # Control points: small white discs (the handles a user drags); the line is coloured by the scalars in 3-D.
@@ -107,13 +100,8 @@ def mirror_curve_as_tube(scene, curve, value_range, radius_mm: float, colormap: 
     model.SetAttribute("UQSegmentation.MirrorOf", curve.GetID())
     scene.AddNode(model)
     model.CreateDefaultDisplayNodes()
-    color_node = get_or_create_colormap(scene, colormap)
     display = model.GetDisplayNode()
-    display.SetAndObserveColorNodeID(color_node.GetID())
-    display.SetActiveScalar(name, vtk.vtkAssignAttribute.POINT_DATA)
-    display.SetScalarRangeFlag(display.UseManualScalarRange)
-    display.SetScalarRange(*value_range)
-    display.SetScalarVisibility(True)
+    color_by_point_array(scene, display, name, value_range, colormap)
     display.SetVisibility(True)
     display.SetVisibility2D(True)
     display.SetVisibility3D(False)
@@ -136,16 +124,7 @@ def load_cxr_results(scene, case_dir, summary: dict, input_volume_node=None, fol
         raise FileNotFoundError(f"{case_dir}: no <organ>.mrk.json curves")
     out = NodeCollector(scene, folder_item)
     try:
-        seg_path = case_dir / files.get("segmentation", "segmentation.seg.nrrd")
-        if seg_path.is_file():
-            seg = out.add("segmentation", nodes_io.load_segmentation(scene, seg_path, f"{case} organs"))
-            apply_default_terminology(seg)
-            if input_volume_node is not None:
-                seg.SetReferenceImageGeometryParameterFromVolumeNode(input_volume_node)
-            display = seg.GetDisplayNode()
-            display.SetAllSegmentsOpacity2DFill(SEGMENT_FILL_OPACITY)
-            display.SetAllSegmentsOpacity2DOutline(0.0)
-
+        load_case_segmentation(out, case_dir, files, f"{case} organs", input_volume_node, SEGMENT_FILL_OPACITY, 0.0)
         curves = {organ: out.add(f"curve:{organ}", nodes_io.load_markups(scene, path, f"{case} {organ}"))
                   for organ, path in curve_files.items()}
         all_values = np.concatenate([curve_values(c) for c in curves.values()] or [np.zeros(0)])

@@ -6,9 +6,14 @@ serialised form Slicer stores in the segment tag ``TerminologyEntry`` ("<context
 modifier>~<anatomic context>~<region>~<region modifier>", each code as "scheme^value^meaning"). Codes: SNOMED CT
 as in DICOM PS3.16 (CID 7151 anatomic structures, CID 6116 muscular anatomy: pectoralis major 60005003), with the
 laterality as the type modifier, as the Slicer general anatomy list does. Unknown names are left alone.
+
+`load_case_segmentation` loads a result's segmentation.seg.nrrd with these entries filled in, for the loaders whose
+segmentation is optional and drawn the same for every segment (cxr-landmarks, mammo-breast, ct-organs).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 _CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 _ANATOMY = "SCT^123037004^Anatomical Structure"
@@ -79,3 +84,24 @@ def apply_default_terminology(segmentation_node) -> int:
             segment.SetTag(TAG, term)
         changed += 1
     return changed
+
+
+def load_case_segmentation(out, case_dir, files: dict, name: str, input_volume_node, fill_opacity: float,
+                           outline_opacity: float):
+    """The case's segmentation (``files["segmentation"]``, default segmentation.seg.nrrd), when the file exists, as
+    role "segmentation" of `out` (the loader's `NodeCollector`), named `name`: standard terminology filled in
+    (`apply_default_terminology`), on the input volume's geometry when one is given, every segment drawn in the
+    slice views with the 2-D fill and outline opacities given. Returns the node, or None without the file."""
+    from .. import nodes_io
+
+    seg_path = Path(case_dir) / files.get("segmentation", "segmentation.seg.nrrd")
+    if not seg_path.is_file():
+        return None
+    seg = out.add("segmentation", nodes_io.load_segmentation(out.scene, seg_path, name))
+    apply_default_terminology(seg)
+    if input_volume_node is not None:
+        seg.SetReferenceImageGeometryParameterFromVolumeNode(input_volume_node)
+    display = seg.GetDisplayNode()
+    display.SetAllSegmentsOpacity2DFill(fill_opacity)
+    display.SetAllSegmentsOpacity2DOutline(outline_opacity)
+    return seg

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..hierarchy import NodeCollector
 from .colormaps import get_or_create_colormap
 from .legend import add_legend
-from .terminology import apply_default_terminology
+from .terminology import load_case_segmentation
 from .views import set_slice_layers, views_showing_foreground
 
 ATTR_OPACITY = "UQSegmentation.Opacity"
@@ -154,15 +154,8 @@ def _load_overlay_task(scene, case_dir, summary, input_volume_node, folder_item,
     files = summary.get("files", {}) or {}
     out = NodeCollector(scene, folder_item)
     try:
-        seg_path = case_dir / files.get("segmentation", "segmentation.seg.nrrd")
-        if seg_path.is_file():
-            seg = out.add("segmentation", nodes_io.load_segmentation(scene, seg_path, f"{case} segmentation"))
-            apply_default_terminology(seg)
-            if input_volume_node is not None:
-                seg.SetReferenceImageGeometryParameterFromVolumeNode(input_volume_node)
-            display = seg.GetDisplayNode()
-            display.SetAllSegmentsOpacity2DFill(SEGMENT_FILL_OPACITY)
-            display.SetAllSegmentsOpacity2DOutline(1.0)
+        load_case_segmentation(out, case_dir, files, f"{case} segmentation", input_volume_node, SEGMENT_FILL_OPACITY,
+                               1.0)
         overlay_path = case_dir / files.get(overlay_key, overlay_default)
         overlay = out.add("overlay", nodes_io.load_volume(scene, overlay_path, f"{case} {title}"))
         for role, default in extra_volumes:

@@ -23,8 +23,9 @@ Runners (`submit(work, done, failed=None)`; `poll()` delivers finished work on t
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from typing import Callable, Optional
+
+from ..polling import poll_until
 
 
 # ------------------------------------------------------------------------------------------------------ timers
@@ -178,15 +179,7 @@ class ThreadRunner:
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.01) -> bool:
         """Poll until every job is delivered (True) or `timeout` seconds passed (False)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self._jobs:
-            self.poll()
-            if not self._jobs:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(interval)
-        return True
+        return poll_until(lambda: not self._jobs, self.poll, timeout, interval)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

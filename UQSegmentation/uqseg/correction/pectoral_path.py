@@ -151,32 +151,30 @@ def chain_posterior(prob: np.ndarray, smoothness: float) -> np.ndarray:
     beta = np.empty((g, c))
     a = prob[0] / prob[0].sum()
     alpha[0] = a
-    ok = True
-    for r in range(1, g):
-        a = (a @ trans) * prob[r]
-        total = a.sum()
-        if not (total > 1e-280 and np.isfinite(total)):
-            ok = False
-            break
-        a /= total
-        alpha[r] = a
+    ok = _scaled_pass(a, range(1, g), lambda r, a: (a @ trans) * prob[r], alpha)
     if ok:
         b = np.ones(c)
         beta[-1] = b
-        for r in range(g - 2, -1, -1):
-            b = trans @ (prob[r + 1] * b)
-            total = b.sum()
-            if not (total > 1e-280 and np.isfinite(total)):
-                ok = False
-                break
-            b /= total
-            beta[r] = b
+        ok = _scaled_pass(b, range(g - 2, -1, -1), lambda r, b: trans @ (prob[r + 1] * b), beta)
     if ok:
         q = alpha * beta
         total = q.sum(axis=1)
         if np.all(total > 1e-280):
             return q / total[:, None]
     return _chain_posterior_log(prob, cost)
+
+
+def _scaled_pass(v: np.ndarray, rows, step, out: np.ndarray) -> bool:
+    """One direction of the scaled forward–backward pass: for r in `rows`, v = step(r, v) normalised to sum 1,
+    stored in out[r]. False (and stop) when a sum underflows or is not finite."""
+    for r in rows:
+        v = step(r, v)
+        total = v.sum()
+        if not (total > 1e-280 and np.isfinite(total)):
+            return False
+        v /= total
+        out[r] = v
+    return True
 
 
 def _logsumexp(m: np.ndarray, axis: int) -> np.ndarray:

@@ -220,6 +220,10 @@ def _check_volume_files(folder: Path, files: list[_SliceFile]) -> None:
                                      "MONOCHROME2")
 
 
+_NAMES = {"ImagePositionPatient": "Image Position (Patient)", "ImageOrientationPatient": "Image Orientation (Patient)",
+          "PixelSpacing": "Pixel Spacing"}
+
+
 def _floats(f: _SliceFile, keyword: str, count: int) -> np.ndarray:
     value = f.header.get(keyword)
     try:
@@ -227,11 +231,9 @@ def _floats(f: _SliceFile, keyword: str, count: int) -> np.ndarray:
     except (TypeError, ValueError):
         numbers = None
     if numbers is None or numbers.shape != (count,) or not np.all(np.isfinite(numbers)):
-        names = {"ImagePositionPatient": "Image Position (Patient)",
-                 "ImageOrientationPatient": "Image Orientation (Patient)", "PixelSpacing": "Pixel Spacing"}
         raise InputError(
             f.path,
-            f"has no valid {names.get(keyword, keyword)} ({count} numbers expected, found {value!r}): "
+            f"has no valid {_NAMES.get(keyword, keyword)} ({count} numbers expected, found {value!r}): "
             "the slices cannot be placed in 3-D",
         )
     return numbers
@@ -253,20 +255,9 @@ def _check_consistent(folder: Path, files: list[_SliceFile]) -> tuple[np.ndarray
                 f"inconsistent image size between files: {first.path.name} is {size[0]}×{size[1]} (rows×columns) "
                 f"but {f.path.name} is {other_size[0]}×{other_size[1]}",
             )
-        other = _floats(f, "ImageOrientationPatient", 6)
-        if np.max(np.abs(other - orientation)) > ORIENTATION_TOLERANCE:
-            raise InputError(
-                folder,
-                f"inconsistent Image Orientation (Patient) between files: {first.path.name} has "
-                f"{_fmt(orientation)} but {f.path.name} has {_fmt(other)} (a localizer or a second stack mixed in?)",
-            )
-        other_spacing = _floats(f, "PixelSpacing", 2)
-        if np.max(np.abs(other_spacing - pixel_spacing)) > SPACING_MATCH_TOLERANCE_MM:
-            raise InputError(
-                folder,
-                f"inconsistent Pixel Spacing between files: {first.path.name} has {_fmt(pixel_spacing)} mm but "
-                f"{f.path.name} has {_fmt(other_spacing)} mm",
-            )
+        _require_close(folder, first, f, "ImageOrientationPatient", orientation, ORIENTATION_TOLERANCE,
+                       why=" (a localizer or a second stack mixed in?)")
+        _require_close(folder, first, f, "PixelSpacing", pixel_spacing, SPACING_MATCH_TOLERANCE_MM, unit=" mm")
     if np.any(pixel_spacing <= 0):
         raise InputError(first.path, f"has a non-positive Pixel Spacing {_fmt(pixel_spacing)}")
     row_cos, col_cos = orientation[:3], orientation[3:]
@@ -278,6 +269,19 @@ def _check_consistent(folder: Path, files: list[_SliceFile]) -> tuple[np.ndarray
     normal = np.cross(row_cos, col_cos)
     direction = np.column_stack([row_cos, col_cos, normal / np.linalg.norm(normal)])
     return direction, np.array([pixel_spacing[1], pixel_spacing[0]])  # DICOM stores (row, column) spacing
+
+
+def _require_close(folder: Path, first: _SliceFile, f: _SliceFile, keyword: str, reference: np.ndarray,
+                   tolerance: float, unit: str = "", why: str = "") -> None:
+    """InputError when `f`'s `keyword` (as many numbers as `reference`, the value in `first`) differs from
+    `reference` by more than `tolerance` in any component."""
+    other = _floats(f, keyword, reference.size)
+    if np.max(np.abs(other - reference)) > tolerance:
+        raise InputError(
+            folder,
+            f"inconsistent {_NAMES[keyword]} between files: {first.path.name} has {_fmt(reference)}{unit} but "
+            f"{f.path.name} has {_fmt(other)}{unit}{why}",
+        )
 
 
 def _fmt(values) -> str:

@@ -177,8 +177,16 @@ def nll(prob: Any, label: Any, eps: float = 1e-7, mask: Any = None) -> float:
 
 
 # ------------------------------------------------------------------------------------------- reliability and ECE
+class _Bins:
+    """`n_bins` of a binned summary whose `counts` holds one entry per bin."""
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.counts.size)
+
+
 @dataclass(frozen=True, eq=False)
-class ReliabilityBins:
+class ReliabilityBins(_Bins):
     """Confidence histogram of a reliability diagram: B equal-width bins on [0, 1].
 
     Bin b holds the samples with b/B ≤ confidence < (b+1)/B; the last bin also holds confidence 1.0 (bin index =
@@ -193,10 +201,6 @@ class ReliabilityBins:
     counts: np.ndarray
     mean_confidence: np.ndarray
     accuracy: np.ndarray
-
-    @property
-    def n_bins(self) -> int:
-        return int(self.counts.size)
 
     @property
     def total(self) -> int:
@@ -384,7 +388,7 @@ def segmentation_calibration(
 
 # --------------------------------------------------------------------------------------- error vs uncertainty
 @dataclass(frozen=True, eq=False)
-class ErrorVsUncertainty:
+class ErrorVsUncertainty(_Bins):
     """Equal-count bins of samples sorted by uncertainty (B bins, lowest uncertainty first).
 
     counts: (B,) samples per bin (they differ by at most one). mean_uncertainty: (B,) mean uncertainty per bin, in
@@ -397,10 +401,6 @@ class ErrorVsUncertainty:
     mean_uncertainty: np.ndarray
     error_rate: np.ndarray
     uncertainty_range: np.ndarray
-
-    @property
-    def n_bins(self) -> int:
-        return int(self.counts.size)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain lists for JSON."""

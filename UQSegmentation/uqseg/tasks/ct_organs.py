@@ -40,7 +40,7 @@ from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.metrics.information import entropy
 from uqseg.models.registry import ModelCard, load_network
 from uqseg.tasks.base import CaseResult, RunOptions
-from uqseg.tasks.table import task_info
+from uqseg.tasks.table import task_identity
 
 #: segment colours (0..1), after Slicer's GenericAnatomyColors
 ORGAN_COLOURS = {"liver": (0.87, 0.51, 0.40), "spleen": (0.62, 0.42, 0.64), "stomach": (0.85, 0.72, 0.35),
@@ -71,9 +71,7 @@ def predict_organs(image: Image, model, card: ModelCard, device, samples=None, s
 
 
 class CtOrgansTask:
-    id = task_info("ct-organs").id
-    ndim = task_info("ct-organs").ndim
-    description = task_info("ct-organs").description
+    id, ndim, description = task_identity("ct-organs")
 
     def load(self, card: ModelCard, device):
         return load_network(card, lambda arch: build_model(card), device, apply=load_weights)

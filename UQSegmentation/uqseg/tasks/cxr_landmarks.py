@@ -37,7 +37,7 @@ from uqseg.io.input_checks import CHEST_RADIOGRAPH, CheckedInput, check_input, f
 from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
 from uqseg.models.registry import ModelCard, load_network
 from uqseg.tasks.base import CaseResult, RunOptions
-from uqseg.tasks.table import task_info
+from uqseg.tasks.table import task_identity
 
 SEGMENT_COLOURS = {"right_lung": (0.25, 0.65, 1.0), "left_lung": (0.3, 0.85, 0.4), "heart": (0.95, 0.35, 0.35)}
 ARCH_KEYS = ("input_size", "latent", "widths", "stem", "graph_channels", "fine_channels", "k", "skip", "skip_stages",
@@ -50,9 +50,7 @@ def build_model(architecture: dict) -> HybridGNet:
 
 
 class CxrLandmarksTask:
-    id = task_info("cxr-landmarks").id
-    ndim = task_info("cxr-landmarks").ndim
-    description = task_info("cxr-landmarks").description
+    id, ndim, description = task_identity("cxr-landmarks")
 
     def load(self, card: ModelCard, device):
         return load_network(card, build_model, device)

@@ -33,17 +33,17 @@ import numpy as np
 
 from uqseg.io.geometry import volume_geometry
 from uqseg.io.image import Image
-from uqseg.io.input_checks import MAMMOGRAM, CheckedInput, check_input, finish_summary
+from uqseg.io.input_checks import CheckedInput, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.mammo.breast import BreastResult, predict_breast
 from uqseg.mammo.breast_model import breast_net_for
 from uqseg.mammo.breast_preprocess import intensity_transform
 from uqseg.mammo.breast_preview import render_breast_preview
-from uqseg.mammo.cross_check import agreement_for_breast_result
+from uqseg.mammo.cross_check import agreement_for_breast_result, mammogram_case
 from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES
 from uqseg.models.registry import ModelCard, load_network
 from uqseg.tasks.base import CaseResult, RunOptions
-from uqseg.tasks.table import task_info
+from uqseg.tasks.table import task_identity
 
 BREAST_COLOUR = (0.95, 0.75, 0.65)
 PECTORAL_COLOUR = (0.85, 0.45, 0.35)
@@ -53,22 +53,19 @@ ENTROPY_QUANTUM = 1.0 / 4096
 
 
 class MammoBreastTask:
-    id = task_info("mammo-breast").id
-    ndim = task_info("mammo-breast").ndim
-    description = task_info("mammo-breast").description
+    id, ndim, description = task_identity("mammo-breast")
 
     def load(self, card: ModelCard, device):
         return load_network(card, breast_net_for, device)
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
-        checked = check_input(image, MAMMOGRAM)  # refuses what the model cannot see; fills NaN pixels (flagged)
-        image = checked.image
-        samples = DEFAULT_SAMPLES if options.samples is None else int(options.samples)
-        fast = options.fast or samples <= 0
-        result = predict_breast(image, model, options.device, samples=max(1, samples), seed=options.seed or 0,
-                                fast=fast)
-        agreement = agreement_for_breast_result(image, result, options.device)
-        return CaseResult(image, result, checked, options, extra={"pectoral_agreement": agreement})
+        def run(checked_image: Image) -> BreastResult:
+            samples = DEFAULT_SAMPLES if options.samples is None else int(options.samples)
+            fast = options.fast or samples <= 0
+            return predict_breast(checked_image, model, options.device, samples=max(1, samples),
+                                  seed=options.seed or 0, fast=fast)
+
+        return mammogram_case(image, options, run, agreement_for_breast_result)
 
     def write(self, result: CaseResult, case_dir: Path) -> dict:
         return write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),

@@ -22,34 +22,29 @@ import numpy as np
 
 from uqseg.io.geometry import index_to_lps, volume_geometry
 from uqseg.io.image import Image
-from uqseg.io.input_checks import MAMMOGRAM, CheckedInput, check_input, finish_summary
+from uqseg.io.input_checks import CheckedInput, finish_summary
 from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
-from uqseg.mammo.cross_check import agreement_with_boundary_result
+from uqseg.mammo.cross_check import agreement_with_boundary_result, mammogram_case
 from uqseg.mammo.pectoral import PectoralResult, predict_pectoral
 from uqseg.mammo.pectoral_model import pectoral_net_for
 from uqseg.mammo.pectoral_preview import render_pectoral_preview
 from uqseg.models.registry import ModelCard, load_network
 from uqseg.tasks.base import CaseResult, RunOptions
-from uqseg.tasks.table import task_info
+from uqseg.tasks.table import task_identity
 
 MAX_CURVE_POINTS = 60
 PECTORAL_COLOR = (0.85, 0.45, 0.35)
 
 
 class MammoPectoralTask:
-    id = task_info("mammo-pectoral").id
-    ndim = task_info("mammo-pectoral").ndim
-    description = task_info("mammo-pectoral").description
+    id, ndim, description = task_identity("mammo-pectoral")
 
     def load(self, card: ModelCard, device):
         return load_network(card, pectoral_net_for, device)
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
-        checked = check_input(image, MAMMOGRAM)  # refuses what the model cannot see; fills NaN pixels (flagged)
-        image = checked.image
-        result = predict_pectoral(image, model, options.device)
-        agreement = agreement_with_boundary_result(image, result, options.device)
-        return CaseResult(image, result, checked, options, extra={"pectoral_agreement": agreement})
+        return mammogram_case(image, options, lambda checked: predict_pectoral(checked, model, options.device),
+                              agreement_with_boundary_result)
 
     def write(self, result: CaseResult, case_dir: Path) -> dict:
         summary = write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),

@@ -41,3 +41,10 @@ def task_info(task_id: str) -> TaskInfo:
         if info.id == task_id:
             return info
     raise KeyError(f"unknown task {task_id!r}; known: {', '.join(i.id for i in TASK_TABLE)}")
+
+
+def task_identity(task_id: str) -> tuple[str, int, str]:
+    """(id, ndim, description) of `task_id`'s row: a task class's attributes (`uqseg.tasks.base.Task`), as
+    ``id, ndim, description = task_identity("...")`` in its body."""
+    info = task_info(task_id)
+    return info.id, info.ndim, info.description

@@ -66,7 +66,7 @@ OUTPUT_FOLDER_ROWS = [
     Row("--out to be created on a read-only file system",
         "`error: <dir>: cannot be created: read-only file system`, exit 2", "readonly_missing",
         "cannot be created: read-only file system"),
-    Row("--out in a folder without write permission (not root)",
+    Row("--out in a folder the user may not write to",
         "`error: <dir>: cannot be created: permission denied`, exit 2", "no_permission",
         "cannot be created: permission denied"),
     Row("--out on a disk that is already full",
@@ -303,12 +303,15 @@ def test_output_folder_refused_before_any_work(row: Row, images, tmp_path):
             mnt = stack.enter_context(tmpfs(tmp_path / "ro", 64 * 1024, readonly=True))
             out = mnt if row.key == "readonly_existing" else mnt / "out"
         elif row.key == "no_permission":
-            if hasattr(os, "geteuid") and os.geteuid() == 0:
-                pytest.skip("root ignores permission bits; the read-only mount rows cover 'not writable' as root")
             parent = tmp_path / "locked"
             parent.mkdir()
-            parent.chmod(0o555)
-            stack.callback(parent.chmod, 0o755)
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                # root ignores permission bits: the immutable attribute refuses writes to root too (EPERM)
+                subprocess.run(["chattr", "+i", str(parent)], check=True, capture_output=True)
+                stack.callback(subprocess.run, ["chattr", "-i", str(parent)], capture_output=True)
+            else:
+                parent.chmod(0o555)
+                stack.callback(parent.chmod, 0o755)
             out = parent / "out"
         elif row.key == "full_before":
             mnt = stack.enter_context(tmpfs(tmp_path / "full", 64 * 1024))

@@ -11,7 +11,8 @@
     epoch_batches(examples, batch, gen)   optional: the batches of one epoch as (batch, size) pairs; default: the
                                 examples in a random order (`torch.randperm(len(examples), generator=gen)`, drawn
                                 once per epoch) cut into batches of `batch` (the last one smaller), each batch the
-                                list of those examples, or the rows of a `TensorSet`
+                                list of those examples, or the rows of a `TensorSet`; with it, `steps_per_epoch`
+                                (default 1 per epoch) sizes the progress report
     start_epoch(epoch, epochs)  optional: called before each epoch (e.g. a KL weight annealed per epoch)
 and fine-tuning's recipes (`uqseg.finetune.pectoral / cxr / breast`) also: task, role, load_model, example,
 describe_loss, augmentation, default_lr, weight_decay (used by `uqseg.finetune.run`).
@@ -170,7 +171,8 @@ def fit(recipe, model: nn.Module, examples, *, epochs: int, lr: float, batch: in
     params = [p for p in model.parameters() if p.requires_grad]
     opt = recipe.optimizer(params, lr)
     schedule.start(opt)
-    steps_per_epoch = getattr(recipe, "steps_per_epoch", None) or -(-len(examples) // batch)
+    steps_per_epoch = (getattr(recipe, "steps_per_epoch", None) or 1) if getattr(recipe, "epoch_batches", None) \
+        else -(-len(examples) // batch)
     state = FitState(epochs=epochs)
     epoch_loss, epoch_parts = [], []
     t0 = time.perf_counter()

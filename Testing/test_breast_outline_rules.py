@@ -12,6 +12,7 @@ from uqseg.mammo.breast import clean_label, fill_pectoral_rows, postprocess
 from uqseg.mammo.breast_fold import RISE_MM, cut_below_fold, fold_row
 from uqseg.mammo.breast_preprocess import Prepared
 from uqseg.mammo.breast_skin_line import BAND_MM, refine_tissue
+from uqseg.metrics import dice
 
 PIXEL_MM = 0.4  # the working grid
 
@@ -190,9 +191,6 @@ def test_real_ddsm_faint_periphery_is_recovered(shared_file, shipped_model):
     mean = torch.from_numpy(res.work_mean)
     plain = postprocess(mean.argmax(dim=0).numpy(), sx * sy)  # the network's outline, components only
     plain_in = _argmax3(to_input_grid(_probabilities_matching(mean, plain), res.prepared))
-
-    def dice(a, b):
-        return 2 * (a & b).sum() / (a.sum() + b.sum())
 
     before, after = dice(plain_in > 0, tissue_ref), dice(res.label > 0, tissue_ref)
     missed_before = (tissue_ref & (plain_in == 0)).sum()

@@ -24,6 +24,7 @@ import pytest
 
 from uqseg.cli import main as cli_main
 from uqseg.io.phantoms import mlo_phantom, write_png
+from uqseg.metrics import dice
 
 TASK = "mammo-breast"
 CASE_FILES = ("summary.json", "segmentation.seg.nrrd", "uncertainty.nrrd", "variance.nrrd", "preview.png")
@@ -204,9 +205,6 @@ def test_ddsm_png_matches_its_manual_label(batch):
 
     truth = np.asarray(PILImage.open(Path(case["path"]).parent.parent / "labels" / DDSM_CASE))
     label = read_nrrd(case["dir"] / "segmentation.seg.nrrd")
-
-    def dice(a, b):
-        return 2 * (a & b).sum() / (a.sum() + b.sum())
 
     assert dice(label == 1, (truth == 1) | (truth == 2)) > 0.9
     assert dice(label == 2, truth == 3) > 0.75

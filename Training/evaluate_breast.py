@@ -24,6 +24,7 @@ validation is evaluated once afterwards.
 
 from __future__ import annotations
 
+import math
 import argparse
 import json
 import time
@@ -39,26 +40,21 @@ from uqseg.mammo.breast import predict_breast
 from uqseg.mammo.breast_model import BreastSegNet
 from uqseg.mammo.pectoral import predict_pectoral
 from uqseg.mammo.pectoral_agreement import compare
+from uqseg import metrics
 from PIL import Image as PILImage
 
 OOD_FACTOR = 1.5
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float | None:
-    s = a.sum() + b.sum()
-    return None if s == 0 else float(2 * (a & b).sum() / s)
+    """`uqseg.metrics.dice`, None when both masks are empty (such an image is left out of the mean)."""
+    return None if not (a.any() or b.any()) else metrics.dice(a, b)
 
 
 def auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
-    """Area under the ROC curve of `score` for `positive` (Mann–Whitney, ties averaged)."""
-    from scipy.stats import rankdata
-
-    pos = positive.astype(bool)
-    n1, n0 = int(pos.sum()), int((~pos).sum())
-    if n1 == 0 or n0 == 0:
-        return None
-    r = rankdata(score)
-    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    """`uqseg.metrics.auroc`, None when there are no positives or no negatives."""
+    value = metrics.auroc(score, positive)
+    return None if math.isnan(value) else value
 
 
 def summarise(values: list) -> dict:
@@ -138,11 +134,10 @@ def main(argv=None):
             bins.append({"entropy_range": [round(float(a), 4), round(float(b), 4)], "pixels": int(sel.sum()),
                          "mean_entropy": round(float(ent[sel].mean()), 4),
                          "error_rate": round(float(err[sel].mean()), 4)})
-    from scipy.stats import spearmanr
 
     scores = np.array([r["image_uncertainty"] for r in per_image])
     one_minus = np.array([1 - np.mean([r["dice_breast"], r["dice_pectoral"] or 0]) for r in per_image])
-    rho = spearmanr(scores, one_minus).statistic if len(scores) > 2 else None
+    rho = metrics.spearman(scores, one_minus) if len(scores) > 2 else None
     fn = [r["name"] for r in per_image if r["pectoral_in_reference"] and not r["pectoral_found"]]
     fp = [r["name"] for r in per_image if not r["pectoral_in_reference"] and r["pectoral_found"]]
     result = {

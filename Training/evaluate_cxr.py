@@ -31,8 +31,8 @@ from uqseg.cxr import checks
 from uqseg.cxr.graph import organ_slices
 from uqseg.cxr.preview import render_landmark_preview
 from uqseg.cxr.rasterise import LABELS, labelmap
-from uqseg.metrics import dice
 from uqseg.io.load import load_image
+from uqseg.metrics import dice, spearman
 from uqseg.tasks.cxr_landmarks import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -183,12 +183,6 @@ def plots(out: Path, ev: dict, example, err, std_nodes):
     fig.tight_layout()
     fig.savefig(out / "ood.png", dpi=100)
     plt.close(fig)
-
-
-def spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
 
 
 def main(argv=None):

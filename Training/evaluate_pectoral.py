@@ -28,6 +28,7 @@ from uqseg.io.image import Image
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.pectoral import predict_pectoral
 from uqseg.mammo.pectoral_model import PectoralHeatmapNet
+from uqseg.metrics import spearman  # ties share their average rank
 
 DOSES = (1.0, 0.75, 0.5, 0.25, 0.1)
 OOD_FACTOR = 1.5
@@ -83,11 +84,6 @@ def binned(sig: np.ndarray, err: np.ndarray, bins: int = 10):
     order = np.argsort(sig)
     chunks = np.array_split(order, bins)
     return (np.array([sig[c].mean() for c in chunks]), np.array([np.abs(err[c]).mean() for c in chunks]))
-
-
-def spearman(a, b) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def main(argv=None):

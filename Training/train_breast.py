@@ -40,15 +40,16 @@ from datasets.ddsm_breast import list_cases, load_cases, split, stack
 from uqseg.finetune.loop import TensorSet, WarmupCosine, fit
 from uqseg.mammo.breast_model import BreastSegNet
 from uqseg.mammo.breast_preprocess import TARGET_SPACING_MM, pad_to_multiple
+from uqseg import metrics
 
 CLASS_WEIGHTS = (1.0, 1.0, 2.0)  # background, breast, pectoral (α_pectoral = 2)
 COLUMNS = ["epoch", "seconds", "lr", "train_loss", "val_dice_breast", "val_dice_pectoral", "val_dice_tissue"]
 
 
 def dice(pred: torch.Tensor, truth: torch.Tensor, k: int) -> float | None:
-    p, t = pred == k, truth == k
-    s = p.sum() + t.sum()
-    return None if s == 0 else float(2 * (p & t).sum() / s)
+    """`uqseg.metrics.dice` of class k, None when class k is in neither (left out of the mean)."""
+    p, t = (pred == k).cpu().numpy(), (truth == k).cpu().numpy()
+    return None if not (p.any() or t.any()) else metrics.dice(p, t)
 
 
 @torch.no_grad()

@@ -41,6 +41,7 @@ from uqseg.ct.losses import LossWeights, ssn_loss
 from uqseg.ct.network import StochasticSegNet3d, load_weights, weights_to_save
 from uqseg.ct.preprocess import normalise_hu, pad_to_multiple, to_working_grid, working_grid
 from uqseg.finetune.loop import WarmupCosine, fit
+from uqseg.metrics import dice_per_class
 
 DEFAULT_ORGANS = ["liver", "spleen", "stomach", "aorta"]
 DEFAULT_STRIDES = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
@@ -72,12 +73,10 @@ def class_rows_by_organ(tensors: dict, init_config: Path, organs: list[str]) -> 
 
 
 def dice_per_organ(pred: np.ndarray, truth: np.ndarray, organs: list[str]) -> dict:
-    out = {}
-    for i, organ in enumerate(organs, start=1):
-        p, t = pred == i, truth == i
-        s = p.sum() + t.sum()
-        out[organ] = None if s == 0 else round(float(2 * (p & t).sum() / s), 4)
-    return out
+    """Dice per organ (label i = organs[i - 1]), 4 decimals; None for an organ absent from both."""
+    scores = dice_per_class(pred, truth, range(1, len(organs) + 1))
+    return {organ: None if not ((pred == i).any() or (truth == i).any()) else round(scores[i], 4)
+            for i, organ in enumerate(organs, start=1)}
 
 
 @torch.no_grad()

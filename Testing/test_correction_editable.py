@@ -1,6 +1,6 @@
 """Edits restricted to the uncertain region and "accept the alternative" (uqseg.correction.editable).
 
-Issue 7, done-when (c): on a synthetic CT phantom — a 3-D blob whose boundary is faint on one side, where the
+On a synthetic CT phantom — a 3-D blob whose boundary is faint on one side, where the
 predicted label misses a cap of the blob and the predictive variance is high — a brush stroke restricted to the
 editable area cannot change a confident voxel."""
 

@@ -200,7 +200,7 @@ def pectoral_model(shipped_model):
 # validation images (every 5th in sorted order): two with the chest wall on the left, one on the right
 @pytest.mark.parametrize("name", ["A_0279_1.RIGHT_MLO.png", "D_4555_1.RIGHT_MLO.png", "D_4597_1.RIGHT_MLO.png"])
 def test_one_click_in_the_most_uncertain_row_reduces_the_boundary_error(shared_file, pectoral_model, name):
-    """Issue 7, done-when (b): a click on the true boundary in the row of largest σ lowers the image's MAE."""
+    """The simulated user: a click on the true boundary in the row of largest σ lowers the image's MAE."""
     from PIL import Image as PILImage
 
     from uqseg.io import load_image

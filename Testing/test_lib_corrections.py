@@ -1,10 +1,10 @@
-"""Label corrections of issue 7 (mammo-breast, ct-organs) on real Slicer MRML (slicer-core): the Segment Editor's
+"""Label corrections (mammo-breast, ct-organs) on real Slicer MRML (slicer-core): the Segment Editor's
 editable area set from an uncertain region, edits applied the way the Segment Editor applies them, "accept the
 alternative", undo and saving.
 
 Data:
 - mammo-breast: a REAL prediction of the shipped model (`uqseg predict`, MC dropout) on a real DDSM MLO PNG;
-- ct-organs: no ct-organs model is shipped yet (issue 4), so the case folder is built in the task's exact layout
+- ct-organs: the case folder is built in the task's exact layout
   (segmentation.seg.nrrd, probability.nrrd, variance.nrrd, sample_<i>.seg.nrrd, summary.json; the engine's own
   writers) from a REAL CT crop of ../shared/data/ct_totalseg and its aorta mask, every second slice kept (3 mm
   slices on 1.5 mm pixels: an axis mix-up shows). The three "samples" are the mask grown, shrunk and shifted by a

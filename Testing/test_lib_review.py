@@ -1,4 +1,4 @@
-"""The review workflow of issue 7 on real Slicer MRML (slicer-core) with REAL predictions of the shipped models:
+"""The review workflow on real Slicer MRML (slicer-core) with REAL predictions of the shipped models:
 mammo-pectoral on real DDSM MLO mammograms and cxr-landmarks on a real JSRT validation radiograph.
 
 What is shown:

@@ -1,4 +1,4 @@
-"""The simulated user of issue 7 (a) for the chest X-ray pinned-node correction (uqseg/correction/cxr_pinned.py) on
+"""The simulated user for the chest X-ray pinned-node correction (uqseg/correction/cxr_pinned.py) on
 the JSRT splits, written to a JSON:
 
 for every image and every organ separately, the 3 nodes with the largest node std (½ (σ_x + σ_y) of the 50-sample
@@ -98,7 +98,7 @@ def main(argv=None):
     splits = list_cases(args.data)
     report = {
         "task": "cxr-landmarks", "model": {"id": card.id, "version": card.version},
-        "protocol": ("simulated user (issue 7 a): per image and organ, the 3 highest-std nodes pinned to the truth; "
+        "protocol": ("simulated user: per image and organ, the 3 highest-std nodes pinned to the truth; "
                      "error = mean Euclidean distance of the organ's OTHER nodes to the truth, px of the 512x512 "
                      "JSRT images (= input pixels); std = node std 0.5 (std_x + std_y), px; neighbours = the ring "
                      "neighbours of the pinned nodes that are not pinned; refit_ms with the image already encoded"),

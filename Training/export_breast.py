@@ -5,8 +5,8 @@ uncertainty.png}.
         --version 1.0.0
 
 The card records the architecture, the preprocessing, the training recipe and split, the measured validation
-numbers of this run (evaluate_breast.py: Dice, Table-6 pectoral FN/FP, uncertainty checks), the targets of issue 5
-and whether they were reached, and the validation-derived `ood` threshold.
+numbers of this run (evaluate_breast.py: Dice, Table-6 pectoral FN/FP, uncertainty checks), the targets
+(breast Dice ≥ 0.95, pectoral ≥ 0.85 on MLO, the Table-6 counts) and whether they were reached, and the validation-derived `ood` threshold.
 
 Without --run, the shipped weights stay and only the card's post-processing description, validation numbers and
 validation-derived uncertainty fields are replaced from --eval (after a change of the engine's post-processing; the

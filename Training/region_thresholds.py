@@ -1,4 +1,4 @@
-"""Region thresholds for the model cards (issue 7): the DEFAULT_PERCENTILE of each shipped model's validation
+"""Region thresholds for the model cards: the DEFAULT_PERCENTILE of each shipped model's validation
 distribution of the uncertainty its regions are searched in, through the full inference pipeline.
 
 - mammo-pectoral-hhr: boundary σ in 256-grid columns over the predicted muscle grid rows of the 10 val images

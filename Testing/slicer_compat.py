@@ -66,16 +66,21 @@ def load_rows() -> dict[str, Row]:
             for name, r in rows.items()}
 
 
-def cmake_list(name: str, cmake_file: Path = MODULE_SOURCE / "CMakeLists.txt") -> list[str]:
-    """The items of ``set(NAME item ...)`` in the module's CMakeLists.txt, comments removed, ${MODULE_NAME} expanded;
-    [] when the list is not there."""
-    text = re.sub(r"#[^\n]*", "", cmake_file.read_text())
+def cmake_set_items(text: str, name: str) -> list[str] | None:
+    """The items of ``set(NAME item ...)`` in CMake source `text`, comments removed, ${MODULE_NAME} expanded; None
+    when there is no such list."""
+    text = re.sub(r"#[^\n]*", "", text)
     match = re.search(r"\bset\(\s*" + re.escape(name) + r"\b(.*?)\)", text, re.S)
     if not match:
-        return []
+        return None
     module_name = re.search(r"set\(\s*MODULE_NAME\s+(\S+?)\s*\)", text)
     items = [item.strip('"') for item in re.findall(r'"[^"]*"|\S+', match.group(1))]
     return [item.replace("${MODULE_NAME}", module_name.group(1)) if module_name else item for item in items]
+
+
+def cmake_list(name: str, cmake_file: Path = MODULE_SOURCE / "CMakeLists.txt") -> list[str]:
+    """The items of ``set(NAME item ...)`` in the module's CMakeLists.txt; [] when the list is not there."""
+    return cmake_set_items(cmake_file.read_text(), name) or []
 
 
 def lay_out_extension(install_prefix: Path, row: Row) -> Path:

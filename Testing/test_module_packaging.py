@@ -13,6 +13,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import slicer_compat
+
 REPO = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO / "UQSegmentation"
 if str(MODULE_DIR) not in sys.path:
@@ -25,17 +27,9 @@ MODELS = REPO / "Resources" / "Models"
 
 
 def cmake_set(text: str, name: str) -> list[str]:
-    """The items of `set(NAME item ...)`, comments removed, ${MODULE_NAME} expanded."""
-    text = re.sub(r"#[^\n]*", "", text)
-    m = re.search(r"\bset\(\s*" + re.escape(name) + r"\b(.*?)\)", text, re.S)
-    assert m, f"set({name} ...) not found"
-    module_name = re.search(r"set\(\s*MODULE_NAME\s+(\S+?)\s*\)", text)
-    items = []
-    for item in re.findall(r'"[^"]*"|\S+', m.group(1)):
-        item = item.strip('"')
-        if module_name:
-            item = item.replace("${MODULE_NAME}", module_name.group(1))
-        items.append(item)
+    """The items of `set(NAME item ...)` (the parser the Slicer-version layout uses); fails when there is none."""
+    items = slicer_compat.cmake_set_items(text, name)
+    assert items is not None, f"set({name} ...) not found"
     return items
 
 

@@ -49,5 +49,12 @@ def read_rows(path: Path) -> list[list[str]]:
 
 
 def upsert_row(path: Path, row: list) -> Path:
-    rows = [r for r in read_rows(path) if r[0] != str(row[0])] + [[str(v) for v in row]]
-    return write_csv(path, COLUMNS, sorted(rows, key=lambda r: r[0]))
+    return upsert_rows(path, [row])
+
+
+def upsert_rows(path: Path, rows: list) -> Path:
+    """Write `rows` into the table at `path`, replacing the rows of the same image ids; sorted by image id."""
+    rows = [[str(v) for v in row] for row in rows]
+    ids = {row[0] for row in rows}
+    merged = [r for r in read_rows(path) if r[0] not in ids] + rows
+    return write_csv(path, COLUMNS, sorted(merged, key=lambda r: r[0]))

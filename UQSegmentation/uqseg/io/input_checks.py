@@ -45,6 +45,7 @@ import numpy as np
 
 from uqseg.errors import InputError
 from uqseg.io.image import Image
+from uqseg.transforms.intensity import HIGH_PERCENTILE, LOW_PERCENTILE
 
 #: Smallest number of pixels on a side (2-D) or in-plane (CT): 32 is below any radiograph or CT slice; the networks'
 #: grids (256-pixel squares, 0.4 mm pixels, 2 mm voxels) would blow an icon up into blur.
@@ -56,7 +57,8 @@ MAX_NONFINITE_FRACTION = 0.5
 #: The robust range (p0.5..p99.5) must be at least this fraction of the values' magnitude: one grey level of a 16-bit
 #: image at full scale is 1/65535 = 1.5e-5, float32 rounding is ~1e-7.
 MIN_RELATIVE_CONTRAST = 1e-5
-ROBUST_PERCENTILES = (0.5, 99.5)
+#: The robust range the models normalise by (`uqseg.transforms.intensity`).
+ROBUST_PERCENTILES = (LOW_PERCENTILE, HIGH_PERCENTILE)
 #: Pixel width over height (or the inverse) above this is not a radiograph's square pixel.
 MAX_PIXEL_ASPECT = 4.0
 #: What CT voxels without a value (NaN, ±inf) are filled with: air, like the working grid outside the volume.

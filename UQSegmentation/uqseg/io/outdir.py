@@ -521,13 +521,7 @@ class CaseStaging:
         from uqseg.cxr import batch_csv
 
         try:
-            rows = batch_csv.read_rows(staged)
-            dest = self.out / batch_csv.FILE_NAME
-            kept = {r[0] for r in rows}
-            merged = [r for r in batch_csv.read_rows(dest) if r[0] not in kept] + rows
-            from uqseg.io.write import write_csv
-
-            write_csv(dest, batch_csv.COLUMNS, sorted(merged, key=lambda r: r[0]))
+            batch_csv.upsert_rows(self.out / batch_csv.FILE_NAME, batch_csv.read_rows(staged))
         finally:
             _rmtree(staged)
 

@@ -27,7 +27,7 @@ if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
 from UQSegmentationLib import dependencies  # noqa: E402
-from UQSegmentationLib.catalog import read_task_table, task_catalog  # noqa: E402
+from UQSegmentationLib.catalog import task_catalog  # noqa: E402
 from UQSegmentationLib.logic import (  # noqa: E402
     CANCELLED, FAILED, RUNNING, SUCCEEDED, UQSegmentationLogic, default_python, engine_environment, predict_command,
     user_error)
@@ -387,14 +387,13 @@ def test_task_list_comes_from_the_engine_registry():
     from uqseg.tasks import TASKS
 
     expected = [(t.id, t.description, t.ndim) for t in TASKS.values()]  # the task objects themselves
-    assert [(t.id, t.description, t.ndim) for t in read_task_table()] == expected
     assert [(t.id, t.description, t.ndim) for t in task_catalog()] == expected
     assert [t.id for t in UQSegmentationLogic().tasks()] == list(TASKS)
 
 
 def test_task_list_is_read_without_importing_torch():
-    code = ("import sys; sys.path.insert(0, %r); from UQSegmentationLib.catalog import read_task_table; "
-            "print(len(read_task_table())); print('torch' in sys.modules)" % str(MODULE_DIR))
+    code = ("import sys; sys.path.insert(0, %r); from UQSegmentationLib.catalog import task_catalog; "
+            "print(len(task_catalog())); print('torch' in sys.modules)" % str(MODULE_DIR))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     n, torch_loaded = out.stdout.split()

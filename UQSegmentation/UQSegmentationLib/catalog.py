@@ -23,7 +23,7 @@ class TaskInfo:
     ndim: int
 
 
-def read_task_table(engine_dir: Path = ENGINE_DIR) -> list[TaskInfo]:
+def task_catalog(engine_dir: Path = ENGINE_DIR) -> list[TaskInfo]:
     """The tasks of `engine_dir/tasks/table.py`, in table order (that file imports nothing of the engine)."""
     table_file = Path(engine_dir) / "tasks" / "table.py"
     spec = importlib.util.spec_from_file_location("_uqseg_task_table", table_file)
@@ -34,8 +34,3 @@ def read_task_table(engine_dir: Path = ENGINE_DIR) -> list[TaskInfo]:
     finally:
         sys.modules.pop(spec.name, None)
     return [TaskInfo(info.id, info.description, int(info.ndim)) for info in module.TASK_TABLE]
-
-
-def task_catalog(engine_dir: Path = ENGINE_DIR) -> list[TaskInfo]:
-    """The engine's tasks (see `read_task_table`)."""
-    return read_task_table(engine_dir)

@@ -9,7 +9,7 @@ row-wise distance between the two delineations (mm, along image rows), their Dic
   mammo-breast's fast deterministic pass).
 When the view is not MLO, or the other model is not installed or refuses the image, the block says
 ``compared: false`` with the reason. Both networks are built here from their cards (`load_network`), so neither task
-module imports the other. `mammogram_case` is both tasks' `predict`: input checks, the task's model, this block.
+module imports the other.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy as np
 
 from uqseg.errors import InputError
 from uqseg.io.image import Image
-from uqseg.io.input_checks import MAMMOGRAM, check_input
 from uqseg.mammo.breast import BreastResult, predict_breast
 from uqseg.mammo.breast_model import PECTORAL, breast_net_for
 from uqseg.mammo.orientation import CC_VIEWS, MLO_VIEWS
@@ -26,7 +25,6 @@ from uqseg.mammo.pectoral import predict_pectoral
 from uqseg.mammo.pectoral_agreement import compare
 from uqseg.mammo.pectoral_model import pectoral_net_for
 from uqseg.models.registry import ModelError, find_model, load_network
-from uqseg.tasks.base import CaseResult, RunOptions
 
 _MODELS: dict = {}  # (task, device) -> (card, network) or None
 _NETWORK_FOR = {"mammo-pectoral": pectoral_net_for, "mammo-breast": breast_net_for}
@@ -42,18 +40,6 @@ def _default_model(task: str, device):
         except ModelError:
             _MODELS[key] = None
     return _MODELS[key]
-
-
-def mammogram_case(image: Image, options: RunOptions, predict, agreement) -> CaseResult:
-    """One case of a mammography task: `check_input(image, MAMMOGRAM)` (refuses what the models cannot see; fills
-    NaN pixels, flagged), `predict(checked image)` (the task's model), then `agreement(checked image, result,
-    device)` (`agreement_for_breast_result` or `agreement_with_boundary_result`) as the case's
-    ``pectoral_agreement``."""
-    checked = check_input(image, MAMMOGRAM)
-    image = checked.image
-    result = predict(image)
-    return CaseResult(image, result, checked, options,
-                      extra={"pectoral_agreement": agreement(image, result, options.device)})
 
 
 def is_mlo_candidate(image: Image, result: BreastResult) -> tuple[bool, str]:

@@ -33,13 +33,13 @@ import numpy as np
 
 from uqseg.io.geometry import volume_geometry
 from uqseg.io.image import Image
-from uqseg.io.input_checks import CheckedInput, finish_summary
+from uqseg.io.input_checks import MAMMOGRAM, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.mammo.breast import BreastResult, predict_breast
 from uqseg.mammo.breast_model import breast_net_for
 from uqseg.mammo.breast_preprocess import intensity_transform
 from uqseg.mammo.breast_preview import render_breast_preview
-from uqseg.mammo.cross_check import agreement_for_breast_result, mammogram_case
+from uqseg.mammo.cross_check import agreement_for_breast_result
 from uqseg.mammo.mc_dropout import DEFAULT_SAMPLES
 from uqseg.models.registry import ModelCard, load_network
 from uqseg.tasks.base import CaseResult, RunOptions
@@ -59,13 +59,13 @@ class MammoBreastTask:
         return load_network(card, breast_net_for, device)
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
-        def run(checked_image: Image) -> BreastResult:
-            samples = DEFAULT_SAMPLES if options.samples is None else int(options.samples)
-            fast = options.fast or samples <= 0
-            return predict_breast(checked_image, model, options.device, samples=max(1, samples),
-                                  seed=options.seed or 0, fast=fast)
-
-        return mammogram_case(image, options, run, agreement_for_breast_result)
+        checked = check_input(image, MAMMOGRAM)  # refuses what the model cannot see; fills NaN pixels (flagged)
+        samples = DEFAULT_SAMPLES if options.samples is None else int(options.samples)
+        fast = options.fast or samples <= 0
+        result = predict_breast(checked.image, model, options.device, samples=max(1, samples),
+                                seed=options.seed or 0, fast=fast)
+        agreement = agreement_for_breast_result(checked.image, result, options.device)
+        return CaseResult(checked.image, result, checked, options, extra={"pectoral_agreement": agreement})
 
     def write(self, result: CaseResult, case_dir: Path) -> dict:
         return write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),

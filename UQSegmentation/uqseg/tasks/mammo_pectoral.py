@@ -22,9 +22,9 @@ import numpy as np
 
 from uqseg.io.geometry import index_to_lps, volume_geometry
 from uqseg.io.image import Image
-from uqseg.io.input_checks import CheckedInput, finish_summary
+from uqseg.io.input_checks import MAMMOGRAM, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_csv, write_curve_markups_json, write_segmentation_nrrd
-from uqseg.mammo.cross_check import agreement_with_boundary_result, mammogram_case
+from uqseg.mammo.cross_check import agreement_with_boundary_result
 from uqseg.mammo.pectoral import PectoralResult, predict_pectoral
 from uqseg.mammo.pectoral_model import pectoral_net_for
 from uqseg.mammo.pectoral_preview import render_pectoral_preview
@@ -43,8 +43,10 @@ class MammoPectoralTask:
         return load_network(card, pectoral_net_for, device)
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
-        return mammogram_case(image, options, lambda checked: predict_pectoral(checked, model, options.device),
-                              agreement_with_boundary_result)
+        checked = check_input(image, MAMMOGRAM)  # refuses what the model cannot see; fills NaN pixels (flagged)
+        result = predict_pectoral(checked.image, model, options.device)
+        agreement = agreement_with_boundary_result(checked.image, result, options.device)
+        return CaseResult(checked.image, result, checked, options, extra={"pectoral_agreement": agreement})
 
     def write(self, result: CaseResult, case_dir: Path) -> dict:
         summary = write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),

@@ -29,12 +29,21 @@ MEASUREMENT_TASKS = ("mammo-pectoral", "cxr-landmarks")
 def write_dicom_objects(task_id: str, case_dir: Path, source: DicomSource, producer: Producer) -> dict:
     """Write the case's DICOM objects into `case_dir`; returns {"segmentation": "segmentation.dcm", ...} (the
     summary's files["dicom"]). Raises InputError (the case cannot be written as DICOM) with the reason."""
+
+    try:
+        return _write(task_id, Path(case_dir), source, producer)
+    except (ValueError, TypeError, AttributeError, KeyError) as e:  # highdicom / pydicom refusing the source
+        from uqseg.errors import InputError
+
+        raise InputError(source.path, f"cannot be written as DICOM ({type(e).__name__}: {e})") from None
+
+
+def _write(task_id: str, case_dir: Path, source: DicomSource, producer: Producer) -> dict:
     from uqseg.dicom_out.parametric_map import build_parametric_map
     from uqseg.dicom_out.seg import build_segmentation
     from uqseg.dicom_out.uncertainty_maps import uncertainty_map
     from uqseg.io.write import write_dicom
 
-    case_dir = Path(case_dir)
     shape = (1,) + tuple(source.image.shape) if source.image.ndim == 2 else tuple(source.image.shape)
     files = {}
     write_dicom(case_dir / "segmentation.dcm",

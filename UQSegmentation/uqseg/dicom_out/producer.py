@@ -31,7 +31,7 @@ class Producer:
     def equipment(self) -> dict:
         """The keyword arguments highdicom's SOP classes take for the General Equipment module."""
         return {"manufacturer": MANUFACTURER, "manufacturer_model_name": self.model_id[:64],
-                "software_versions": (f"uqseg {self.engine_version}"[:64], f"{self.model_id} {self.model_version}"[:64]),
+                "software_versions": [f"uqseg {self.engine_version}"[:64], f"{self.model_id} {self.model_version}"[:64]],
                 "device_serial_number": DEVICE_SERIAL_NUMBER}
 
     def algorithm(self):

@@ -7,7 +7,9 @@ result whose pixel grid is not the source's (`check_grid`).
 
 Slice order: `datasets[k]` is the source instance of slice k of the case's arrays (``[slice, row, col]``): the
 order `uqseg.io.dicom_series` sorts a series in (Image Position (Patient) along the slice normal), so frame k of a
-SEG or Parametric Map lies on the k-th source slice. A 2-D case has one dataset.
+SEG or Parametric Map lies on the k-th source slice. A 2-D case has one dataset. A Pixel Spacing or Imager Pixel
+Spacing that is not two positive numbers (the engine ignores it when reading, `uqseg.io.dicom`) is dropped from these
+headers, so that no derived object copies it.
 """
 
 from __future__ import annotations
@@ -60,11 +62,22 @@ def source_of(image: Image) -> DicomSource:
             datasets.append(pydicom.dcmread(f, stop_before_pixels=True))
         except Exception as e:  # the engine read it a moment ago: a file changed or removed under us
             raise InputError(f, f"cannot be read again for the DICOM objects ({e})") from None
+    for ds in datasets:
+        for key in ("PixelSpacing", "ImagerPixelSpacing"):
+            if key in ds and not _positive_pair(ds.get(key)):
+                del ds[key]  # e.g. NEMA RG1's "0\\0": the engine ignores it too; a derived object must not copy it
     first = datasets[0]
     for key in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not str(first.get(key, "")).strip():
             raise InputError(files[0], f"has no {key}: the DICOM objects could not reference it")
     return DicomSource(Path(image.meta["path"]), [Path(f) for f in files], datasets, image)
+
+
+def _positive_pair(value) -> bool:
+    try:
+        return len(value) == 2 and all(float(v) > 0 and np.isfinite(float(v)) for v in value)
+    except (TypeError, ValueError):
+        return False
 
 
 def check_grid(source: DicomSource, shape, spacing, origin, direction, what: str) -> None:

@@ -44,9 +44,9 @@ def pectoral_band(boundary_csv: Path, shape: tuple) -> np.ndarray:
     out = np.zeros(shape, np.float32)
     cols = np.arange(shape[1], dtype=np.float64)
     for r in _rows(boundary_csv):
-        row, mean, std = int(r["row"]), float(r["mean_col"]), np.float32(r["std_col"])
+        row, mean, std = int(r["row"]), float(r["mean_col"]), float(r["std_col"])
         if 0 <= row < shape[0]:
-            out[row, np.abs(cols - mean) <= max(float(std), 0.5)] = std
+            out[row, np.abs(cols - mean) <= max(std, 0.5)] = np.float32(std)
     return out
 
 

@@ -254,3 +254,20 @@ def test_non_dicom_input_is_refused_without_a_case_folder(tmp_path, image):
     (line,) = report.errors
     assert line.startswith("error: ") and "--dicom needs a DICOM input" in line and "NIfTI" in line
     assert not any(p.name == "ct" for p in (tmp_path / "out").iterdir())
+
+
+def test_segment_codes_agree_with_the_slicer_terminology():
+    """The SEG's codes (uqseg/dicom_out/codes.py) are those the Slicer module gives the same segments."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "UQSegmentation"))
+    from UQSegmentationLib.display.terminology import TERMS
+
+    from uqseg.dicom_out.codes import LATERALITY, STRUCTURES
+
+    for name, entry in TERMS.items():
+        parts = entry.split("~")
+        s = STRUCTURES[name]
+        assert parts[2].split("^")[:2] == ["SCT", s.code], name
+        modifier = parts[3].split("^")[1] or None
+        assert modifier == (LATERALITY[s.laterality][0] if s.laterality else None), name

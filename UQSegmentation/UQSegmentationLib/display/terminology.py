@@ -4,8 +4,8 @@ A segment loaded from a result keeps the terminology its file carries; a segment
 "Tissue" entry Slicer assigns to untagged segments) gets the entry of its ID/name from `TERMS` (when known), in the
 serialised form Slicer stores in the segment tag ``TerminologyEntry`` ("<context>~<category>~<type>~<type
 modifier>~<anatomic context>~<region>~<region modifier>", each code as "scheme^value^meaning"). Codes: SNOMED CT
-as in DICOM PS3.16 (the engine's table `uqseg/dicom_out/codes.py`; CID 7151 anatomic structures, CID 6116
-muscular anatomy: pectoralis major 60005003), with the laterality as the type modifier, as the Slicer general anatomy list does. Unknown names are left alone.
+as in DICOM PS3.16 (CID 7151 anatomic structures, CID 6116 muscular anatomy: pectoralis major 60005003), with the
+laterality as the type modifier, as the Slicer general anatomy list does. Unknown names are left alone.
 
 `load_case_segmentation` loads a result's segmentation.seg.nrrd with these entries filled in, for the loaders whose
 segmentation is optional and drawn the same for every segment (cxr-landmarks, mammo-breast, ct-organs).
@@ -14,8 +14,6 @@ segmentation is optional and drawn the same for every segment (cxr-landmarks, ma
 from __future__ import annotations
 
 from pathlib import Path
-
-from uqseg.dicom_out.codes import STRUCTURES
 
 _CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
 _ANATOMY = "SCT^123037004^Anatomical Structure"
@@ -29,9 +27,22 @@ def entry(code: str, meaning: str, modifier: str = "^^") -> str:
     return f"{_CONTEXT}~{_ANATOMY}~SCT^{code}^{meaning}~{modifier}~{_ANATOMIC_CONTEXT}~^^~^^"
 
 
-#: segment ID or name (lower case) → terminology entry, from the engine's code table (the DICOM SEG writer uses it too)
-TERMS = {name: entry(s.code, s.meaning, _RIGHT if s.laterality == "R" else _LEFT if s.laterality == "L" else "^^")
-         for name, s in STRUCTURES.items()}
+#: segment ID or name (lower case) → terminology entry
+TERMS = {
+    "breast": entry("76752008", "Breast"),
+    "pectoral": entry("60005003", "Pectoralis major muscle"),
+    "pectoral_muscle": entry("60005003", "Pectoralis major muscle"),
+    "right_lung": entry("39607008", "Lung", _RIGHT),
+    "left_lung": entry("39607008", "Lung", _LEFT),
+    "heart": entry("80891009", "Heart"),
+    "liver": entry("10200004", "Liver"),
+    "spleen": entry("78961009", "Spleen"),
+    "stomach": entry("69695003", "Stomach"),
+    "pancreas": entry("15776009", "Pancreas"),
+    "aorta": entry("15825003", "Aorta"),
+    "right_kidney": entry("64033007", "Kidney", _RIGHT),
+    "left_kidney": entry("64033007", "Kidney", _LEFT),
+}
 
 TAG = "TerminologyEntry"
 #: category~type of the entry Slicer gives a segment that has none ("Tissue"); replaced like a missing one

@@ -1,5 +1,6 @@
-"""SNOMED CT codes of the structures the tasks segment: one table for the DICOM objects (`seg.py`, `sr.py`) and for
-the Slicer terminology entries (`UQSegmentationLib/display/terminology.py`).
+"""SNOMED CT codes of the structures the tasks segment, for the DICOM objects (`seg.py`, `sr.py`): the same codes as
+the Slicer terminology entries of `UQSegmentationLib/display/terminology.py` (which may not import the engine at
+module level; Testing/test_dicom_out.py checks that the two agree).
 
 Codes as in DICOM PS3.16: CID 7150/7151 anatomic structures, CID 6116 muscular anatomy (pectoralis major 60005003);
 laterality (CID 244) is a modifier of the structure, as the Slicer general anatomy list and dcmqi write it. The

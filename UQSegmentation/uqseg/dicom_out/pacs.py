@@ -50,7 +50,11 @@ def parse_peer(text: str) -> Peer:
 
 
 def _ae(timeout: float):
-    from pynetdicom import AE
+    try:
+        from pynetdicom import AE
+    except ImportError:
+        raise PacsError("pynetdicom is not installed: pip install 'uqseg[dicom]' for --from-pacs / --to-pacs") \
+            from None
 
     ae = AE(ae_title=AE_TITLE)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
@@ -100,6 +104,7 @@ def fetch_study(peer: Peer | str, study_uid: str, folder: Path, timeout: float =
                 on_progress=None) -> list[Path]:
     """C-GET every image instance of study `study_uid` (of the SOP classes above; SEG, SR, ... are not fetched) into
     `folder`/<SeriesInstanceUID>/<SOPInstanceUID>.dcm; returns the series folders. PacsError on any failure."""
+    ae = _ae(timeout)
     from pydicom.dataset import Dataset
     from pynetdicom import build_role, evt
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
@@ -122,7 +127,6 @@ def fetch_study(peer: Peer | str, study_uid: str, folder: Path, timeout: float =
             on_progress(len(received))
         return 0x0000
 
-    ae = _ae(timeout)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     for uid in FETCH_SOP_CLASSES:
         ae.add_requested_context(uid)
@@ -167,8 +171,8 @@ def store_files(peer: Peer | str, files: list, timeout: float = DEFAULT_TIMEOUT_
     import pydicom
 
     peer = parse_peer(peer) if isinstance(peer, str) else peer
-    datasets = [(Path(f), pydicom.dcmread(f)) for f in files]
     ae = _ae(timeout)
+    datasets = [(Path(f), pydicom.dcmread(f)) for f in files]
     for sop_class in dict.fromkeys(str(ds.SOPClassUID) for _, ds in datasets):
         ae.add_requested_context(sop_class)
     report = StoreReport(peer)

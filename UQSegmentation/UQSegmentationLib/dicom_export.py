@@ -71,6 +71,8 @@ def export_to_dicom(case_dir: Path, volume_node=None, *, source_files: Optional[
     of `volume_node` (or `source_files`), import them, and return the imported files (module docstring)."""
     from UQSegmentationLib.logic import default_python, engine_environment
 
+    if not case_dir or not (Path(case_dir) / "summary.json").is_file():
+        raise DicomExportError("there is no result to export: run the task on the volume first")
     files = [Path(f) for f in (source_files if source_files is not None else files_for_volume(volume_node))]
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="UQSegmentation-dicom-"))
     source = work / "source"

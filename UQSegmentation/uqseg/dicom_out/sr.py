@@ -67,6 +67,22 @@ def structures(task_id: str, case_dir: Path) -> list[tuple[str, np.ndarray, np.n
     return out
 
 
+def point_measurement(name, value: float, unit, algorithm, point, ref):
+    """A TID 300 measurement inferred from one image point: the NUM item with an SCOORD POINT child (purpose
+    "Source", SCT 260753009, INFERRED FROM) that selects from the source image — what highdicom ≥ 0.23 builds with
+    `CoordinatesForMeasurement`, built here from the content items highdicom 0.22 (Slicer 5.8) has too."""
+    import highdicom as hd
+    from highdicom.sr.coding import CodedConcept
+
+    measurement = hd.sr.Measurement(name=name, value=value, unit=unit, algorithm_id=algorithm)
+    scoord = hd.sr.ScoordContentItem(name=CodedConcept("260753009", "SCT", "Source"),
+                                     graphic_type=hd.sr.GraphicTypeValues.POINT, graphic_data=np.array([point]),
+                                     relationship_type=hd.sr.RelationshipTypeValues.INFERRED_FROM)
+    scoord.ContentSequence = [ref]
+    measurement[0].ContentSequence.append(scoord)
+    return measurement
+
+
 def build_measurement_report(task_id: str, case_dir: Path, source: DicomSource, producer: Producer):
     """The TID 1500 report (a pydicom Dataset, Comprehensive 3D SR) of the case's contours over its source image."""
     import highdicom as hd
@@ -93,11 +109,7 @@ def build_measurement_report(task_id: str, case_dir: Path, source: DicomSource, 
                                                 source_image=ref),
             finding_type=finding, algorithm_id=algorithm,
             measurements=[hd.sr.Measurement(name=sd, value=float(np.mean(std)), unit=px, algorithm_id=algorithm)]))
-        points = [hd.sr.Measurement(name=sd, value=float(s), unit=px, algorithm_id=algorithm,
-                                    referenced_coordinates=[hd.sr.CoordinatesForMeasurement(
-                                        graphic_type=hd.sr.GraphicTypeValues.POINT, graphic_data=np.array([p]),
-                                        source_image=ref)])
-                  for p, s in zip(pts + 0.5, std)]
+        points = [point_measurement(sd, float(s), px, algorithm, p, ref) for p, s in zip(pts + 0.5, std)]
         groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{name.replace('_', ' ')} points"),
             finding_type=finding, algorithm_id=algorithm, measurements=points))

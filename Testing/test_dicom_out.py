@@ -18,7 +18,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_checks import _group, dciodvfy, pm_values, seg_labelmap
+from dicom_checks import _group, dciodvfy, pm_values, seg_labelmap, unexplained_warnings
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "Resources" / "SampleData"
@@ -97,8 +97,9 @@ def test_objects_are_written_and_listed(cases, task):
 def test_dciodvfy_finds_no_error(cases, task):
     _, case, summary = cases[task]
     for name in summary["files"]["dicom"].values():
-        errors, _ = dciodvfy(case / name)
+        errors, warnings = dciodvfy(case / name)
         assert errors == [], f"{task} {name}: {errors}"
+        assert unexplained_warnings(warnings) == [], f"{task} {name}: warnings not explained in the README"
 
 
 @pytest.mark.parametrize("task", list(CASES))

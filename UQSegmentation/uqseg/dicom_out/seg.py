@@ -71,9 +71,19 @@ def derived_image_fixes(ds, source: DicomSource) -> None:
         ds.PatientOrientation = list(po) if po is not None and getattr(po, "VM", 0) == 2 else ""
 
 
+def restore_numpy_float_alias() -> None:
+    """highdicom 0.22 — the last release for pydicom 2.4, so the one Slicer 5.10 gets (pydicom 2.4.4 with numpy 2.0)
+    — compares the pixel dtype with `np.float_`, an alias of float64 that numpy 2 removed. Restore the alias (the
+    same object numpy 1 has) when it is missing; nothing else changes."""
+    if not hasattr(np, "float_"):
+        np.float_ = np.float64
+
+
 def build_segmentation(source: DicomSource, seg_nrrd: Path, producer: Producer):
     """The DICOM SEG (a pydicom Dataset) of `seg_nrrd` over `source`; InputError when it is not on the source grid."""
     import highdicom as hd
+
+    restore_numpy_float_alias()
 
     labelmap, segments, header = read_seg_nrrd(seg_nrrd)
     check_grid(source, labelmap.shape, *nrrd_geometry(header), what=seg_nrrd.name)

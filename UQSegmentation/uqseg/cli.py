@@ -175,8 +175,10 @@ def main(argv=None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "predict" and not args.inputs and not args.from_pacs:
-        parser.error("predict: give INPUT (or --from-pacs with --study)")
+    if args.command == "predict" and bool(args.inputs) == bool(args.from_pacs):
+        parser.error("predict: give INPUT or --from-pacs with --study (not both)")
+    if args.command == "predict" and args.study and not args.from_pacs:
+        parser.error("predict: --study is for --from-pacs")
     # stderr holds one line per refused input and nothing else: library warnings (numpy's RuntimeWarning, pydicom's
     # UserWarning for a file cut short, Pillow's DecompressionBombWarning, ...) are dropped — the loaders refuse such
     # inputs with their own line and uqseg.io.input_checks reports NaN pixels in summary.json — unless asked for with

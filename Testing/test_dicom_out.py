@@ -150,6 +150,8 @@ def test_ct_frames_lie_on_their_source_slices(cases):
             np.testing.assert_allclose([float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient],
                                        [float(v) for v in sources[ref].ImagePositionPatient], atol=1e-4)
             seen.add(ref)
+        referenced = {str(i.ReferencedSOPInstanceUID) for i in ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+        assert referenced == set(sources), f"{name} must reference every slice of the series"
         if name == "uncertainty.dcm":
             assert seen == set(sources), "the map must cover every source slice"
 

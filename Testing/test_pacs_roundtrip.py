@@ -57,6 +57,9 @@ def test_round_trip_through_orthanc(orthanc, tmp_path, task, source, options):
                 "--out", str(tmp_path / "out"), "--device", "cpu", *options)
     assert run.returncode == 0, run.stderr
     (case,) = [p for p in (tmp_path / "out").iterdir() if (p / "summary.json").is_file()]
+    import json
+
+    assert json.loads((case / "summary.json").read_text())["input"].startswith(f"{orthanc.peer} study {uid} ")
     local = {f.name: pydicom.dcmread(f) for f in case.glob("*.dcm")}
     want = {"segmentation.dcm", "uncertainty.dcm"} | ({"measurements.dcm"} if task == "mammo-pectoral" else set())
     assert set(local) == want

@@ -128,7 +128,7 @@ def run_cases(task_id: str, inputs: list, out: Path, *, model_id=None, device="a
     `pacs_timeout` (s, default `uqseg.dicom_out.pacs.DEFAULT_TIMEOUT_S`). An unusable peer raises `PacsError`.
     """
     dicom = bool(dicom or to_pacs)
-    fetched = None
+    fetched, labels = None, {}
     if from_pacs:
         import tempfile
 
@@ -152,10 +152,13 @@ def run_cases(task_id: str, inputs: list, out: Path, *, model_id=None, device="a
             raise
         ndim = task_info(task_id).ndim
         inputs = [str(s) for s in series] if ndim == 3 else [str(f) for s in series for f in sorted(s.iterdir())]
+        # summary.json's "input" names what was fetched (the temporary folder is gone after the run)
+        labels = {p: f"{from_pacs} study {study} " + (f"series {Path(p).name}" if ndim == 3 else
+                                                       f"instance {Path(p).stem}") for p in inputs}
     try:
         return _run_cases(task_id, inputs, out, model_id=model_id, device=device, samples=samples, seed=seed,
                           fast=fast, on_progress=on_progress, on_case=on_case, on_error=on_error, dicom=dicom,
-                          to_pacs=to_pacs, pacs_timeout=pacs_timeout)
+                          to_pacs=to_pacs, pacs_timeout=pacs_timeout, labels=labels)
     finally:
         if fetched is not None:
             import shutil
@@ -164,7 +167,7 @@ def run_cases(task_id: str, inputs: list, out: Path, *, model_id=None, device="a
 
 
 def _run_cases(task_id, inputs, out, *, model_id, device, samples, seed, fast, on_progress, on_case, on_error, dicom,
-               to_pacs, pacs_timeout) -> RunReport:
+               to_pacs, pacs_timeout, labels) -> RunReport:
     from uqseg import interrupts
     from uqseg.io.outdir import (CaseStaging, OutputError, check_output_folder, describe_write_failure, folder_lock,
                                  os_error_reason, remove_stale_staging)
@@ -235,7 +238,7 @@ def _run_cases(task_id, inputs, out, *, model_id, device, samples, seed, fast, o
                 t2 = time.perf_counter()
                 summary = {
                     "case": name,
-                    "input": str(path),
+                    "input": labels.get(str(path), str(path)),
                     **summary,
                     "model": {"id": card.id, "version": card.version, "source": card.source, "folder": str(card.folder),
                               "sha256": card.sha256},

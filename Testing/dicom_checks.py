@@ -15,8 +15,9 @@ import numpy as np
 KNOWN_WARNINGS = {
     # the source study has no Study Date / Time / ID (the CBIS-DDSM, NEMA and CT samples): copied as they are, empty
     "study date/time/id": r"Missing attribute or value that would be needed to build DICOMDIR - Study (Date|Time|ID)$",
-    # the source's Patient's Name has one component ("Anonymous"): copied unchanged, never rewritten
-    "patient name": r"Value dubious for this VR - \(0x0010,0x0010\) PN Patient's Name .*Retired Person Name form$",
+    # the source's Patient's / Referring Physician's Name has one component ("Anonymous", "ward"): copied unchanged
+    "person name": r"Value dubious for this VR - \(0x00(10,0x0010\) PN Patient's|08,0x0090\) PN Referring Physician's) "
+                   r"Name .*Retired Person Name form$",
     # Parametric Map Image / Frame Type value 4 QUANTITY: defined by PS3.3 C.8.32.3 for this IOD, unknown to dciodvfy
     "quantity": r"Unrecognized defined term <QUANTITY> for value 4 of attribute <(Image|Frame) Type>$",
     # Parametric Map Laterality of an unpaired part (chest, abdomen): empty, because absent is an error (Type 2C)

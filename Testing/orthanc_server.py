@@ -61,7 +61,7 @@ class Orthanc:
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError("Orthanc did not answer on its HTTP port within {timeout} s")
+        raise RuntimeError(f"Orthanc did not answer on its HTTP port within {timeout} s")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -212,9 +212,6 @@ def test_measurement_report_holds_the_contour_and_each_sigma(cases, task):
     sr = hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(case / "measurements.dcm"))
     assert sr.StudyInstanceUID == pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID
     groups = sr.content.get_planar_roi_measurement_groups()
-    point_groups = [g for g in sr.content.get_measurement_groups() if g not in groups and
-                    str(g.tracking_identifier).endswith("points")] if hasattr(sr.content, "get_measurement_groups") \
-        else []
     from uqseg.dicom_out.sr import structures
 
     expected = structures(task, case)

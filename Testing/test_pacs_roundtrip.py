@@ -12,7 +12,6 @@ import io
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np

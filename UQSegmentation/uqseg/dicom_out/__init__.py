@@ -9,5 +9,5 @@
 - `write_case.py`: the one function the batch driver calls to write them into a case's staging folder;
 - `pacs.py`: fetch a study from a DICOM peer (C-GET) and store the objects (C-STORE), with pynetdicom.
 
-highdicom and pynetdicom are imported only here (the `dicom` extra of the package).
+highdicom (an engine requirement) and pynetdicom (the `dicom` extra) are imported only here, inside functions.
 """

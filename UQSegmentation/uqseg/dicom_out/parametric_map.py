@@ -24,8 +24,9 @@ import numpy as np
 
 from uqseg.dicom_out.producer import SERIES_NUMBERS, Producer
 from uqseg.dicom_out.seg import derived_image_fixes
-from uqseg.dicom_out.source import DicomSource, InputError
+from uqseg.dicom_out.source import DicomSource
 from uqseg.dicom_out.uncertainty_maps import UNITS, UncertaintyMap
+from uqseg.errors import InputError
 
 
 def pixel_grid_frame(source: DicomSource) -> list:

@@ -1,5 +1,5 @@
-"""A PACS round trip over DICOM networking (DIMSE, PS3.7 / PS3.4), with pynetdicom: fetch a study (C-GET) and store
-a case's DICOM objects (C-STORE).
+"""A PACS round trip over DICOM networking (DIMSE, PS3.7 / PS3.4), with pynetdicom: fetch a study's image series
+(C-FIND of its series, C-GET of those a task reads) and store a case's DICOM objects (C-STORE).
 
 A peer is written ``AE@host:port`` (e.g. ``ORTHANC@127.0.0.1:4242``); this application's AE title is `AE_TITLE`
 (the peer must know it for C-GET: in Orthanc, an entry of ``DicomModalities``). Every failure is a `PacsError` whose
@@ -7,7 +7,7 @@ text is one line, ``<peer>: <reason>``:
 - the server is down (TCP connection refused, host unreachable), or does not answer within the timeout (at TCP
   connect, association or any DIMSE response): the reason says which;
 - the association is rejected (wrong called AE title, unknown calling AE, ...): with the peer's result and reason;
-- a C-GET that ends with a failure status or fetches nothing;
+- a C-FIND / C-GET that ends with a failure status, or a study without image series a task reads;
 - a C-STORE that fails for any instance: the objects that arrived (with their SOP Instance UIDs) and those that did
   not (with the status or why they were not sent) — DIMSE has no transaction, so this is what "nothing
   half-stored" can mean on the wire: the caller knows exactly which objects are on the server.
@@ -87,7 +87,7 @@ def _associate(ae, peer: Peer, timeout: float, **kwargs):
 
 
 # -------------------------------------------------------------------------------------------------------- C-GET
-#: storage SOP classes a fetched study may hold that a task can read (C-GET needs an SCP role for each)
+#: storage SOP classes of the images a task can read (C-GET needs an SCP role for each)
 FETCH_SOP_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
     "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
@@ -100,16 +100,24 @@ FETCH_SOP_CLASSES = (
 )
 
 
-def fetch_study(peer: Peer | str, study_uid: str, folder: Path, timeout: float = DEFAULT_TIMEOUT_S,
-                on_progress=None) -> list[Path]:
-    """C-GET every image instance of study `study_uid` (of the SOP classes above; SEG, SR, ... are not fetched) into
-    `folder`/<SeriesInstanceUID>/<SOPInstanceUID>.dcm; returns the series folders. PacsError on any failure."""
+#: the modalities of the series a task reads; a study's other series (SEG, SR, OT parametric maps, PR, ...) are
+#: not fetched — C-GET of a whole study fails on a peer when it holds an object this end has no context for
+FETCH_MODALITIES = ("CT", "CR", "DX", "MG")
+
+
+def fetch_study(peer: Peer | str, study_uid: str, folder: Path, timeout: float = DEFAULT_TIMEOUT_S) -> list[Path]:
+    """Fetch the image series of study `study_uid` (C-FIND of its series, then C-GET of each series whose modality is
+    in FETCH_MODALITIES) into `folder`/<SeriesInstanceUID>/<SOPInstanceUID>.dcm; returns the series folders.
+    PacsError on any failure, or when the study has no such series."""
+    peer = parse_peer(peer) if isinstance(peer, str) else peer
     ae = _ae(timeout)
     from pydicom.dataset import Dataset
     from pynetdicom import build_role, evt
-    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+    from pynetdicom.sop_class import (StudyRootQueryRetrieveInformationModelFind,
+                                      StudyRootQueryRetrieveInformationModelGet)
 
-    peer = parse_peer(peer) if isinstance(peer, str) else peer
+    from uqseg.io.write import write_dicom
+
     folder = Path(folder)
     received: list[Path] = []
 
@@ -119,35 +127,48 @@ def fetch_study(peer: Peer | str, study_uid: str, folder: Path, timeout: float =
         series = folder / str(ds.SeriesInstanceUID)
         series.mkdir(parents=True, exist_ok=True)
         path = series / f"{ds.SOPInstanceUID}.dcm"
-        from uqseg.io.write import write_dicom
-
         write_dicom(path, ds)
         received.append(path)
-        if on_progress:
-            on_progress(len(received))
         return 0x0000
 
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
     for uid in FETCH_SOP_CLASSES:
         ae.add_requested_context(uid)
     roles = [build_role(uid, scp_role=True) for uid in FETCH_SOP_CLASSES]
     assoc = _associate(ae, peer, timeout, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    query = Dataset()
-    query.QueryRetrieveLevel = "STUDY"
-    query.StudyInstanceUID = study_uid
-    final = None
     try:
-        for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
-            if status is None:  # the peer went silent or the association dropped
-                raise PacsError(f"{peer}: no answer within {timeout:g} s during C-GET of study {study_uid} "
-                                f"({len(received)} instances received)")
-            final = int(status.Status)
+        query = Dataset()
+        query.QueryRetrieveLevel = "SERIES"
+        query.StudyInstanceUID = study_uid
+        query.SeriesInstanceUID = ""
+        query.Modality = ""
+        series = []
+        for status, found in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
+            if status is None:
+                raise PacsError(f"{peer}: no answer within {timeout:g} s during C-FIND of study {study_uid}")
+            if found is not None and int(status.Status) in (0xFF00, 0xFF01) \
+                    and str(found.get("Modality", "")) in FETCH_MODALITIES:
+                series.append(str(found.SeriesInstanceUID))
+        for uid in series:
+            query = Dataset()
+            query.QueryRetrieveLevel = "SERIES"
+            query.StudyInstanceUID = study_uid
+            query.SeriesInstanceUID = uid
+            final = None
+            for status, _ in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
+                if status is None:  # the peer went silent or the association dropped
+                    raise PacsError(f"{peer}: no answer within {timeout:g} s during C-GET of series {uid} "
+                                    f"({len(received)} instances received)")
+                final = int(status.Status)
+            if final not in (0x0000, 0xB000):
+                raise PacsError(f"{peer}: C-GET of series {uid} of study {study_uid} ended with status "
+                                f"0x{final if final is not None else 0:04X} after {len(received)} instances")
     finally:
-        assoc.release()
-    if final not in (0x0000, 0xB000) or not received:
-        what = "no instances (unknown study, or no image of a supported SOP class)" if not received else \
-            f"status 0x{final:04X} after {len(received)} instances"
-        raise PacsError(f"{peer}: C-GET of study {study_uid} returned {what}")
+        if assoc.is_established:
+            assoc.release()
+    if not received:
+        raise PacsError(f"{peer}: study {study_uid} has no {'/'.join(FETCH_MODALITIES)} images (unknown study?)")
     return sorted({p.parent for p in received})
 
 

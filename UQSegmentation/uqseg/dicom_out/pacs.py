@@ -2,8 +2,8 @@
 (C-FIND of its series, C-GET of those a task reads) and store a case's DICOM objects (C-STORE).
 
 A peer is written ``AE@host:port`` (e.g. ``ORTHANC@127.0.0.1:4242``); this application's AE title is `AE_TITLE`
-(the peer must know it for C-GET: in Orthanc, an entry of ``DicomModalities``). Every failure is a `PacsError` whose
-text is one line, ``<peer>: <reason>``:
+(the peer must know it for C-FIND / C-GET: in Orthanc, an entry of ``DicomModalities``). Every failure is a
+`PacsError` whose text is one line, ``<peer>: <reason>``:
 - the server is down (TCP connection refused, host unreachable), or does not answer within the timeout (at TCP
   connect, association or any DIMSE response): the reason says which;
 - the association is rejected (wrong called AE title, unknown calling AE, ...): with the peer's result and reason;

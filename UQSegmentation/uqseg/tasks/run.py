@@ -122,7 +122,7 @@ def run_cases(task_id: str, inputs: list, out: Path, *, model_id=None, device="a
 
     DICOM out (`uqseg.dicom_out`): `dicom` also writes each case's DICOM objects into its staging folder before its
     summary (`write_dicom_objects`), so they are in out/<case> or the case is absent; a case not read from DICOM is
-    refused. `from_pacs` ("AE@host:port") with `study` (Study Instance UID) fetches the study by C-GET into a
+    refused. `from_pacs` ("AE@host:port") with `study` (Study Instance UID) fetches its image series (C-GET) into a
     temporary folder (removed at the end) and runs on its images instead of `inputs`; `to_pacs` C-STOREs each
     finished case's DICOM objects (implies `dicom`); a store failure is one problem line listing what arrived.
     `pacs_timeout` (s, default `uqseg.dicom_out.pacs.DEFAULT_TIMEOUT_S`). An unusable peer raises `PacsError`.

@@ -154,7 +154,7 @@ def run_batch(args) -> int:
             ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / args.batch_size))
             ds = ds.map_batches(
                 CaseReplica, batch_size=args.batch_size, batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=workers),
+                compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
                 fn_constructor_kwargs=dict(task_id=args.task, model_ref=f"{card.id}@{card.version}",
                                            model_sha256=card.sha256, device=device, samples=args.samples,
                                            seed=args.seed, fast=args.fast, threads=threads,

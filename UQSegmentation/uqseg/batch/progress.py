@@ -3,7 +3,8 @@
 On a terminal (stderr is a TTY) one line redrawn in place:
     [##########··········]  97/195 cases  3.1 cases/s  ETA 0:00:31  errors 0
 elsewhere (a log file, CI) the same text as a new line at most every `interval_s` seconds, and at the end.
-The rate counts the cases of this run only (cases a rerun skips are in the done count, not in the rate).
+The rate counts the cases of this run only (cases a rerun skips are in the done count, not in the rate). A case
+counts when its row reaches the driver; it is on disk with the next part (`uqseg.batch.parquet_parts`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ProgressBar:
         self.width, self.interval_s, self.clock = width, interval_s, clock
         self.t0 = clock()
         self.last_print = float("-inf")
+        self.last_line = ""
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def rate(self) -> float:
@@ -52,9 +54,11 @@ class ProgressBar:
             self.stream.write("\r" + self.line())
             self.stream.flush()
         elif force or now - self.last_print >= self.interval_s:
-            self.stream.write(self.line() + "\n")
-            self.stream.flush()
-            self.last_print = now
+            text = self.line()
+            if text != self.last_line:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+            self.last_print, self.last_line = now, text
 
     def finish(self) -> None:
         if self.tty:

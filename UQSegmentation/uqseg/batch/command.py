@@ -16,13 +16,15 @@
    default), so every case comes back exactly once.
 4. This process receives the rows (`iter_batches`) and writes them as parts of at most `--part-rows` cases (or every
    60 s), each atomically (`parquet_parts.py`); the progress bar counts them (`progress.py`).
-Exit status 0 when every case of INPUT has an `ok` row, 2 when a row holds an error (one line each on stderr, as
+Ray's own native log lines of this process go to DIR/.ray-driver.log, so that stderr holds the progress and one line
+per problem. Exit status 0 when every case of INPUT has an `ok` row, 2 when a row holds an error (one line each on stderr, as
 `uqseg predict` prints them) or the input, DIR or the model cannot be used (one line, nothing done), 130 on Ctrl-C
 (what was written stays; a rerun goes on from there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -33,6 +35,8 @@ from pathlib import Path
 
 INSTALL_HINT = "pip install \"uqseg[batch]\" (Ray Data and pyarrow)"
 FLUSH_SECONDS = 60.0
+#: where Ray's native log lines of this process go (hidden: Parquet readers skip it)
+RAY_LOG_NAME = ".ray-driver.log"
 
 
 def add_parser(sub, task_ids) -> None:
@@ -93,13 +97,31 @@ def start_ray(address: str | None):
     env = {k: os.environ[k] for k in ("UQSEG_MODELS", "UQSEG_MEMORY_LIMIT") if k in os.environ}
     kwargs = dict(logging_level=logging.ERROR, log_to_driver=False, ignore_reinit_error=True,
                   runtime_env={"env_vars": env} if env else None)
-    # Ray's C++ core logs, among others, a warning at error level for every actor pool with restarts (ray#53727;
-    # the restart works, Testing/test_batch_ray.py kills a replica): stderr keeps the one line per problem rule
-    # unless RAY_BACKEND_LOG_LEVEL says otherwise. Failures to connect still raise (one line, cmd_batch).
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     if address or os.environ.get("RAY_ADDRESS"):
         return ray.init(address=address, **kwargs), False
     return ray.init(include_dashboard=None, **kwargs), True
+
+
+@contextlib.contextmanager
+def native_stderr_to(path: Path):
+    """Send what native code writes to file descriptor 2 (Ray's C++ core logs, e.g. a warning at error level for
+    every actor pool with restarts, ray#53727 — the restart works, Testing/test_batch_ray.py kills a replica) into
+    `path`, while Python's `sys.stderr` (the progress bar, the one line per problem) stays on the real stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(python_stderr, "encoding", None))
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def replica_resources(args, cluster: dict) -> tuple[str, int, dict]:
@@ -137,12 +159,14 @@ def run_batch(args) -> int:
     output = BatchOutput(args.out, args.task, [args.input]).open()
     started_ray = False
     new_errors = 0
+    ray_log = contextlib.ExitStack()
     try:
         done = output.done_keys()
         todo = [c for c in cases if key(c) not in done]
         print(f"{len(cases)} cases in {args.input}; {len(cases) - len(todo)} already in {output.out} "
               f"(model {card.id} {card.version}); {len(todo)} to do", flush=True)
         if todo:
+            ray_log.enter_context(native_stderr_to(output.out / RAY_LOG_NAME))
             ctx, started_ray = start_ray(args.address)
             device, workers, resources = replica_resources(args, ray.cluster_resources())
             threads = max(1, int(args.cpus_per_worker))
@@ -192,6 +216,7 @@ def run_batch(args) -> int:
         output.close()
         if started_ray:
             ray.shutdown()
+        ray_log.close()
     table = output.read_cases(["input_sha256", "input_path", "model_id", "model_version", "samples", "seed", "fast",
                                "status"])
     wanted = {key(c) for c in cases}

@@ -98,7 +98,6 @@ def test_cxr_rows_equal_uqseg_predict_and_a_bad_input_is_a_row(eight_cxr):
     bad = cases.set_index("case_id").loc["broken"]
     assert bad.status == "error" and bad.error == errors[0] and bad.input_sha256 and bad.summary_json != bad.summary_json  # NaN: no summary
     assert len(nodes) == 8 * 120 and not nodes.duplicated(["case_id", "node"]).any()
-    assert cases.worker.nunique() == 2  # both replicas (one per node) worked
     for case_id, rows in nodes.groupby("case_id"):
         with open(root / "predict" / case_id / "landmarks.csv", newline="") as fh:
             expected = [[int(r["node"]), r["organ"], *(float(r[k]) for k in ("mean_x", "mean_y", "std_x", "std_y"))]

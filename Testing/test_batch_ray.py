@@ -125,14 +125,16 @@ def test_a_rerun_skips_every_finished_case(eight_cxr, cluster):
 
 
 def test_mammo_rows_equal_uqseg_predict_in_another_order(shared_data_dir, cluster, tmp_path):
-    """mammo-pectoral (one row per muscle row) on 6 DDSM MLO views, listed backwards in a CSV manifest."""
+    """mammo-pectoral (one row per muscle row) on 6 DDSM MLO views, listed backwards in a CSV manifest, on the
+    cluster that RAY_ADDRESS names."""
     files = sorted((shared_data_dir / "mammo_ddsm" / "images").glob("*.png"))[:6]
     if len(files) < 6:
         pytest.skip(f"fewer than 6 DDSM images in {shared_data_dir / 'mammo_ddsm'}")
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("path\n" + "".join(f"{f}\n" for f in reversed(files)))
-    batch = uqseg(["batch", "--task", "mammo-pectoral", manifest, "--out", tmp_path / "batch", "--address",
-                   cluster.address, "--batch-size", "1"], cluster.env)
+    batch = uqseg(["batch", "--task", "mammo-pectoral", manifest, "--out", tmp_path / "batch", "--batch-size", "1"],
+                  dict(cluster.env, RAY_ADDRESS=cluster.address))  # the cluster named by RAY_ADDRESS, no --address
+    assert "Ray: a local instance" not in batch.stdout
     assert batch.returncode == 0, batch.stderr
     predict = uqseg(["predict", "--task", "mammo-pectoral", *files, "--out", tmp_path / "predict"],
                     dict(os.environ, OMP_NUM_THREADS="1"))

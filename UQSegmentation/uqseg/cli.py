@@ -8,6 +8,8 @@
                    [--batch B] [--device D] [--seed S]   fine-tune on corrected cases → MODELS_DIR/<id>-ft<N>/
     uqseg models                                  list the models on the search path
     uqseg export-dicom CASE_DIR SOURCE            a finished case's DICOM objects over its source DICOM
+    uqseg batch --task TASK INPUT --out DIR [--address ADDR] [--workers N] [--device D] [--per-case-files]
+                                                  a data set on Ray into Parquet tables, resumable (uqseg.batch)
 
 `predict` (the batch driver `uqseg.tasks.run.run_cases`, contract in docs/cli-contract.md) writes DIR/<case>/
 (files per the task contract + summary.json), and DIR/queue.csv when more than one case
@@ -165,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=cmd_finetune)
+    from uqseg.batch.command import add_parser as add_batch_parser
+
+    add_batch_parser(sub, task_ids)
     m = sub.add_parser("models", help="list the models on the search path")
     m.set_defaults(func=cmd_models)
     return ap

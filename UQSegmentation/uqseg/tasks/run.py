@@ -96,6 +96,24 @@ def write_queue(out: Path, summaries: list[dict], keep_existing: bool = False, n
     return write_csv(out / "queue.csv", QUEUE_COLUMNS, sorted(rows.values(), key=key))
 
 
+def case_summary(name: str, path, summary: dict, card, device, image, timings_ms: dict) -> dict:
+    """summary.json of a case: the task's summary with the case, input, model, device, timings (ms) and the input's
+    geometry (what `run_cases` writes; `uqseg batch --per-case-files` writes the same)."""
+    return {
+        "case": name,
+        "input": str(path),
+        **summary,
+        "model": {"id": card.id, "version": card.version, "source": card.source, "folder": str(card.folder),
+                  "sha256": card.sha256},
+        "device": str(device),
+        "timings_ms": timings_ms,
+        "input_geometry": {"shape": list(image.shape), "spacing_mm": list(image.spacing),
+                           "spacing_source": image.meta.get("spacing_source"),
+                           "modality": image.meta.get("modality"), "view": image.meta.get("view"),
+                           "laterality": image.meta.get("laterality")},
+    }
+
+
 @dataclass
 class RunReport:
     """What a run did: the summaries of the cases that worked (in input order) and one line per problem."""
@@ -236,20 +254,9 @@ def _run_cases(task_id, inputs, out, *, model_id, device, samples, seed, fast, o
                     summary.setdefault("files", {})["dicom"] = write_dicom_objects(
                         task_id, case_dir, source_of(image), Producer.for_card(card))
                 t2 = time.perf_counter()
-                summary = {
-                    "case": name,
-                    "input": labels.get(str(path), str(path)),
-                    **summary,
-                    "model": {"id": card.id, "version": card.version, "source": card.source, "folder": str(card.folder),
-                              "sha256": card.sha256},
-                    "device": str(dev),
-                    "timings_ms": {"load_model": round(load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
-                                   "predict_and_write": round((t2 - t1) * 1000, 1)},
-                    "input_geometry": {"shape": list(image.shape), "spacing_mm": list(image.spacing),
-                                       "spacing_source": image.meta.get("spacing_source"),
-                                       "modality": image.meta.get("modality"), "view": image.meta.get("view"),
-                                       "laterality": image.meta.get("laterality")},
-                }
+                summary = case_summary(name, labels.get(str(path), str(path)), summary, card, dev, image, {
+                    "load_model": round(load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
+                    "predict_and_write": round((t2 - t1) * 1000, 1)})
                 write_json(case_dir / "summary.json", summary)
 
                 def update_queue(s=summary):

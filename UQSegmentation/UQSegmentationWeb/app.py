@@ -150,7 +150,7 @@ class ReviewApp:
         s.can_undo, s.can_correct, s.corrections_ready, s.can_paint = False, False, False, False
         s.paint_mode, s.paint_segment, s.paint_segments, s.paint_radius_mm, s.paint_erase = False, "", [], 5.0, False
         s.curve_points, s.view_centre, s.view_size = [], [], [0, 0]
-        s.refit_ms, s.first_frame = None, None
+        s.refit_ms, s.refits = None, 0
         s.change("opacity")(self._on_opacity)
         s.change("threshold")(self._on_threshold)
 
@@ -289,6 +289,12 @@ class ReviewApp:
         self.session = ReviewSession(self.results, runner=self.runner, timer=self.timer, delay_ms=300,
                                      device=self.device, on_change=self._on_session_change)
         self.session.start_corrections()
+        import slicer
+
+        for role, node in self.results.nodes.items():  # a drag ends: the refit time runs from here
+            if role == "curve" or role.startswith("curve:"):
+                node.AddObserver(slicer.vtkMRMLMarkupsNode.PointEndInteractionEvent,
+                                 lambda *_: self.note_point_moved())
         s = self.state
         s.current_case, s.case_task = case.case, case.task
         u = case.image_uncertainty
@@ -315,9 +321,11 @@ class ReviewApp:
 
     # ------------------------------------------------------------------------------------------------- refresh
     def _on_session_change(self, session, what) -> None:
-        if what == "correction" and self._refit_started is not None:
-            self.state.refit_ms = round((time.perf_counter() - self._refit_started) * 1000.0, 1)
-            self._refit_started = None
+        if what == "correction":
+            self.state.refits = int(self.state.refits or 0) + 1
+            if self._refit_started is not None:
+                self.state.refit_ms = round((time.perf_counter() - self._refit_started) * 1000.0, 1)
+                self._refit_started = None
         with self.state:
             if session.error:
                 self.state.error = session.error
@@ -325,6 +333,15 @@ class ReviewApp:
             self.refresh()
 
     def _on_polled(self, delivered) -> None:
+        view = self._slice_view()
+        if view is not None and self.results is not None:  # the view moved or was resized: where the points are
+            stamp = (view.get_view_node().GetMTime(), *[n.GetMTime() for r, n in self.results.nodes.items()
+                                                        if r == "curve" or r.startswith("curve:")])
+            if stamp != getattr(self, "_view_stamp", None):
+                self._view_stamp = stamp
+                with self.state:
+                    self.state.curve_points = self._curve_points()
+                    self.state.view_centre = self._view_centre()
         if isinstance(delivered, BaseException):
             with self.state:
                 self._fail("background work", delivered)
@@ -358,6 +375,8 @@ class ReviewApp:
         s.can_correct = self.case is not None and self.case.task in CURVE_TASKS and session.corrector is not None
         s.curve_points = self._curve_points()
         s.view_centre = self._view_centre()
+        if self.results is not None and self.results.task == "cxr-landmarks":  # the refit changes the node std
+            s.legend = legend_of(self.results)
 
     def _slice_view(self):
         views = self.slicer.view_manager.get_slice_views()

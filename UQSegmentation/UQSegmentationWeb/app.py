@@ -24,7 +24,6 @@ segment's colour could differ between server starts (terminology look-ups fill i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import traceback
@@ -45,6 +44,7 @@ OVERLAY_TASKS = ("mammo-breast", "ct-organs")
 PAINT_TASKS = ("mammo-breast", "ct-organs")
 CURVE_TASKS = ("mammo-pectoral", "cxr-landmarks")
 LEGEND_SAMPLES = 16  # colour stops of the page's HTML legend bar
+QUEUE_S = 2.0  # how often the queue (statuses, other reviewers' marks) is read again
 
 
 def pin_segment_colours(segmentation_node, seg_path: Path) -> int:
@@ -149,7 +149,7 @@ class ReviewApp:
         s.alternatives, s.alternative = [], 0
         s.can_undo, s.can_correct, s.corrections_ready, s.can_paint = False, False, False, False
         s.paint_mode, s.paint_segment, s.paint_segments, s.paint_radius_mm, s.paint_erase = False, "", [], 5.0, False
-        s.curve_points, s.view_centre, s.view_size = [], [], [0, 0]
+        s.curve_points, s.view_centre, s.view_size, s.view_mm_per_px = [], [], [0, 0], None
         s.refit_ms, s.refits = None, 0
         s.change("opacity")(self._on_opacity)
         s.change("threshold")(self._on_threshold)
@@ -162,11 +162,15 @@ class ReviewApp:
             await self.open_case(self.cases[0].case)
 
     async def _beat(self):
+        """Every QUEUE_S seconds the queue is read again (other reviewers' marks and saves); every BEAT_S seconds
+        this server's mark is refreshed."""
+        last_mark = time.monotonic()
         while True:
-            await asyncio.sleep(editing.BEAT_S)
+            await asyncio.sleep(QUEUE_S)
             try:
-                if self.case is not None:
+                if self.case is not None and time.monotonic() - last_mark >= editing.BEAT_S:
                     editing.write_mark(self.case.case_dir, self.holder, self.who)
+                    last_mark = time.monotonic()
                 with self.state:
                     self.refresh_cases()
             except Exception:  # the heartbeat never stops the server
@@ -363,8 +367,10 @@ class ReviewApp:
             s.regions, s.current_region, s.region_summary, s.can_undo = [], None, "", False
             s.curve_points = []
             return
+        focus = {r.id: session.region_set.focus_ras(r) for r in session.regions}
         s.regions = [{"id": r["id"], "where": r["where"], "uncertainty": round(float(r["uncertainty"]), 4),
-                      "peak": round(float(r["peak"]), 4), "status": r["status"]} for r in session.rows()]
+                      "peak": round(float(r["peak"]), 4), "status": r["status"],
+                      "focus": [round(float(v), 3) for v in focus[r["id"]]]} for r in session.rows()]
         s.current_region = session.current
         c = session.counts()
         s.region_summary = (f"{len(session.regions)} uncertain regions (threshold "
@@ -397,6 +403,7 @@ class ReviewApp:
         node = view.get_view_node()
         w, h = node.GetDimensions()[:2]
         self.state.view_size = [int(w), int(h)]
+        self.state.view_mm_per_px = float(node.GetFieldOfView()[0]) / max(1, int(w))
         import vtk
 
         inv = vtk.vtkMatrix4x4()
@@ -420,20 +427,12 @@ class ReviewApp:
                 return self.session.go_to(int(kwargs["region_id"]))
             if name == "accept_alternative":
                 return self.session.accept_alternative(which=max(0, int(self.state.alternative or 0)))
-            if name == "undo":
-                with self._curve_refit_timer():
-                    return self.session.undo()
             result = getattr(self.session, name)()
             if name in ("next", "previous") and result is None:
                 self.state.message = "No more regions in this direction."
             return result
 
         return self.action(name.replace("_", " "), run)
-
-    def _curve_refit_timer(self):
-        import contextlib
-
-        return contextlib.nullcontext()
 
     def save(self):
         def run():
@@ -493,13 +492,8 @@ class ReviewApp:
         x, y = interactor.GetEventPosition()
         ras = view.get_view_node().GetXYToRAS().MultiplyPoint((float(x), float(y), 0.0, 1.0))[:3]
         self.action("paint", self.paint_at, ras)
-        command = getattr(interactor, "_paint_abort", None)
-        if command is None:
-            pass
-        # keep Slicer's interactor style from also starting a pan / window-level on this click
-        for tag in (self._paint_observer,):
-            if tag is not None:
-                interactor.GetCommand(tag).SetAbortFlag(1)
+        if self._paint_observer is not None:  # Slicer's interactor style must not also pan / window-level here
+            interactor.GetCommand(self._paint_observer).SetAbortFlag(1)
 
     def paint_at(self, ras) -> int:
         """Paint (or erase) a disc of `paint_radius_mm` around the RAS point on the current slice."""
@@ -533,6 +527,3 @@ class ReviewApp:
             self._close_case()
         finally:
             self.runner.shutdown()
-
-    def state_json(self) -> str:
-        return json.dumps({k: self.state[k] for k in ("current_case", "current_region", "view_centre")})

@@ -14,7 +14,7 @@ Element ids (`uq-...`) name what a user sees, so scripts and the browser tests c
 from __future__ import annotations
 
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
-from trame.widgets import html
+from trame.widgets import client, html
 from trame.widgets import vuetify3 as v3
 
 
@@ -100,7 +100,7 @@ def build_page(server, app) -> SinglePageWithDrawerLayout:
                         for key in ("id", "where", "uncertainty", "peak", "status"):
                             html.Td(f"{{{{ r.{key} }}}}")
         with layout.content:
-            html.Style(STYLE)
+            client.Style(STYLE)
             with html.Div(id="uq-views", style="position: relative; width: 100%; height: 100%;"):
                 app.layouts.initialize_layout_grid(layout)
     return layout

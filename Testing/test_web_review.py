@@ -1,0 +1,561 @@
+"""`uqseg review` in a real browser: Debian's headless Chromium driven by selenium against a review server started
+per test (`uqseg review DIR --port <free loopback port>`, stopped by its PID), on REAL predictions of the shipped
+models — one case per task on the samples installed with the project (`uqseg.sample_data`).
+
+What a user sees is what is checked:
+- the queue in queue.csv's order; the first frame (time from opening the page to a drawn view, printed);
+- the view images as the browser shows them (page screenshots cropped to the view): the pectoral band (cyan) and
+  mean curve (yellow), the chest X-ray curves coloured by their node std (viridis), the breast entropy / CT variance
+  overlays (inferno) changing with opacity and threshold, the CT segmentation in the 3-D view;
+- Next centres the view on the region's focus (and the view image changes);
+- a drag of a landmark point with the mouse: the model refits the contour (other nodes move, the colours change),
+  timed from the release to the updated page (printed); Undo puts every point back;
+- "accept the alternative" (breast), paint inside the region (CT), Save: the files read back with the change;
+- two reviewers (two servers on one folder): each sees the other's case as "being edited", and a save over the
+  other's newer save is refused with a clear message and writes nothing;
+- errors are one line on the page, never a traceback; bad command lines are one `error:` line and exit status 2.
+
+Screenshots for the README go to $UQSEG_WEB_SCREENSHOTS when set (Resources/Screenshots/review-*.png were made so).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("trame_slicer", reason="the web extra (trame-slicer) is not installed")
+pytest.importorskip("selenium", reason="selenium is not installed (pip install 'uqseg[test]')")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROME_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run")
+WINDOW = (1400, 900)
+pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+                                reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+
+# one case per task: (task, sample, file in the sample folder, case name, --samples)
+CASES = (("mammo-pectoral", "mammo-mlo", "mlo.dcm", "pectoral_mlo", None),
+         ("cxr-landmarks", "cxr-chest", "chest.dcm", "chest", 20),
+         ("mammo-breast", "mammo-mlo", "mlo.dcm", "breast_mlo", 5),
+         ("ct-organs", "ct-abdomen", "ct.nii.gz", "abdomen_ct", 5))
+
+
+def _measured(name: str, value) -> None:
+    """Print a measured number (pytest -s shows it) and keep it in $UQSEG_WEB_TIMINGS (JSON lines) when set."""
+    print(f"\n[measured] {name} = {value}")
+    if os.environ.get("UQSEG_WEB_TIMINGS"):
+        with open(os.environ["UQSEG_WEB_TIMINGS"], "a", encoding="utf-8") as f:
+            f.write(json.dumps({name: value}) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------- predictions
+@pytest.fixture(scope="session")
+def predictions(tmp_path_factory):
+    """One real prediction per task into one folder, ranked in queue.csv by the engine's own writer."""
+    from uqseg.sample_data import sample_dir
+    from uqseg.tasks.run import run_cases, write_queue
+
+    root = tmp_path_factory.mktemp("web_review")
+    inputs, out = root / "inputs", root / "out"
+    inputs.mkdir()
+    summaries = []
+    for task, sample, name, case, samples in CASES:
+        src = sample_dir(sample) / name
+        dst = inputs / (case + "".join(src.suffixes))
+        shutil.copyfile(src, dst)
+        report = run_cases(task, [str(dst)], out, device="cpu", samples=samples, seed=0)
+        assert not report.errors, report.errors
+        summaries += report.summaries
+    write_queue(out, summaries)
+    return out
+
+
+@pytest.fixture
+def folder(predictions, tmp_path):
+    """A copy of the predictions for this test (saves and edit marks stay in it)."""
+    dst = tmp_path / "review"
+    shutil.copytree(predictions, dst)
+    return dst
+
+
+# --------------------------------------------------------------------------------------------------- server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`uqseg review ...` in its own process; `url` once it listens; stopped by PID."""
+
+    def __init__(self, args, log: Path, timeout: float = 120.0) -> None:
+        self.port = free_port()
+        cmd = [sys.executable, "-m", "uqseg.cli", "review", *map(str, args), "--port", str(self.port)]
+        self.log = log
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, cwd=REPO)
+        self.lines: list[str] = []
+        self.url = None
+        ready = threading.Event()
+
+        def read():
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+                if line.startswith("REVIEW "):
+                    self.url = line.split()[1]
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout) or self.url is None:
+            self.stop()
+            raise AssertionError(f"the review server did not start: {self.lines[-5:]} {log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    servers = []
+
+    def start(*args) -> Server:
+        server = Server(args, tmp_path / f"server{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------------------- browser
+@pytest.fixture
+def open_browser():
+    drivers = []
+
+    def make():
+        options = webdriver.ChromeOptions()
+        for flag in CHROME_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='uqseg-chromium-')}")
+        options.add_argument(f"--window-size={WINDOW[0]},{WINDOW[1]}")
+        options.add_argument("--force-device-scale-factor=1")
+        options.binary_location = CHROMIUM
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        drivers.append(driver)
+        return driver
+
+    yield make
+    for driver in drivers:
+        profile = driver.capabilities.get("chrome", {}).get("userDataDir")
+        driver.quit()
+        if profile:
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def state(d, key):
+    return d.execute_script("return window.trame && window.trame.state ? window.trame.state.get(arguments[0]) : null",
+                            key)
+
+
+def set_state(d, key, value) -> None:
+    d.execute_script("window.trame.state.set(arguments[0], arguments[1])", key, value)
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def view_elements(d) -> list:
+    return [e for e in d.find_elements(By.CSS_SELECTOR, "#uq-views img") if e.rect["width"] > 50]
+
+
+def page_image(d) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(d.get_screenshot_as_png())).convert("RGB"))
+
+
+def view_image(d, index: int = 0) -> np.ndarray:
+    """What the browser shows in view `index` (0: the slice view), [row, col, rgb]."""
+    r = view_elements(d)[index].rect
+    x, y, w, h = (int(round(r[k])) for k in ("x", "y", "width", "height"))
+    return page_image(d)[y:y + h, x:x + w]
+
+
+def settled_view(d, index: int = 0, timeout: float = 30.0) -> np.ndarray:
+    """The view image once the server is idle and two frames 0.4 s apart are equal."""
+    wait_for(lambda: not state(d, "busy"), timeout, what="the server to finish")
+    last = view_image(d, index)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        time.sleep(0.4)
+        now = view_image(d, index)
+        if now.shape == last.shape and np.array_equal(now, last):
+            return now
+        last = now
+    return last
+
+
+def queue_row(d, case: str):
+    for row in d.find_elements(By.CSS_SELECTOR, "#uq-queue tr"):
+        if row.text.split()[1:2] == [case]:
+            return row
+    return None
+
+
+def open_case(d, case: str) -> np.ndarray:
+    wait_for(lambda: queue_row(d, case), 30, what=f"{case} in the queue").click()
+    wait_for(lambda: state(d, "current_case") == case and not state(d, "busy"), 90, what=f"{case} to open")
+    return settled_view(d)
+
+
+def click(d, element_id: str) -> None:
+    d.find_element(By.ID, element_id).click()
+
+
+def no_traceback(d) -> None:
+    assert "Traceback" not in d.page_source and 'File "' not in d.page_source
+
+
+def screenshot(d, name: str) -> None:
+    folder = os.environ.get("UQSEG_WEB_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        d.save_screenshot(str(Path(folder) / f"review-{name}.png"))
+
+
+def colour_distance(pixels: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Per pixel: the distance (0..255 units) to the nearest colour of `table` (N, 3)."""
+    p = pixels.reshape(-1, 1, 3).astype(float)
+    return np.sqrt(((p - table[None].astype(float)) ** 2).sum(-1)).min(axis=1).reshape(pixels.shape[:-1])
+
+
+def colormap_table(name: str) -> np.ndarray:
+    from UQSegmentationLib.display.colormaps import colormap_rgb
+
+    return np.array([colormap_rgb(name, t) for t in np.linspace(0, 1, 256)]) * 255
+
+
+def at(image: np.ndarray, x: float, y: float, r: int = 1) -> np.ndarray:
+    """The pixels within r of view position (x, y) (x = column, y = row, from the top-left)."""
+    c, w = int(round(x)), int(round(y))
+    return image[max(0, w - r):w + r + 1, max(0, c - r):c + r + 1].reshape(-1, 3)
+
+
+# ------------------------------------------------------------------------------------------------------- tests
+def test_queue_order_first_frame_and_the_pectoral_band(folder, start_server, open_browser):
+    import csv
+
+    server = start_server(folder, "--who", "alice")
+    d = open_browser()
+    t0 = time.monotonic()
+    d.get(server.url)
+
+    def drawn():
+        views = view_elements(d)
+        if not views or state(d, "current_case") is None:
+            return False
+        image = view_image(d)
+        return image.size and (image.max(axis=2) > 40).mean() > 0.05
+
+    wait_for(drawn, 120, 0.05, "the first frame")
+    _measured("first_frame_s", round(time.monotonic() - t0, 2))
+    with open(folder / "queue.csv", newline="") as f:
+        expected = [row["case"] for row in csv.DictReader(f)]
+    rows = [r.text.split() for r in d.find_elements(By.CSS_SELECTOR, "#uq-queue tr")[1:]]
+    assert [r[1] for r in rows] == expected and [r[0] for r in rows] == ["1", "2", "3", "4"]
+    assert {r[1]: r[2] for r in rows} == {case: task for task, _, _, case, _ in CASES}
+    assert state(d, "current_case") == expected[0] == "pectoral_mlo"  # the most uncertain case opens first
+    image = settled_view(d)
+    # the mean boundary curve (yellow, UQSegmentationLib.display.band.CURVE_COLOR) is drawn at its control points
+    points = state(d, "curve_points")
+    assert len(points) >= 10
+    yellow = sum(any(p[0] > 180 and p[1] > 160 and p[2] < 110 for p in at(image, x, y, 2)) for _, _, x, y in points)
+    assert yellow >= 0.8 * len(points), f"{yellow} of {len(points)} control points drawn yellow"
+    # the ±σ band (cyan outline, BAND_COLOR (0.15, 0.85, 1.0)) beside the curve
+    cyan = (image[..., 0] < 110) & (image[..., 1] > 150) & (image[..., 2] > 190)
+    assert cyan.sum() > 200
+    legend = d.find_element(By.ID, "uq-legend").text
+    assert "±σ band" in legend
+    screenshot(d, "pectoral")
+    no_traceback(d)
+
+
+def test_cxr_colours_next_drag_refit_undo_and_save(folder, start_server, open_browser):
+    server = start_server(folder)
+    d = open_browser()
+    d.get(server.url)
+    wait_for(lambda: state(d, "current_case") == "pectoral_mlo", 120, what="the first case")
+    image = open_case(d, "chest")
+    wait_for(lambda: state(d, "corrections_ready") and state(d, "can_correct"), 60, what="the corrections")
+    # node colours: every control point is drawn in a viridis colour (node std), the legend is in mm
+    viridis = colormap_table("viridis")
+    points = state(d, "curve_points")
+    assert len(points) == 120
+    on_map = [colour_distance(at(image, x, y, 0), viridis).min() < 40 for _, _, x, y in points]
+    assert np.mean(on_map) > 0.9
+    assert state(d, "legend")["units"] == "mm"
+    # Next: the view is centred on region 1's focus, and the picture changes
+    click(d, "uq-next")
+    wait_for(lambda: state(d, "current_region") == 1, 30, what="region 1")
+    moved = settled_view(d)
+    focus = np.array(state(d, "regions")[0]["focus"])
+    assert np.abs(np.array(state(d, "view_centre"))[:2] - focus[:2]).max() < 1.0
+    assert (np.abs(moved.astype(int) - image.astype(int)).max(axis=2) > 30).mean() > 0.2
+    # drag a node of region 1 with the mouse
+    before = {(r, k): (x, y) for r, k, x, y in state(d, "curve_points")}
+    mm_per_px = state(d, "view_mm_per_px")
+    role, k = next((r, k) for r, k, x, y in state(d, "curve_points")
+                   if r == "curve:right_lung" and 150 < x < 700 and 150 < y < 550)
+    x, y = before[(role, k)]
+    view = view_elements(d)[0]
+    w, h = view.rect["width"], view.rect["height"]
+    dx, dy = 30, 20
+    chain = ActionChains(d, duration=20)
+    chain.move_to_element_with_offset(view, x - w / 2, y - h / 2).pause(0.3).move_by_offset(1, 0).pause(0.3)
+    chain.click_and_hold().pause(0.2)
+    for _ in range(10):
+        chain.move_by_offset(dx // 10, dy // 10).pause(0.03)
+    chain.release()
+    legend_min = state(d, "legend")["min"]
+    chain.perform()
+    t_release = time.monotonic()
+    wait_for(lambda: state(d, "refits") == 1, 60, 0.02, "the refit")
+    _measured("drag_refit_page_s", round(time.monotonic() - t_release, 2))  # release → refit on the page
+    after_image = settled_view(d)
+    _measured("drag_refit_server_ms", state(d, "refit_ms"))
+    after = {(r, kk): (xx, yy) for r, kk, xx, yy in state(d, "curve_points")}
+    assert np.hypot(after[(role, k)][0] - (x + dx + 1), after[(role, k)][1] - (y + dy)) < 3
+    shifts = [np.hypot(after[p][0] - before[p][0], after[p][1] - before[p][1]) for p in before if p != (role, k)]
+    assert sum(s > 1.0 for s in shifts) >= 3, "the refit moved no other node"
+    assert state(d, "legend")["min"] < legend_min  # the pinned node is certain now: the colours change
+    assert (np.abs(after_image.astype(int) - moved.astype(int)).max(axis=2) > 30).sum() > 100
+    assert state(d, "regions")[0]["status"] == "corrected"
+    # Undo restores every point exactly
+    click(d, "uq-undo")
+    wait_for(lambda: not state(d, "can_undo"), 30, what="undo")
+    undone = {(r, kk): (xx, yy) for r, kk, xx, yy in state(d, "curve_points")}
+    assert max(np.hypot(undone[p][0] - before[p][0], undone[p][1] - before[p][1]) for p in before) < 0.01
+    assert state(d, "regions")[0]["status"] == "unreviewed"
+    # drag again and save: the saved landmark moved by the drag, in input pixels
+    refits = state(d, "refits")
+    chain = ActionChains(d, duration=20)
+    chain.move_to_element_with_offset(view, x - w / 2, y - h / 2).pause(0.3).move_by_offset(1, 0).pause(0.3)
+    chain.click_and_hold().pause(0.2)
+    for _ in range(10):
+        chain.move_by_offset(dx // 10, dy // 10).pause(0.03)
+    chain.release().perform()
+    wait_for(lambda: state(d, "refits") == refits + 1, 60, 0.05, "the second refit")
+    settled_view(d)
+    click(d, "uq-save")
+    wait_for(lambda: "Saved chest" in (state(d, "message") or ""), 30, what="the save")
+    root = folder / "corrections"
+    record = json.loads((root / "corrections" / "chest.json").read_text())
+    saved = json.loads((root / "landmarks" / "chest.json").read_text())
+    assert [len(saved[o]) for o in ("right_lung", "left_lung", "heart")] == [44, 50, 26]
+    import csv
+
+    with open(folder / "chest" / "landmarks.csv", newline="") as f:
+        model = {int(r["node"]): (float(r["mean_x"]), float(r["mean_y"])) for r in csv.DictReader(f)}
+    spacing = json.loads((folder / "chest" / "summary.json").read_text())["input_geometry"]["spacing_mm"][0]
+    moved_px = np.hypot(saved["right_lung"][k][0] - 0.5 - model[k][0], saved["right_lung"][k][1] - 0.5 - model[k][1])
+    expected_px = np.hypot(dx + 1, dy) * mm_per_px / spacing
+    assert abs(moved_px - expected_px) < 0.2 * expected_px + 1.0
+    assert record["task"] == "cxr-landmarks" and record["regions"][0]["status"] == "corrected"
+    rows = {r.text.split()[1]: r.text for r in d.find_elements(By.CSS_SELECTOR, "#uq-queue tr")[1:]}
+    wait_for(lambda: "saved" in d.find_elements(By.CSS_SELECTOR, "#uq-queue tr")[2].text, 10, what="saved status")
+    assert "chest" in rows
+    screenshot(d, "cxr")
+    no_traceback(d)
+
+
+def test_breast_overlay_opacity_threshold_alternative_and_save(folder, start_server, open_browser):
+    import nrrd
+
+    server = start_server(folder)
+    d = open_browser()
+    d.get(server.url)
+    wait_for(lambda: state(d, "current_case") == "pectoral_mlo", 120, what="the first case")
+    image = open_case(d, "breast_mlo")
+    inferno = colormap_table("inferno")
+
+    def overlay_pixels(img):
+        saturated = (img.max(axis=2).astype(int) - img.min(axis=2)) > 60  # the grey image is not
+        return (saturated & (colour_distance(img, inferno) < 30)).sum()
+
+    shown = overlay_pixels(image)
+    assert shown > 500, shown
+    assert state(d, "legend")["title"] == "entropy" and state(d, "legend")["units"] == "nats"
+    set_state(d, "opacity", 0.0)
+    assert overlay_pixels(settled_view(d)) < 0.1 * shown
+    set_state(d, "opacity", 0.6)
+    assert overlay_pixels(settled_view(d)) > 0.8 * shown
+    set_state(d, "threshold", state(d, "threshold_max") * 0.999)
+    assert overlay_pixels(settled_view(d)) < 0.1 * shown
+    set_state(d, "threshold", state(d, "threshold_min"))
+    settled_view(d)
+    # region 1, the alternative (the model's most probable other class), save
+    click(d, "uq-next")
+    wait_for(lambda: state(d, "current_region") == 1, 30, what="region 1")
+    click(d, "uq-accept-alternative")
+    wait_for(lambda: state(d, "regions")[0]["status"] == "corrected", 120, what="the alternative")
+    settled_view(d)
+    screenshot(d, "breast")
+    click(d, "uq-save")
+    wait_for(lambda: "Saved breast_mlo" in (state(d, "message") or ""), 30, what="the save")
+    saved, header = nrrd.read(str(folder / "corrections" / "labels" / "breast_mlo.seg.nrrd"))
+    model, _ = nrrd.read(str(folder / "breast_mlo" / "segmentation.seg.nrrd"))
+    assert saved.shape == model.shape and (saved != model).sum() > 0
+    record = json.loads((folder / "corrections" / "corrections" / "breast_mlo.json").read_text())
+    assert record["regions"][0]["status"] == "corrected"
+    no_traceback(d)
+
+
+def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, open_browser):
+    import nrrd
+
+    server = start_server(folder)
+    d = open_browser()
+    d.get(server.url)
+    wait_for(lambda: state(d, "current_case") == "pectoral_mlo", 120, what="the first case")
+    t0 = time.monotonic()
+    open_case(d, "abdomen_ct")
+    _measured("ct_open_s", round(time.monotonic() - t0, 2))
+    wait_for(lambda: len(view_elements(d)) == 2, 30, what="the 3-D view")
+    three_d = settled_view(d, 1)
+    seg_colours = np.array([[round(255 * c) for c in v] for v in _segment_colours(folder / "abdomen_ct")])
+    assert (colour_distance(three_d, seg_colours) < 60).sum() > 500  # the organ surfaces in 3-D (shaded)
+    # paint before choosing a region: one line on the page, no traceback
+    d.find_element(By.CSS_SELECTOR, "#uq-paint input").click()
+    wait_for(lambda: state(d, "paint_mode"), 10, what="paint mode")
+    view = view_elements(d)[0]
+    ActionChains(d).move_to_element(view).click().perform()
+    wait_for(lambda: "select an uncertain region first" in (state(d, "error") or ""), 20, what="the error line")
+    assert d.find_element(By.ID, "uq-error").is_displayed()
+    no_traceback(d)
+    click(d, "uq-next")
+    wait_for(lambda: state(d, "current_region") == 1, 30, what="region 1")
+    before = settled_view(d)
+    ActionChains(d).move_to_element(view).click().perform()  # the view's centre is the region's focus
+    wait_for(lambda: "voxels changed" in (state(d, "message") or ""), 30, what="the paint")
+    changed = int(state(d, "message").split("painted: ")[1].split()[0])
+    assert changed > 0
+    painted = settled_view(d)
+    assert (np.abs(painted.astype(int) - before.astype(int)).max(axis=2) > 20).sum() > 20
+    screenshot(d, "ct")
+    click(d, "uq-undo")
+    wait_for(lambda: not state(d, "can_undo"), 30, what="undo")
+    assert (np.abs(settled_view(d).astype(int) - before.astype(int)).max(axis=2) > 20).sum() < 5
+    ActionChains(d).move_to_element(view).click().perform()
+    wait_for(lambda: state(d, "can_undo"), 30, what="the second paint")
+    click(d, "uq-save")
+    wait_for(lambda: "Saved abdomen_ct" in (state(d, "message") or ""), 60, what="the save")
+    saved, header = nrrd.read(str(folder / "corrections" / "labels" / "abdomen_ct.seg.nrrd"))
+    model, _ = nrrd.read(str(folder / "abdomen_ct" / "segmentation.seg.nrrd"))
+    assert saved.shape == model.shape and 0 < (saved != model).sum() <= changed
+    no_traceback(d)
+
+
+def _segment_colours(case_dir: Path) -> list:
+    import nrrd
+
+    header = nrrd.read_header(str(case_dir / "segmentation.seg.nrrd"))
+    return [[float(v) for v in header[k].split()[:3]] for k in header if k.startswith("Segment") and
+            k.endswith("_Color")]
+
+
+def test_two_reviewers_see_each_other_and_a_stale_save_is_refused(folder, start_server, open_browser):
+    alice, bob = start_server(folder, "--who", "alice"), start_server(folder, "--who", "bob")
+    da, db = open_browser(), open_browser()
+    da.get(alice.url)
+    db.get(bob.url)
+    for d in (da, db):  # both open the most uncertain case
+        wait_for(lambda d=d: state(d, "current_case") == "pectoral_mlo" and not state(d, "busy"), 120,
+                 what="the first case")
+
+    def status(d, case):
+        for row in d.find_elements(By.CSS_SELECTOR, "#uq-queue tr")[1:]:
+            if row.text.split()[1] == case:
+                return row.text
+        return ""
+
+    wait_for(lambda: "being edited by alice" in status(db, "pectoral_mlo"), 30, what="alice's mark at bob's")
+    wait_for(lambda: "being edited by bob" in status(da, "pectoral_mlo"), 30, what="bob's mark at alice's")
+    assert da.find_element(By.ID, "uq-editing").is_displayed()
+    screenshot(db, "two-reviewers")
+    click(da, "uq-save")
+    wait_for(lambda: "Saved pectoral_mlo" in (state(da, "message") or ""), 30, what="alice's save")
+    record_path = folder / "corrections" / "corrections" / "pectoral_mlo.json"
+    alices = record_path.read_bytes()
+    click(db, "uq-save")
+    wait_for(lambda: state(db, "error"), 30, what="bob's refusal")
+    assert "saved by someone else" in state(db, "error") and "nothing was written" in state(db, "error")
+    assert db.find_element(By.ID, "uq-error").is_displayed()
+    assert record_path.read_bytes() == alices
+    # alice closes the case (opens another): her mark goes
+    open_case(da, "chest")
+    wait_for(lambda: "being edited" not in status(db, "pectoral_mlo"), 30, what="alice's mark to go")
+    no_traceback(db)
+
+
+def test_command_line_refusals_and_a_task_run_first(folder, tmp_path, start_server):
+    def run(*args):
+        p = subprocess.run([sys.executable, "-m", "uqseg.cli", "review", *map(str, args)], capture_output=True,
+                           text=True, cwd=REPO, timeout=120)
+        return p.returncode, p.stderr.strip().splitlines()
+
+    rc, err = run(tmp_path / "missing")
+    assert rc == 2 and err == [f"error: {tmp_path / 'missing'}: no such folder"]
+    (tmp_path / "empty").mkdir()
+    rc, err = run(tmp_path / "empty")
+    assert rc == 2 and len(err) == 1 and "holds no results of `uqseg predict`" in err[0]
+    rc, err = run(folder, "--host", "0.0.0.0")
+    assert rc == 2 and len(err) == 1 and "--allow-remote" in err[0]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        rc, err = run(folder, "--port", taken.getsockname()[1])
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: server: cannot listen on 127.0.0.1:")
+    # --task: the batch driver runs first (its PROGRESS lines), then the folder is served
+    from uqseg.sample_data import sample_dir
+
+    out = tmp_path / "run"
+    server = start_server("--task", "mammo-pectoral", sample_dir("mammo-mlo") / "mlo.dcm", "--out", out)
+    assert any(line.startswith("PROGRESS 1.000") for line in server.lines)
+    assert (out / "mlo" / "summary.json").is_file()
+    import urllib.request
+
+    with urllib.request.urlopen(server.url, timeout=30) as response:
+        assert response.status == 200

@@ -463,7 +463,7 @@ def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, ope
     seg_colours = np.array([[round(255 * c) for c in v] for v in _segment_colours(folder / "abdomen_ct")])
     assert (colour_distance(three_d, seg_colours) < 60).sum() > 500  # the organ surfaces in 3-D (shaded)
     # paint before choosing a region: one line on the page, no traceback
-    d.find_element(By.CSS_SELECTOR, "#uq-paint input").click()
+    click(d, "uq-paint")
     wait_for(lambda: state(d, "paint_mode"), 10, what="paint mode")
     view = view_elements(d)[0]
     ActionChains(d).move_to_element(view).click().perform()

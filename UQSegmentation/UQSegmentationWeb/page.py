@@ -83,8 +83,8 @@ def build_page(server, app) -> SinglePageWithDrawerLayout:
                     v3.VBtn("Accept the alternative", size="small", id="uq-accept-alternative",
                             click=(ctrl.region, "['accept_alternative']"))
                 with html.Div(v_if="can_paint", classes="d-flex align-center ga-1 my-1"):
-                    v3.VSwitch(v_model=("paint_mode",), label="paint in region", density="compact",
-                               hide_details=True, id="uq-paint", update_modelValue=(ctrl.paint_mode, "[$event]"))
+                    v3.VBtn("{{ paint_mode ? 'Stop painting' : 'Paint in region' }}", size="small", id="uq-paint",
+                            color=("paint_mode ? 'orange' : undefined",), click=(ctrl.paint_mode, "[!paint_mode]"))
                     v3.VSelect(v_model=("paint_segment",), items=("paint_segments",), density="compact",
                                hide_details=True, label="segment", id="uq-paint-segment")
                     v3.VCheckbox(v_model=("paint_erase",), label="erase", density="compact", hide_details=True)

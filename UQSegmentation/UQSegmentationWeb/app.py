@@ -206,9 +206,9 @@ class ReviewApp:
             return
         rows = []
         for c in self.cases:
-            mark = editing.held_by_other(c.case_dir, self.holder)
-            if mark is not None:
-                status = f"being edited by {mark.get('who', 'someone')}"
+            others = editing.held_by_others(c.case_dir, self.holder)
+            if others:
+                status = f"being edited by {', '.join(others)}"
             elif saved_record(c) is not None:
                 status = "saved"
             elif self.case is not None and c.case == self.case.case:
@@ -220,8 +220,7 @@ class ReviewApp:
                          "flags": ", ".join(c.flags) or "-", "status": status})
         self.state.cases = rows
         if self.case is not None:
-            mark = editing.held_by_other(self.case.case_dir, self.holder)
-            self.state.editing_by = mark.get("who", "someone") if mark else ""
+            self.state.editing_by = ", ".join(editing.held_by_others(self.case.case_dir, self.holder))
 
     async def open_case(self, name: str) -> None:
         case = next((c for c in self.cases if c.case == name), None)

@@ -1,10 +1,11 @@
 """Two reviewers on one folder: who is editing which case, and refusing a save that would overwrite someone's work.
 
 Edit marks. While a reviewer has a case open, the server holding it keeps a mark file
-``<case folder's parent>/.review/<case>.json`` = {"holder": this server's id, "who": the reviewer's name, "since"
-(UTC ISO 8601), "beat": time.time() of the last refresh}. Every server on the folder reads the marks: a case whose
-mark is held by another holder and was refreshed less than `STALE_S` seconds ago is shown "being edited by <who>"
-in the queue and on the case's page (opening it still works: reading is never blocked). A server refreshes its
+``<case folder's parent>/.review/<case>/<holder>.json`` = {"holder": this server's id, "who": the reviewer's name,
+"since" (UTC ISO 8601), "beat": time.time() of the last refresh} — one file per reviewer, so two reviewers of the
+same case never overwrite each other's mark. Every server on the folder reads the marks: a case with a mark of
+another holder refreshed less than `STALE_S` seconds ago is shown "being edited by <who>" in the queue and on the
+case's page (opening it still works: reading is never blocked). A server refreshes its
 mark every `BEAT_S` seconds and removes it when the reviewer opens another case or the server stops; a crashed
 server's mark goes stale by itself.
 
@@ -41,43 +42,48 @@ def new_holder() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def mark_path(case_dir: Path) -> Path:
+def marks_folder(case_dir: Path) -> Path:
     case_dir = Path(case_dir)
-    return case_dir.parent / MARKS / f"{case_dir.name}.json"
+    return case_dir.parent / MARKS / case_dir.name
 
 
 def write_mark(case_dir: Path, holder: str, who: str, since: str | None = None) -> None:
     """Create or refresh this holder's mark on a case (atomically: temp file + rename)."""
-    path = mark_path(case_dir)
-    path.parent.mkdir(exist_ok=True)
+    folder = marks_folder(case_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     data = {"holder": holder, "who": who, "since": since or _now(), "beat": time.time()}
-    tmp = path.with_name(f".{path.name}.{holder}.tmp")
+    path = folder / f"{holder}.json"
+    tmp = folder / f".{holder}.tmp"
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
 
 
-def read_mark(case_dir: Path) -> dict | None:
-    """The live mark of a case (None when there is none or it is stale)."""
+def live_marks(case_dir: Path) -> list[dict]:
+    """The marks of a case refreshed less than STALE_S seconds ago."""
+    marks = []
     try:
-        data = json.loads(mark_path(case_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or time.time() - float(data.get("beat", 0)) > STALE_S:
-        return None
-    return data
+        paths = sorted(marks_folder(case_dir).glob("*.json"))
+    except OSError:
+        return []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and time.time() - float(data.get("beat", 0)) <= STALE_S:
+            marks.append(data)
+    return marks
 
 
-def held_by_other(case_dir: Path, holder: str) -> dict | None:
-    mark = read_mark(case_dir)
-    return mark if mark is not None and mark.get("holder") != holder else None
+def held_by_others(case_dir: Path, holder: str) -> list[str]:
+    """Who else is editing the case (names, from their live marks)."""
+    return [m.get("who") or "someone" for m in live_marks(case_dir) if m.get("holder") != holder]
 
 
 def remove_mark(case_dir: Path, holder: str) -> None:
-    """Remove the mark when this holder owns it (someone else's mark is left alone)."""
-    mark = read_mark(case_dir)
-    if mark is not None and mark.get("holder") == holder:
-        with contextlib.suppress(OSError):
-            mark_path(case_dir).unlink()
+    """Remove this holder's mark (other reviewers' marks are left alone)."""
+    with contextlib.suppress(OSError):
+        (marks_folder(case_dir) / f"{holder}.json").unlink()
 
 
 def record_saved_time(case_dir: Path, case: str) -> str | None:

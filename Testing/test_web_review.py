@@ -462,6 +462,7 @@ def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, ope
     three_d = settled_view(d, 1)
     seg_colours = np.array([[round(255 * c) for c in v] for v in _segment_colours(folder / "abdomen_ct")])
     assert (colour_distance(three_d, seg_colours) < 60).sum() > 500  # the organ surfaces in 3-D (shaded)
+    screenshot(d, "ct")
     # paint before choosing a region: one line on the page, no traceback
     click(d, "uq-paint")
     wait_for(lambda: state(d, "paint_mode"), 10, what="paint mode")
@@ -479,7 +480,6 @@ def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, ope
     assert changed > 0
     painted = settled_view(d)
     assert (np.abs(painted.astype(int) - before.astype(int)).max(axis=2) > 20).sum() > 20
-    screenshot(d, "ct")
     click(d, "uq-undo")
     wait_for(lambda: not state(d, "can_undo"), 30, what="undo")
     assert (np.abs(settled_view(d).astype(int) - before.astype(int)).max(axis=2) > 20).sum() < 5

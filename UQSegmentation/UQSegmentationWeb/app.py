@@ -287,8 +287,12 @@ class ReviewApp:
             if self.results.overlay is not None:
                 view.set_foreground_volume_id(self.results.overlay.GetID())
             view.fit_view_to_content()
-        for view in self.slicer.view_manager.get_threed_views():
+        for view in self.slicer.view_manager.get_threed_views():  # from below, as the axial slice is drawn
+            from trame_slicer.views.threed_view import ViewDirection
+
             view.fit_view_to_content()
+            view.rotate_to_view_direction(ViewDirection.INFERIOR)
+            view.reset_camera()
         self.session = ReviewSession(self.results, runner=self.runner, timer=self.timer, delay_ms=300,
                                      device=self.device, on_change=self._on_session_change)
         self.session.start_corrections()

@@ -178,7 +178,7 @@ class ReviewApp:
 
     # ------------------------------------------------------------------------------------------------- errors
     def _fail(self, what: str, error: BaseException) -> None:
-        log.error("%s failed:\n%s", what, "".join(traceback.format_exception(error)))
+        log.error("%s failed:\n%s", what, "".join(traceback.format_exception(type(error), error, error.__traceback__)))
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         self.state.error = f"{what}: {text}"
         self.state.busy, self.state.busy_message, self.state.progress = False, "", None

@@ -8,17 +8,19 @@ uncertainty display, the overlay's opacity and threshold (ct-organs, mammo-breas
 paint inside the region (ct-organs, mammo-breast), Undo, Save. Right: the Slicer views (slice view; with the 3-D view
 for CT). A progress bar runs while anything is loading or the model is working; errors are one red line.
 
-Element ids (`uq-...`) name what a user sees, so scripts and the browser tests can find them.
+Element ids (`uq-...`) name what a user sees, so scripts and the browser tests can find them. trame is imported
+inside `build_page`, so that this module imports wherever the module folder is installed (e.g. in Slicer).
 """
 
 from __future__ import annotations
 
-from trame.ui.vuetify3 import SinglePageWithDrawerLayout
-from trame.widgets import client, html
-from trame.widgets import vuetify3 as v3
 
+def build_page(server, app):
+    """Build the page on `server` (a trame server) for `app` (`ReviewApp`); returns the trame layout."""
+    from trame.ui.vuetify3 import SinglePageWithDrawerLayout
+    from trame.widgets import client, html
+    from trame.widgets import vuetify3 as v3
 
-def build_page(server, app) -> SinglePageWithDrawerLayout:
     ctrl = server.controller
     ctrl.open_case = app.open_case
     ctrl.region = lambda name: app.region_action(name)

@@ -287,12 +287,7 @@ class ReviewApp:
             if self.results.overlay is not None:
                 view.set_foreground_volume_id(self.results.overlay.GetID())
             view.fit_view_to_content()
-        for view in self.slicer.view_manager.get_threed_views():  # from below, as the axial slice is drawn
-            from trame_slicer.views.threed_view import ViewDirection
-
-            view.fit_view_to_content()
-            view.rotate_to_view_direction(ViewDirection.INFERIOR)
-            view.reset_camera()
+        self._fit_threed_views()
         self.session = ReviewSession(self.results, runner=self.runner, timer=self.timer, delay_ms=300,
                                      device=self.device, on_change=self._on_session_change)
         self.session.start_corrections()
@@ -326,6 +321,22 @@ class ReviewApp:
             s.paint_segments = segs
             s.paint_segment = segs[0] if segs else ""
 
+    def _fit_threed_views(self) -> None:
+        """Look at the segmentation from below (as the axial slice is drawn), fitted to the view's current size; done
+        again whenever the browser resizes the view (`_on_polled`)."""
+        from trame_slicer.views.threed_view import ViewDirection
+
+        self._threed_sizes = {}
+        if self.case is None or self.case.task not in VOLUME_TASKS:
+            return
+        for view in self.slicer.view_manager.get_threed_views():
+            view.render()  # the displayable managers build the surfaces first, then the camera fits them
+            view.fit_view_to_content()
+            view.rotate_to_view_direction(ViewDirection.INFERIOR)
+            view.reset_camera()
+            view.schedule_render()
+            self._threed_sizes[view.get_singleton_tag()] = tuple(view.render_window().GetSize())
+
     # ------------------------------------------------------------------------------------------------- refresh
     def _on_session_change(self, session, what) -> None:
         if what == "correction":
@@ -349,6 +360,10 @@ class ReviewApp:
                 with self.state:
                     self.state.curve_points = self._curve_points()
                     self.state.view_centre = self._view_centre()
+        sizes = getattr(self, "_threed_sizes", {})
+        if sizes and any(tuple(v.render_window().GetSize()) != sizes.get(v.get_singleton_tag())
+                         for v in self.slicer.view_manager.get_threed_views()):
+            self._fit_threed_views()
         if isinstance(delivered, BaseException):
             with self.state:
                 self._fail("background work", delivered)

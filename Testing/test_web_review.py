@@ -235,10 +235,35 @@ def queue_row(d, case: str):
     return None
 
 
+def changed_pixels(a: np.ndarray, b: np.ndarray, level: int = 30) -> int:
+    return int((np.abs(a.astype(int) - b.astype(int)).max(axis=2) > level).sum()) if a.shape == b.shape else a.size
+
+
+def view_after_change(d, before: np.ndarray, index: int = 0, timeout: float = 60.0) -> np.ndarray:
+    """The settled view image once it differs from `before` (the server may draw the change a little later)."""
+    wait_for(lambda: changed_pixels(view_image(d, index), before) > 20, timeout, 0.1, "the view to change")
+    return settled_view(d, index)
+
+
 def open_case(d, case: str) -> np.ndarray:
     wait_for(lambda: queue_row(d, case), 30, what=f"{case} in the queue").click()
     wait_for(lambda: state(d, "current_case") == case and not state(d, "busy"), 90, what=f"{case} to open")
     return settled_view(d)
+
+
+def drag(d, x: float, y: float, dx: int, dy: int, steps: int = 10) -> tuple[int, int]:
+    """Press the mouse on view pixel (x, y) of the slice view (after hovering, so Slicer's markups interaction picks
+    the point under it), move by about (dx, dy) in `steps` steps, release; returns the move from (x, y) to the
+    release."""
+    view = view_elements(d)[0]
+    w, h = view.rect["width"], view.rect["height"]
+    chain = ActionChains(d, duration=20)
+    chain.move_to_element_with_offset(view, x - w / 2, y - h / 2).pause(0.5).move_by_offset(1, 0).pause(0.5)
+    chain.click_and_hold().pause(0.2)
+    for _ in range(steps):
+        chain.move_by_offset(int(dx / steps), int(dy / steps)).pause(0.03)
+    chain.release().perform()
+    return 1 + steps * int(dx / steps), steps * int(dy / steps)
 
 
 def click(d, element_id: str) -> None:
@@ -310,6 +335,17 @@ def test_queue_order_first_frame_and_the_pectoral_band(folder, start_server, ope
     legend = d.find_element(By.ID, "uq-legend").text
     assert "±σ band" in legend
     screenshot(d, "pectoral")
+    # drag a boundary point sideways: the most probable path through it (model-aware) moves the curve and the band
+    wait_for(lambda: state(d, "can_correct"), 60, what="the corrections")
+    role, k, x, y = sorted(points, key=lambda p: p[3])[len(points) // 2]  # the middle of the boundary
+    mx, my = drag(d, x, y, -25, 0)
+    wait_for(lambda: state(d, "refits") == 1, 60, 0.02, "the pectoral refit")
+    _measured("pectoral_drag_refit_server_ms", state(d, "refit_ms"))
+    after = view_after_change(d, image)
+    moved = {(r, kk): (xx, yy) for r, kk, xx, yy in state(d, "curve_points")}
+    assert np.hypot(moved[(role, k)][0] - (x + mx), moved[(role, k)][1] - (y + my)) < 3  # on the release point
+    cyan_after = (after[..., 0] < 110) & (after[..., 1] > 150) & (after[..., 2] > 190)
+    assert (cyan_after != cyan).sum() > 50  # the ±σ band follows the new boundary
     no_traceback(d)
 
 
@@ -330,7 +366,7 @@ def test_cxr_colours_next_drag_refit_undo_and_save(folder, start_server, open_br
     # Next: the view is centred on region 1's focus, and the picture changes
     click(d, "uq-next")
     wait_for(lambda: state(d, "current_region") == 1, 30, what="region 1")
-    moved = settled_view(d)
+    moved = view_after_change(d, image)
     focus = np.array(state(d, "regions")[0]["focus"])
     assert np.abs(np.array(state(d, "view_centre"))[:2] - focus[:2]).max() < 1.0
     assert (np.abs(moved.astype(int) - image.astype(int)).max(axis=2) > 30).mean() > 0.2
@@ -340,28 +376,20 @@ def test_cxr_colours_next_drag_refit_undo_and_save(folder, start_server, open_br
     role, k = next((r, k) for r, k, x, y in state(d, "curve_points")
                    if r == "curve:right_lung" and 150 < x < 700 and 150 < y < 550)
     x, y = before[(role, k)]
-    view = view_elements(d)[0]
-    w, h = view.rect["width"], view.rect["height"]
     dx, dy = 30, 20
-    chain = ActionChains(d, duration=20)
-    chain.move_to_element_with_offset(view, x - w / 2, y - h / 2).pause(0.3).move_by_offset(1, 0).pause(0.3)
-    chain.click_and_hold().pause(0.2)
-    for _ in range(10):
-        chain.move_by_offset(dx // 10, dy // 10).pause(0.03)
-    chain.release()
     legend_min = state(d, "legend")["min"]
-    chain.perform()
+    mx, my = drag(d, x, y, dx, dy)
     t_release = time.monotonic()
     wait_for(lambda: state(d, "refits") == 1, 60, 0.02, "the refit")
     _measured("drag_refit_page_s", round(time.monotonic() - t_release, 2))  # release → refit on the page
-    after_image = settled_view(d)
+    after_image = view_after_change(d, moved)
     _measured("drag_refit_server_ms", state(d, "refit_ms"))
     after = {(r, kk): (xx, yy) for r, kk, xx, yy in state(d, "curve_points")}
-    assert np.hypot(after[(role, k)][0] - (x + dx + 1), after[(role, k)][1] - (y + dy)) < 3
+    assert np.hypot(after[(role, k)][0] - (x + mx), after[(role, k)][1] - (y + my)) < 3
     shifts = [np.hypot(after[p][0] - before[p][0], after[p][1] - before[p][1]) for p in before if p != (role, k)]
     assert sum(s > 1.0 for s in shifts) >= 3, "the refit moved no other node"
     assert state(d, "legend")["min"] < legend_min  # the pinned node is certain now: the colours change
-    assert (np.abs(after_image.astype(int) - moved.astype(int)).max(axis=2) > 30).sum() > 100
+    assert changed_pixels(after_image, moved) > 100
     assert state(d, "regions")[0]["status"] == "corrected"
     # Undo restores every point exactly
     click(d, "uq-undo")
@@ -371,12 +399,7 @@ def test_cxr_colours_next_drag_refit_undo_and_save(folder, start_server, open_br
     assert state(d, "regions")[0]["status"] == "unreviewed"
     # drag again and save: the saved landmark moved by the drag, in input pixels
     refits = state(d, "refits")
-    chain = ActionChains(d, duration=20)
-    chain.move_to_element_with_offset(view, x - w / 2, y - h / 2).pause(0.3).move_by_offset(1, 0).pause(0.3)
-    chain.click_and_hold().pause(0.2)
-    for _ in range(10):
-        chain.move_by_offset(dx // 10, dy // 10).pause(0.03)
-    chain.release().perform()
+    drag(d, x, y, dx, dy)
     wait_for(lambda: state(d, "refits") == refits + 1, 60, 0.05, "the second refit")
     settled_view(d)
     click(d, "uq-save")
@@ -391,7 +414,7 @@ def test_cxr_colours_next_drag_refit_undo_and_save(folder, start_server, open_br
         model = {int(r["node"]): (float(r["mean_x"]), float(r["mean_y"])) for r in csv.DictReader(f)}
     spacing = json.loads((folder / "chest" / "summary.json").read_text())["input_geometry"]["spacing_mm"][0]
     moved_px = np.hypot(saved["right_lung"][k][0] - 0.5 - model[k][0], saved["right_lung"][k][1] - 0.5 - model[k][1])
-    expected_px = np.hypot(dx + 1, dy) * mm_per_px / spacing
+    expected_px = np.hypot(mx, my) * mm_per_px / spacing
     assert abs(moved_px - expected_px) < 0.2 * expected_px + 1.0
     assert record["task"] == "cxr-landmarks" and record["regions"][0]["status"] == "corrected"
     rows = {r.text.split()[1]: r.text for r in d.find_elements(By.CSS_SELECTOR, "#uq-queue tr")[1:]}
@@ -412,31 +435,45 @@ def test_breast_overlay_opacity_threshold_alternative_and_save(folder, start_ser
     inferno = colormap_table("inferno")
     assert state(d, "legend")["title"] == "entropy" and state(d, "legend")["units"] == "nats"
     assert state(d, "opacity") == pytest.approx(0.6)
+    shown_first = settled_view(d)
     set_state(d, "opacity", 0.0)
-    without = settled_view(d)  # the mammogram and the segment outlines, no overlay
+    without = view_after_change(d, shown_first)  # the mammogram and the segment outlines, no overlay
 
     def overlay(img):
         return np.abs(img.astype(int) - without.astype(int)).max(axis=2) > 30
 
     set_state(d, "opacity", 1.0)
-    opaque = settled_view(d)
+    opaque = view_after_change(d, without)
     shown = overlay(opaque)
     assert shown.sum() > 2000, shown.sum()
     # at full opacity the overlay pixels ARE the colormap (inferno, from the card's display threshold up)
     assert (colour_distance(opaque[shown], inferno) < 25).mean() > 0.9
     set_state(d, "opacity", 0.6)
-    blended = overlay(settled_view(d))
+    blended_image = view_after_change(d, opaque)
+    blended = overlay(blended_image)
     assert 0.8 * shown.sum() < blended.sum() <= shown.sum() * 1.05
     set_state(d, "threshold", state(d, "threshold_max") * 0.999)  # nothing is above: no overlay left
-    assert overlay(settled_view(d)).sum() < 0.02 * shown.sum()
+    assert overlay(view_after_change(d, blended_image)).sum() < 0.02 * shown.sum()
     set_state(d, "threshold", state(d, "threshold_min"))  # everything is coloured
-    assert overlay(settled_view(d)).sum() > 1.5 * shown.sum()
+    assert overlay(view_after_change(d, without)).sum() > 1.5 * shown.sum()
     # region 1, the alternative (the model's most probable other class), save
     click(d, "uq-next")
     wait_for(lambda: state(d, "current_region") == 1, 30, what="region 1")
     click(d, "uq-accept-alternative")
     wait_for(lambda: state(d, "regions")[0]["status"] == "corrected", 120, what="the alternative")
     settled_view(d)
+    click(d, "uq-next")  # region 2: accepted as the model has it; region 3: marked corrected; Previous goes back
+    wait_for(lambda: state(d, "current_region") == 2, 30, what="region 2")
+    click(d, "uq-accept")
+    click(d, "uq-next")
+    wait_for(lambda: state(d, "current_region") == 3, 30, what="region 3")
+    click(d, "uq-mark-corrected")
+    wait_for(lambda: [r["status"] for r in state(d, "regions")[:3]] == ["corrected", "accepted", "corrected"], 30,
+             what="the statuses")
+    click(d, "uq-previous")
+    wait_for(lambda: state(d, "current_region") == 2, 30, what="back to region 2")
+    focus = np.array(state(d, "regions")[1]["focus"])
+    wait_for(lambda: np.abs(np.array(state(d, "view_centre"))[:2] - focus[:2]).max() < 1.0, 10, what="the centre")
     screenshot(d, "breast")
     click(d, "uq-save")
     wait_for(lambda: "Saved breast_mlo" in (state(d, "message") or ""), 30, what="the save")
@@ -444,7 +481,7 @@ def test_breast_overlay_opacity_threshold_alternative_and_save(folder, start_ser
     model, _ = nrrd.read(str(folder / "breast_mlo" / "segmentation.seg.nrrd"))
     assert saved.shape == model.shape and (saved != model).sum() > 0
     record = json.loads((folder / "corrections" / "corrections" / "breast_mlo.json").read_text())
-    assert record["regions"][0]["status"] == "corrected"
+    assert [r["status"] for r in record["regions"][:3]] == ["corrected", "accepted", "corrected"]
     no_traceback(d)
 
 
@@ -456,7 +493,11 @@ def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, ope
     d.get(server.url)
     wait_for(lambda: state(d, "current_case") == "pectoral_mlo", 120, what="the first case")
     t0 = time.monotonic()
-    open_case(d, "abdomen_ct")
+    wait_for(lambda: queue_row(d, "abdomen_ct"), 30, what="the CT in the queue").click()
+    wait_for(lambda: state(d, "busy") and "Loading abdomen_ct" in state(d, "busy_message"), 10, 0.02,
+             what="the progress of the load")
+    assert d.find_element(By.ID, "uq-busy").is_displayed()  # the progress bar and its text while the CT loads
+    wait_for(lambda: state(d, "current_case") == "abdomen_ct" and not state(d, "busy"), 90, what="the CT")
     _measured("ct_open_s", round(time.monotonic() - t0, 2))
     wait_for(lambda: len(view_elements(d)) == 2, 30, what="the 3-D view")
     three_d = settled_view(d, 1)
@@ -478,11 +519,10 @@ def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, ope
     wait_for(lambda: "voxels changed" in (state(d, "message") or ""), 30, what="the paint")
     changed = int(state(d, "message").split("painted: ")[1].split()[0])
     assert changed > 0
-    painted = settled_view(d)
-    assert (np.abs(painted.astype(int) - before.astype(int)).max(axis=2) > 20).sum() > 20
+    view_after_change(d, before)  # the painted disc is drawn
     click(d, "uq-undo")
     wait_for(lambda: not state(d, "can_undo"), 30, what="undo")
-    assert (np.abs(settled_view(d).astype(int) - before.astype(int)).max(axis=2) > 20).sum() < 5
+    wait_for(lambda: changed_pixels(view_image(d), before, 20) < 5, 30, 0.2, "the view as before the paint")
     ActionChains(d).move_to_element(view).click().perform()
     wait_for(lambda: state(d, "can_undo"), 30, what="the second paint")
     click(d, "uq-save")

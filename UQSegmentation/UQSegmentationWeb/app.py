@@ -132,6 +132,7 @@ class ReviewApp:
         self.opened_saved = None
         self._refit_started = None
         self._paint_observer = None
+        self._loading = False
         self._init_state()
         self.ctrl.on_server_ready.add_task(self._on_ready)
 
@@ -228,6 +229,7 @@ class ReviewApp:
             with self.state:
                 self.state.error = f"{name}: no such case in {self.folder}"
             return
+        self._loading = True  # the poller leaves the progress line alone until the case is loaded
         with self.state:
             self.state.error, self.state.message = "", ""
             self.state.busy, self.state.busy_message, self.state.progress = True, f"Loading {name}…", None
@@ -239,6 +241,7 @@ class ReviewApp:
                 self.state.message = f"{name} loaded in {time.perf_counter() - t0:.1f} s"
             except Exception as error:
                 self._fail(f"{name}", error)
+            self._loading = False
             self.state.busy, self.state.busy_message = bool(self.runner.busy), (
                 "Preparing the model-aware corrections…" if self.runner.busy else "")
             self.refresh_cases()
@@ -370,7 +373,7 @@ class ReviewApp:
             return
         busy = bool(self.runner.busy) or (self.session is not None and self.session.corrector is not None
                                           and getattr(self.session.corrector, "pending", False))
-        if delivered or busy != self.state.busy and not self.state.busy_message.startswith("Loading"):
+        if not self._loading and (delivered or busy != self.state.busy):
             with self.state:
                 self.state.busy = busy
                 self.state.busy_message = ("Updating the contour with the model…" if busy and

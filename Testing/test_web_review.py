@@ -15,7 +15,9 @@ What a user sees is what is checked:
   other's newer save is refused with a clear message and writes nothing;
 - errors are one line on the page, never a traceback; bad command lines are one `error:` line and exit status 2.
 
-Screenshots for the README go to $UQSEG_WEB_SCREENSHOTS when set (Resources/Screenshots/review-*.png were made so).
+Screenshots for the README go to $UQSEG_WEB_SCREENSHOTS when set (Resources/Screenshots/review-*.png were made so:
+``UQSEG_WEB_SCREENSHOTS=Resources/Screenshots python -m pytest -s Testing/test_web_review.py``); measured times are
+printed (``[measured] ...``) and appended to $UQSEG_WEB_TIMINGS (JSON lines) when set.
 """
 
 from __future__ import annotations
@@ -334,7 +336,6 @@ def test_queue_order_first_frame_and_the_pectoral_band(folder, start_server, ope
     assert cyan.sum() > 200
     legend = d.find_element(By.ID, "uq-legend").text
     assert "±σ band" in legend
-    screenshot(d, "pectoral")
     # drag a boundary point sideways: the most probable path through it (model-aware) moves the curve and the band
     wait_for(lambda: state(d, "can_correct"), 60, what="the corrections")
     role, k, x, y = sorted(points, key=lambda p: p[3])[len(points) // 2]  # the middle of the boundary
@@ -474,7 +475,6 @@ def test_breast_overlay_opacity_threshold_alternative_and_save(folder, start_ser
     wait_for(lambda: state(d, "current_region") == 2, 30, what="back to region 2")
     focus = np.array(state(d, "regions")[1]["focus"])
     wait_for(lambda: np.abs(np.array(state(d, "view_centre"))[:2] - focus[:2]).max() < 1.0, 10, what="the centre")
-    screenshot(d, "breast")
     click(d, "uq-save")
     wait_for(lambda: "Saved breast_mlo" in (state(d, "message") or ""), 30, what="the save")
     saved, header = nrrd.read(str(folder / "corrections" / "labels" / "breast_mlo.seg.nrrd"))

@@ -143,7 +143,7 @@ class ReviewApp:
         s.folder = str(self.folder)
         s.cases, s.current_case, s.case_task, s.case_info, s.editing_by = [], None, "", "", ""
         s.regions, s.current_region, s.region_summary = [], None, ""
-        s.busy, s.busy_message, s.progress = False, "", None
+        s.busy, s.busy_message = False, ""
         s.error, s.message = "", ""
         s.legend = None
         s.has_overlay, s.opacity, s.threshold, s.threshold_min, s.threshold_max = False, 0.6, 0.0, 0.0, 1.0
@@ -182,7 +182,7 @@ class ReviewApp:
         log.error("%s failed:\n%s", what, "".join(traceback.format_exception(type(error), error, error.__traceback__)))
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         self.state.error = f"{what}: {text}"
-        self.state.busy, self.state.busy_message, self.state.progress = False, "", None
+        self.state.busy, self.state.busy_message = False, ""
 
     def action(self, what: str, fn, *args, **kwargs):
         """Run a page action: its error becomes one line on the page; the page is refreshed after it."""
@@ -232,7 +232,7 @@ class ReviewApp:
         self._loading = True  # the poller leaves the progress line alone until the case is loaded
         with self.state:
             self.state.error, self.state.message = "", ""
-            self.state.busy, self.state.busy_message, self.state.progress = True, f"Loading {name}…", None
+            self.state.busy, self.state.busy_message = True, f"Loading {name}…"
         await asyncio.sleep(0.05)  # let the page show the progress before the (blocking) load
         t0 = time.perf_counter()
         with self.state:

@@ -604,3 +604,8 @@ def test_command_line_refusals_and_a_task_run_first(folder, tmp_path, start_serv
 
     with urllib.request.urlopen(server.url, timeout=30) as response:
         assert response.status == 200
+    # another address than 127.0.0.1 only with --allow-remote, and with a warning (127.0.0.2: still this machine)
+    remote = start_server(folder, "--host", "127.0.0.2", "--allow-remote")
+    assert remote.url.startswith("http://127.0.0.2:")
+    assert f"warning: serving {folder} on 127.0.0.2:{remote.port} to the network, without a login" in \
+        remote.log.read_text()

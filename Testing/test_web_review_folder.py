@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 
 from UQSegmentationWeb import editing
@@ -69,3 +70,20 @@ def test_a_save_over_a_newer_save_is_refused(tmp_path):
     with pytest.raises(editing.SaveRefused, match="saved by someone else at 2026-12-04T10:05:00Z"):
         with editing.checked_save(case, "x", mine):
             raise AssertionError("the body must not run")
+
+
+def test_paint_click_is_a_disc_on_the_slice_shown():
+    """`painting.disc_stroke`: voxels within the radius (mm, through IJK→RAS with anisotropic spacing and a flipped
+    axis), only on the slice through the click."""
+    from UQSegmentationWeb.painting import disc_stroke
+
+    m = np.array([[-0.5, 0, 0, 10.0], [0, 2.0, 0, -4.0], [0, 0, 3.0, 7.0], [0, 0, 0, 1]])  # i: -0.5 mm, j: 2 mm
+    shape = (5, 40, 60)  # slice, row, col
+    k, j, i = 2, 20, 30
+    ras = m @ [i, j, k, 1.0]
+    stroke = disc_stroke(m, shape, ras[:3], radius_mm=4.0)
+    assert stroke[k].sum() > 0 and stroke.sum() == stroke[k].sum()  # one slice
+    rows, cols = np.nonzero(stroke[k])
+    assert set(rows - j) == {-2, -1, 0, 1, 2} and set(cols - i) == set(range(-8, 9))  # 4 mm: 2 rows, 8 columns
+    flat = disc_stroke(m, (40, 60), (m @ [i, j, 0, 1.0])[:3], radius_mm=4.0)  # a 2-D image: [row, col]
+    assert flat.shape == (40, 60) and flat[j, i] and flat.sum() == stroke[k].sum()

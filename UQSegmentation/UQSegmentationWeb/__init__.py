@@ -10,6 +10,7 @@ views to the browser, so the page shows each task's uncertainty exactly as the S
     editing.py     two reviewers on one folder: edit marks, and a save refused over someone else's newer save
     app.py         `ReviewApp`: the scene, the views, the case on screen and every page action
     page.py        the page: queue, views, legend, overlay controls, regions, corrections, save
+    painting.py    a click of "Paint in region" → the brush stroke (a disc on the slice shown)
     scheduling.py  the review's debounce timer and background work on the server's asyncio loop
 
 Layers: engine (`uqseg`) ← `UQSegmentationLib` ← this package (a second GUI beside UQSegmentation.py). The engine

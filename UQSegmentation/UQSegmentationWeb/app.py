@@ -517,27 +517,16 @@ class ReviewApp:
             interactor.GetCommand(self._paint_observer).SetAbortFlag(1)
 
     def paint_at(self, ras) -> int:
-        """Paint (or erase) a disc of `paint_radius_mm` around the RAS point on the current slice."""
+        """Paint (or erase) a disc of `paint_radius_mm` around the RAS point on the current slice
+        (`painting.disc_stroke`), inside the current region's editable area."""
         from UQSegmentationLib.segment_arrays import grid_matrix
+
+        from .painting import disc_stroke
 
         if self.session is None or self.session.area is None:
             raise ValueError("select an uncertain region first (Next), then paint inside it")
-        m = grid_matrix(self.volume)
-        ijk = np.linalg.solve(m, np.array([*ras, 1.0]))[:3]
-        shape = self.session.region_set.shape
-        idx = np.indices(shape).reshape(len(shape), -1).T.astype(float)  # (slice,) row, col
-        cols = idx[:, -1]
-        rows = idx[:, -2]
-        pts = np.stack([cols, rows, idx[:, 0] if len(shape) == 3 else np.zeros_like(cols)], axis=1)
-        world = pts @ m[:3, :3].T + m[:3, 3]
-        d = np.linalg.norm(world - np.asarray(ras, float), axis=1)
-        stroke = (d <= float(self.state.paint_radius_mm)).reshape(shape)
-        if len(shape) == 3:  # only the slice shown
-            k = int(round(ijk[2]))
-            keep = np.zeros(shape, bool)
-            if 0 <= k < shape[0]:
-                keep[k] = True
-            stroke &= keep
+        stroke = disc_stroke(grid_matrix(self.volume), self.session.region_set.shape, ras,
+                             float(self.state.paint_radius_mm))
         changed = self.session.paint(stroke, self.state.paint_segment, erase=bool(self.state.paint_erase))
         self.state.message = f"painted: {changed} voxels changed inside the editable area"
         return changed

@@ -192,12 +192,15 @@ def replaced_bundled(plan: list[tuple], bundled: dict) -> list[str]:
     return replaced
 
 
-def run_checks(python: Path, modules: Path, dicom_files: dict, out_dir: Path, allowed_absent: list[str]) -> dict:
-    """Run `slicer_compat_checks.py` in the environment (compile, import, load DICOM); returns its JSON report."""
+def run_checks(python: Path, modules: Path, dicom_files: dict, out_dir: Path, allowed_absent: list[str],
+               exports: dict | None = None) -> dict:
+    """Run `slicer_compat_checks.py` in the environment (compile, import, load DICOM, and write the DICOM objects of
+    the case folders of `exports`: name → (case folder, source DICOM)); returns its JSON report."""
     out_dir.mkdir(parents=True, exist_ok=True)
     request = out_dir / "request.json"
     request.write_text(json.dumps({"modules": str(modules), "dicom": {k: str(v) for k, v in dicom_files.items()},
-                                   "out": str(out_dir), "allowed_absent": allowed_absent}))
+                                   "out": str(out_dir), "allowed_absent": allowed_absent,
+                                   "exports": {k: [str(c), str(s)] for k, (c, s) in (exports or {}).items()}}))
     env = dict(os.environ, PYTHONPATH=str(modules), PYTHONDONTWRITEBYTECODE="1")
     _run([python, CHECKS_SCRIPT, request], "the checks in the environment", env=env, cwd=str(out_dir))
     return json.loads((out_dir / "report.json").read_text())

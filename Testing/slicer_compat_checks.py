@@ -11,7 +11,10 @@
   slicer). "absent" only when the missing module is one of `allowed_absent` (torch, slicer, qt, ...); any other
   ImportError — e.g. ``No module named 'pydicom.pixels'`` on pydicom 2.4 — is an "error";
 - "dicom": {name: {"shape", "spacing", "origin", "direction", "array": <file .npy>} or {"error": text}}, each
-  loaded with `uqseg.io.load_image` (a folder as a 3-D series).
+  loaded with `uqseg.io.load_image` (a folder as a 3-D series);
+- "exports": {name: {"folder": <copy of the case folder>, "files": {...}} or {"error": text}}: for each request
+  "exports" entry name → [case folder, source DICOM], the case folder copied to out/<name> and its DICOM objects
+  written there by `uqseg.dicom_out.write_case.export_case` with this environment's pydicom and highdicom.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import types
 from pathlib import Path
 
 PACKAGES = ("numpy", "scipy", "SimpleITK", "pydicom", "pillow", "pylibjpeg", "pylibjpeg-openjpeg", "pylibjpeg-rle",
-            "pyjpegls", "torch", "monai", "pynrrd", "safetensors", "matplotlib")
+            "pyjpegls", "torch", "monai", "pynrrd", "safetensors", "matplotlib", "highdicom")
 
 
 def _version(name: str):
@@ -118,6 +121,24 @@ def load_dicom(files: dict, out: Path) -> dict:
     return loaded
 
 
+def export_dicom(exports: dict, out: Path) -> dict:
+    import shutil
+
+    done = {}
+    for name, (case, source) in exports.items():
+        folder = out / name
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(case, folder)
+            from uqseg.dicom_out.write_case import export_case
+
+            done[name] = {"folder": str(folder), "files": export_case(folder, Path(source))}
+        except Exception as error:
+            done[name] = {"error": f"{type(error).__name__}: {error}"}
+            traceback.print_exc()
+    return done
+
+
 def main(request_file: str) -> int:
     request = json.loads(Path(request_file).read_text())
     modules, out = Path(request["modules"]), Path(request["out"])
@@ -125,6 +146,7 @@ def main(request_file: str) -> int:
               "compile_errors": compile_all(modules),
               "imports": import_all(modules, set(request["allowed_absent"]))}
     report["dicom"] = load_dicom(request["dicom"], out)
+    report["exports"] = export_dicom(request.get("exports", {}), out)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     return 0
 

@@ -11,6 +11,10 @@ Then, inside that environment:
   pydicom 2.4 decodes through its jpeg_ls handler and pydicom 3 through its pyjpegls decoder — pyjpegls is an engine
   requirement), NEMA CR (native and JPEG 2000), the CT sample series, the shared CT series (JPEG 2000) — arrays and
   geometry equal to this Python's pydicom 3 load;
+- `uqseg.dicom_out` writes a DICOM SEG, Parametric Map and SR with that pydicom and highdicom (0.22 for pydicom 2.4
+  on 5.8 / 5.10, Slicer 5.12's bundled 0.27): for a ct-organs case of the CT sample series and a mammo-pectoral case
+  of the CBIS-DDSM sample (predicted here, with torch); dciodvfy finds no error and the SEG read back here equals
+  the case's .seg.nrrd;
 - pip's dry-run plan for ALL the engine's requirements with the module's constraints replaces no bundled package.
 And the checks can fail: without the constraints the 5.8 plan would replace Slicer's numpy, and a module that uses
 `pydicom.pixels` fails to import on pydicom 2.4.
@@ -73,6 +77,23 @@ def dicom_inputs(tmp_path_factory):
     return inputs
 
 
+@pytest.fixture(scope="module")
+def dicom_cases(tmp_path_factory):
+    """name → (case folder, source DICOM): a ct-organs case (fast) of the CT sample series and a mammo-pectoral case
+    of the CBIS-DDSM sample, predicted in this Python (torch)."""
+    from uqseg.tasks.run import run_cases
+
+    samples = slicer_compat.REPO / "Resources" / "SampleData"
+    cases = {}
+    for name, task, source, options in (("ct", "ct-organs", samples / "ct-abdomen" / "dicom", {"fast": True}),
+                                        ("mg", "mammo-pectoral", samples / "mammo-mlo" / "mlo.dcm", {})):
+        out = tmp_path_factory.mktemp(name)
+        report = run_cases(task, [str(source)], out, device="cpu", **options)
+        assert not report.errors, report.errors
+        cases[name] = (out / report.summaries[0]["case"], source)
+    return cases
+
+
 @pytest.fixture(scope="module", params=sorted(ROWS, key=lambda name: tuple(map(int, name.split(".")))))
 def environment(request):
     """(row, python, installed module folder, work folder) for one Slicer release."""
@@ -85,9 +106,9 @@ def environment(request):
     return row, python, modules, work
 
 
-def test_module_compiles_imports_and_reads_dicom(environment, dicom_inputs):
+def test_module_compiles_imports_and_reads_dicom(environment, dicom_inputs, dicom_cases):
     row, python, modules, work = environment
-    report = slicer_compat.run_checks(python, modules, dicom_inputs, work / "checks", NOT_HERE)
+    report = slicer_compat.run_checks(python, modules, dicom_inputs, work / "checks", NOT_HERE, exports=dicom_cases)
     assert report["python"].startswith(row.python + ".")
     for name, version in row.bundled.items():  # the environment really is the row's (nothing replaced them)
         if name in report["versions"]:
@@ -113,6 +134,28 @@ def test_module_compiles_imports_and_reads_dicom(environment, dicom_inputs):
         np.testing.assert_allclose(there["spacing"], here.spacing, err_msg=name)
         np.testing.assert_allclose(there["origin"], here.origin, err_msg=name)
         np.testing.assert_allclose(there["direction"], np.asarray(here.direction, dtype=float), err_msg=name)
+
+    # DICOM out with this row's pydicom / highdicom
+    import nrrd
+    import pydicom
+
+    from dicom_checks import dciodvfy, seg_labelmap
+
+    assert report["versions"]["highdicom"] == row.bundled.get("highdicom", "0.22.0")
+    for name, (case, source) in dicom_cases.items():
+        there = report["exports"][name]
+        assert "error" not in there, f"{name}: {there}"
+        folder = Path(there["folder"])
+        for file in there["files"].values():
+            errors, _ = dciodvfy(folder / file)
+            assert errors == [], f"{row.name} {name} {file}: {errors}"
+        seg_nrrd = next(case.glob("*.seg.nrrd"))
+        labelmap, _ = nrrd.read(str(seg_nrrd), index_order="C")
+        labelmap = labelmap.reshape((-1,) + labelmap.shape[-2:])
+        sources = (load_image(source, ndim=3).meta["files"] if Path(source).is_dir() else [source])
+        uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in sources]
+        seg = pydicom.dcmread(folder / "segmentation.dcm")
+        np.testing.assert_array_equal(seg_labelmap(seg, uids, labelmap.shape), labelmap, err_msg=name)
 
 
 def test_installing_the_engine_replaces_no_bundled_package(environment):

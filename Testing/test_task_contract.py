@@ -29,7 +29,7 @@ def test_every_task_implements_the_contract_as_the_table_says():
         task = get_task(info.id)
         assert task is TASKS[info.id]  # one object per process
         assert (task.id, task.ndim, task.description) == (info.id, info.ndim, info.description)
-        for method in ("load", "predict", "write"):
+        for method in ("load", "predict", "write", "summarise"):
             assert callable(getattr(task, method)), f"{info.id} lacks {method}"
     with pytest.raises(KeyError, match="known: mammo-pectoral"):
         task_info("no-such-task")

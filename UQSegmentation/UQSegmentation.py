@@ -144,6 +144,7 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.taskComboBox.connect("currentIndexChanged(int)", self.onTaskChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.setupReview()
         self.initializeParameterNode()
 
@@ -281,6 +282,15 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateRunState()
         elif status.state == FAILED:
             slicer.util.errorDisplay(status.error, windowTitle=_("UQ Segmentation"))
+
+    def onExportDicom(self) -> None:
+        """The current result as DICOM SEG / Parametric Map (/ SR) in the DICOM database (UQSegmentationLib.dicom_export)."""
+        from UQSegmentationLib.dicom_export import export_to_dicom
+
+        with slicer.util.tryWithErrorDisplay(_("Export to DICOM failed."), waitCursor=True):
+            files = export_to_dicom(self.logic.status.case_dir, self._parameterNode.inputVolume)
+            slicer.util.infoDisplay(_("Added to the DICOM database: ") + ", ".join(f.name for f in files),
+                                    windowTitle=_("UQ Segmentation"))
 
     # ---------------------------------------------------------------------------------------------- review
     def setupReview(self) -> None:

@@ -71,7 +71,9 @@ Top level (shared by the subpackages, or the module's own plumbing):
     results.py         `load_results` and the task → loader registry;  hierarchy.py  the result's subject-hierarchy
                        folder;  nodes_io.py  files → nodes through Slicer's storage nodes;  input_volume.py  an
                        image read by the engine's loader → a volume node;  segment_arrays.py  segments ↔ numpy on a
-                       volume's grid;  render.py  offscreen views (tests, screenshots)
+                       volume's grid;  render.py  offscreen views (tests, screenshots);  dicom_export.py  "Export
+                       to DICOM": the engine (`uqseg export-dicom`, a child process) writes the current result as
+                       DICOM SEG / Parametric Map / SR over the volume's source series, imported into the database
 display/      how a result looks: one module per kind of display (band: mammo-pectoral, node_colormap:
               cxr-landmarks, variance: ct-organs and mammo-breast) and their helpers (colormaps, legend, views:
               slice composite layers, terminology)

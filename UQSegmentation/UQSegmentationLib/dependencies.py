@@ -45,6 +45,7 @@ REQUIREMENTS = {
     "SimpleITK>=2.2": "SimpleITK",
     "matplotlib>=3.7": "matplotlib",
     "monai>=1.3": "monai",
+    "highdicom>=0.22": "highdicom",
 }
 
 # Built into Slicer's Python (distribution names, lower case): never installed or upgraded by us; an incompatible

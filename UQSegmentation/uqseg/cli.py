@@ -9,6 +9,9 @@
     uqseg models                                  list the models on the search path
     uqseg review DIR [--port P] [--host 127.0.0.1]   review results in a web browser (uqseg/review.py; `web` extra)
     uqseg review --task TASK IMAGES... --out DIR [...]  run the task first, then review
+    uqseg export-dicom CASE_DIR SOURCE            a finished case's DICOM objects over its source DICOM
+    uqseg batch --task TASK INPUT --out DIR [--address ADDR] [--workers N] [--device D] [--per-case-files]
+                                                  a data set on Ray into Parquet tables, resumable (uqseg.batch)
 
 `predict` (the batch driver `uqseg.tasks.run.run_cases`, contract in docs/cli-contract.md) writes DIR/<case>/
 (files per the task contract + summary.json), and DIR/queue.csv when more than one case
@@ -37,19 +40,34 @@ __all__ = ["build_parser", "main", "predict", "progress"]
 
 def cmd_predict(args) -> int:
     from uqseg.interrupts import Interrupted, handled
+    from uqseg.dicom_out.pacs import PacsError
     from uqseg.io.outdir import OutputError
 
     try:
         with handled():
             summaries, errors = predict(args.task, args.inputs, Path(args.out), args.model, args.device,
-                                        args.samples, args.seed, fast=args.fast)
-    except OutputError as e:  # the output folder is unusable: nothing was done
+                                        args.samples, args.seed, fast=args.fast, dicom=args.dicom,
+                                        from_pacs=args.from_pacs, study=args.study, to_pacs=args.to_pacs,
+                                        pacs_timeout=args.pacs_timeout)
+    except (OutputError, PacsError) as e:  # the output folder or the PACS is unusable: nothing was done
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     except Interrupted as e:  # SIGTERM/SIGINT/SIGHUP: finished cases are complete, the current one was discarded
         print(f"error: {e}", file=sys.stderr, flush=True)
         return e.exit_code
     return 2 if errors else 0
+
+
+def cmd_export_dicom(args) -> int:
+    from uqseg.dicom_out.write_case import export_case
+
+    try:
+        files = export_case(Path(args.case), Path(args.source))
+    except (InputError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    print(" ".join(str(Path(args.case) / f) for f in files.values()), flush=True)
+    return 0
 
 
 def cmd_models(args) -> int:
@@ -109,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="run a task on images and write results with their uncertainty")
     p.add_argument("--task", required=True, choices=task_ids)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file(s) or folder(s)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image file(s) or folder(s)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", default=None, help="model id, or id@version (default: the task's default model; a user "
                    "model that reuses a shipped model's id only as id@version)")
@@ -118,7 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fast", action="store_true",
                    help="one deterministic pass, no sampling-based uncertainty (sampling tasks, e.g. mammo-breast)")
+    p.add_argument("--dicom", action="store_true", help="also write DICOM SEG, Parametric Map (and SR) per case "
+                   "(DICOM inputs only)")
+    p.add_argument("--from-pacs", metavar="AE@HOST:PORT", default=None, help="fetch the --study from this DICOM peer "
+                   "(C-GET) and run on its images instead of INPUT")
+    p.add_argument("--study", metavar="UID", default=None, help="Study Instance UID to fetch with --from-pacs")
+    p.add_argument("--to-pacs", metavar="AE@HOST:PORT", default=None, help="C-STORE each case's DICOM objects to this "
+                   "peer (implies --dicom)")
+    p.add_argument("--pacs-timeout", type=float, default=None, metavar="S", help="seconds to wait for a DICOM peer "
+                   "(default 30)")
     p.set_defaults(func=cmd_predict)
+    x = sub.add_parser("export-dicom", help="write a finished case's DICOM objects over the DICOM it was predicted "
+                       "from (file or series folder)")
+    x.add_argument("case", help="case folder of uqseg predict")
+    x.add_argument("source", help="the source DICOM file or series folder")
+    x.set_defaults(func=cmd_export_dicom)
     d = sub.add_parser("demo", help="run every task on the real sample data installed with the project")
     d.add_argument("--out", default="demo-output")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
@@ -143,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=cmd_finetune)
+    from uqseg.batch.command import add_parser as add_batch_parser
+
+    add_batch_parser(sub, task_ids)
     m = sub.add_parser("models", help="list the models on the search path")
     m.set_defaults(func=cmd_models)
     r = sub.add_parser("review", help="review results in a web browser (loopback by default; needs the web extra)")
@@ -167,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     import warnings
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "predict" and bool(args.inputs) == bool(args.from_pacs):
+        parser.error("predict: give INPUT or --from-pacs with --study (not both)")
+    if args.command == "predict" and args.study and not args.from_pacs:
+        parser.error("predict: --study is for --from-pacs")
     # stderr holds one line per refused input and nothing else: library warnings (numpy's RuntimeWarning, pydicom's
     # UserWarning for a file cut short, Pillow's DecompressionBombWarning, ...) are dropped — the loaders refuse such
     # inputs with their own line and uqseg.io.input_checks reports NaN pixels in summary.json — unless asked for with

@@ -15,9 +15,10 @@ def progress(fraction: float, message: str) -> None:
 
 
 def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="auto", samples=None, seed=0,
-            quiet=False, fast=False) -> tuple[list[dict], list[str]]:
+            quiet=False, fast=False, **dicom_options) -> tuple[list[dict], list[str]]:
     """`uqseg predict` in this process: `uqseg.tasks.run.run_cases` with the CLI's output — PROGRESS lines and one
-    line per finished case on stdout (unless `quiet`), problem lines on stderr. Returns (summaries, error lines)."""
+    line per finished case on stdout (unless `quiet`), problem lines on stderr. Returns (summaries, error lines).
+    `dicom_options`: run_cases' dicom, from_pacs, study, to_pacs, pacs_timeout."""
     from uqseg.tasks.run import run_cases
 
     def case_line(summary: dict, case_dir: Path) -> None:
@@ -29,5 +30,5 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
 
     report = run_cases(task_id, inputs, out, model_id=model_id, device=device, samples=samples, seed=seed, fast=fast,
                        on_progress=progress, on_case=case_line,
-                       on_error=lambda line: print(line, file=sys.stderr, flush=True))
+                       on_error=lambda line: print(line, file=sys.stderr, flush=True), **dicom_options)
     return report.summaries, report.errors

@@ -1,4 +1,5 @@
-"""Writers for the files `uqseg predict` produces: NRRD volumes, Slicer segmentations, Slicer curves, CSV, JSON.
+"""Writers for the files `uqseg predict` produces: NRRD volumes, Slicer segmentations, Slicer curves, CSV, JSON
+(and the DICOM files of `uqseg.dicom_out`).
 
 Frames and units (the same conventions as `uqseg.io.image.Image`):
 - Arrays are indexed ``[row, col]`` (2-D) or ``[slice, row, col]`` (3-D); a 2-D array is written as a one-slice volume.
@@ -38,6 +39,7 @@ __all__ = [
     "write_curve_markups_json",
     "write_csv",
     "write_json",
+    "write_dicom",
 ]
 
 #: The Markups JSON schema these files declare. Slicer accepts any ``markups-schema-v1.<minor>.<patch>.json#``;
@@ -390,4 +392,14 @@ def write_png_atomically(path: str | os.PathLike, save) -> Path:
     preview leaves no file, not half of one). Returns the path."""
     with _atomic_path(path) as tmp:
         save(tmp)
+    return Path(path)
+
+
+def write_dicom(path: str | os.PathLike, dataset) -> Path:
+    """Write a pydicom Dataset as a DICOM Part 10 file (with its file meta information), atomically."""
+    with _atomic_path(path) as tmp:
+        try:
+            dataset.save_as(tmp, enforce_file_format=True)  # pydicom ≥ 3
+        except TypeError:
+            dataset.save_as(tmp, write_like_original=False)  # pydicom 2.4
     return Path(path)

@@ -9,6 +9,8 @@ A task (one module in `uqseg/tasks/`, one row in `uqseg.tasks.table.TASK_TABLE`)
   pixel grid;
 - `write(result, case_dir) -> dict`: writes the task's files (`docs/cli-contract.md`) into `case_dir` and returns the
   summary (the driver adds the case, input, model, device and timings and writes it as summary.json).
+- `summarise(result) -> dict`: the same summary without writing anything (and without its `files` entry) — what
+  `uqseg batch` (`uqseg.batch`) stores as a table row when no per-case files are asked for.
 `run_case(task, image, model, case_dir, options)` is predict + write. The batch driver for many cases
 (`uqseg.tasks.run.run_cases`) is what the CLI, the demo, the benchmark and other front ends call.
 """
@@ -69,6 +71,8 @@ class Task(Protocol):
     def predict(self, image: Any, model: Any, options: RunOptions) -> CaseResult: ...
 
     def write(self, result: CaseResult, case_dir: Path) -> dict: ...
+
+    def summarise(self, result: CaseResult) -> dict: ...
 
 
 def run_case(task: Task, image: Any, model: Any, case_dir: Path, options: RunOptions) -> dict:

@@ -86,6 +86,9 @@ class CtOrgansTask:
         return write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),
                              result.options.seed or 0, checks=result.checks)
 
+    def summarise(self, result: CaseResult) -> dict:
+        return summarise(result.prediction, result.options.card, result.options.seed or 0, checks=result.checks)
+
 
 def segments_for(organs: list[str]) -> list[dict]:
     return [{"name": o, "label": i, "color": ORGAN_COLOURS.get(o, (0.9, 0.8, 0.2))}
@@ -108,27 +111,8 @@ def summary_numbers(pred: CtPrediction) -> dict:
     return {"image_uncertainty": score, "organs": per_organ}
 
 
-def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, seed: int = 0,
-                  checks: CheckedInput | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    geom = volume_geometry(image)
-    segments = segments_for(pred.organs)
-    files = {}
-    write_segmentation_nrrd(out / "segmentation.seg.nrrd", pred.label, segments, **geom)
-    files["segmentation"] = "segmentation.seg.nrrd"
-    q = VARIANCE_QUANTUM
-    write_volume_nrrd(out / "probability.nrrd", (np.round(pred.organ_probability / q) * q).astype(np.float32), **geom)
-    files["probability"] = "probability.nrrd"
-    write_volume_nrrd(out / "variance.nrrd", (np.round(pred.variance / q**2) * q**2).astype(np.float32), **geom)
-    files["variance"] = "variance.nrrd"
-    write_volume_nrrd(out / "entropy.nrrd", (np.round(pred.entropy / q) * q).astype(np.float32), **geom)
-    files["entropy"] = "entropy.nrrd"
-    if pred.kept_labels is not None:
-        files["samples"] = []
-        for i, lab in enumerate(pred.kept_labels):
-            name = f"sample_{i}.seg.nrrd"
-            write_segmentation_nrrd(out / name, lab, segments, **geom)
-            files["samples"].append(name)
+def summarise(pred: CtPrediction, card: ModelCard, seed: int = 0, checks: CheckedInput | None = None) -> dict:
+    """summary.json without `files` (module docstring): image_uncertainty, the per-organ numbers and the flags."""
     numbers = summary_numbers(pred)
     unc = card.get("uncertainty", {})
     threshold = unc.get("ood_threshold")
@@ -156,8 +140,33 @@ def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, 
         "active_fraction": pred.active_fraction,
         "inference_ms": pred.timings_ms,
     }
+    return finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+
+
+def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, seed: int = 0,
+                  checks: CheckedInput | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    geom = volume_geometry(image)
+    segments = segments_for(pred.organs)
+    files = {}
+    write_segmentation_nrrd(out / "segmentation.seg.nrrd", pred.label, segments, **geom)
+    files["segmentation"] = "segmentation.seg.nrrd"
+    q = VARIANCE_QUANTUM
+    write_volume_nrrd(out / "probability.nrrd", (np.round(pred.organ_probability / q) * q).astype(np.float32), **geom)
+    files["probability"] = "probability.nrrd"
+    write_volume_nrrd(out / "variance.nrrd", (np.round(pred.variance / q**2) * q**2).astype(np.float32), **geom)
+    files["variance"] = "variance.nrrd"
+    write_volume_nrrd(out / "entropy.nrrd", (np.round(pred.entropy / q) * q).astype(np.float32), **geom)
+    files["entropy"] = "entropy.nrrd"
+    if pred.kept_labels is not None:
+        files["samples"] = []
+        for i, lab in enumerate(pred.kept_labels):
+            name = f"sample_{i}.seg.nrrd"
+            write_segmentation_nrrd(out / name, lab, segments, **geom)
+            files["samples"].append(name)
+    summary = summarise(pred, card, seed, checks)
+    score, fast = summary["image_uncertainty"], pred.samples == 0
     source = Path(image.meta.get("path") or "")
-    finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
     flags = (["ood"] if summary["ood"] else []) + (checks.ood_flags if checks else [])
     caption = (f"{source.name}  {card.id} v{card.version}  "
                f"{'fast' if fast else f'k={pred.samples}'}  mean organ variance "

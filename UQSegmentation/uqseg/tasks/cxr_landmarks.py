@@ -68,20 +68,51 @@ class CxrLandmarksTask:
         return write_outputs(result.image, result.prediction, result.options.card, Path(case_dir),
                              seed=result.options.seed or 0, checks=result.checks)
 
+    def summarise(self, result: CaseResult) -> dict:
+        return summarise(result.prediction, result.options.card, seed=result.options.seed or 0, checks=result.checks)
+
 
 def node_std_mm(image: Image, result: LandmarkResult) -> np.ndarray:
     sx, sy = float(image.spacing[0]), float(image.spacing[1])
     return 0.5 * (result.std[:, 0] * sx + result.std[:, 1] * sy)
 
 
+LANDMARK_COLUMNS = ["node", "organ", "mean_x", "mean_y", "std_x", "std_y"]
+
+
+def landmark_rows(result: LandmarkResult) -> list[tuple]:
+    """The 120 rows of landmarks.csv (`LANDMARK_COLUMNS`): input pixels, means to 3 and stds to 4 decimals."""
+    organs = node_organs()
+    return [(i, organs[i], round(float(m[0]), 3), round(float(m[1]), 3), round(float(s[0]), 4), round(float(s[1]), 4))
+            for i, (m, s) in enumerate(zip(result.mean, result.std))]
+
+
+def summarise(result: LandmarkResult, card: ModelCard, seed: int = 0, checks: CheckedInput | None = None) -> dict:
+    """summary.json without `files` (module docstring): image_uncertainty, ood and the flags."""
+    threshold = card.get("uncertainty", {}).get("ood_threshold_ref")
+    ood = bool(threshold is not None and result.image_uncertainty_ref > threshold)
+    summary = {
+        "task": "cxr-landmarks",
+        "image_uncertainty": round(result.image_uncertainty, 4),
+        "image_uncertainty_units": "input pixels (mean over the 120 nodes of ½ (std_x + std_y))",
+        "image_uncertainty_ref": round(result.image_uncertainty_ref, 4),
+        "ood_threshold_ref": threshold,
+        "ood": ood,
+        "latent_sigma": round(result.latent_sigma_mean, 5),
+        "samples": result.samples,
+        "seed": seed,
+        "organ_uncertainty": {o: round(float(result.node_std[sl].mean()), 4) for o, sl in organ_slices().items()},
+        "square_frame": {"size": result.frame.size, "pad_top": result.frame.pad_top,
+                         "pad_left": result.frame.pad_left},
+    }
+    return finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+
+
 def write_outputs(image: Image, result: LandmarkResult, card: ModelCard, out: Path, seed: int = 0,
                   checks: CheckedInput | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = {}
-    organs = node_organs()
-    write_csv(out / "landmarks.csv", ["node", "organ", "mean_x", "mean_y", "std_x", "std_y"],
-              [(i, organs[i], round(float(m[0]), 3), round(float(m[1]), 3), round(float(s[0]), 4),
-                round(float(s[1]), 4)) for i, (m, s) in enumerate(zip(result.mean, result.std))])
+    write_csv(out / "landmarks.csv", LANDMARK_COLUMNS, landmark_rows(result))
     files["landmarks"] = "landmarks.csv"
 
     write_segmentation_nrrd(out / "segmentation.seg.nrrd", labelmap(result.mean, result.shape),
@@ -100,23 +131,7 @@ def write_outputs(image: Image, result: LandmarkResult, card: ModelCard, out: Pa
         curves[organ] = f"{organ}.mrk.json"
     files["curves"] = curves
 
-    threshold = card.get("uncertainty", {}).get("ood_threshold_ref")
-    ood = bool(threshold is not None and result.image_uncertainty_ref > threshold)
-    summary = {
-        "task": "cxr-landmarks",
-        "image_uncertainty": round(result.image_uncertainty, 4),
-        "image_uncertainty_units": "input pixels (mean over the 120 nodes of ½ (std_x + std_y))",
-        "image_uncertainty_ref": round(result.image_uncertainty_ref, 4),
-        "ood_threshold_ref": threshold,
-        "ood": ood,
-        "latent_sigma": round(result.latent_sigma_mean, 5),
-        "samples": result.samples,
-        "seed": seed,
-        "organ_uncertainty": {o: round(float(result.node_std[sl].mean()), 4) for o, sl in organ_slices().items()},
-        "square_frame": {"size": result.frame.size, "pad_top": result.frame.pad_top,
-                         "pad_left": result.frame.pad_left},
-    }
-    finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+    summary = summarise(result, card, seed, checks)
     ood = summary["ood"]
     why = f" ({', '.join(checks.ood_flags)})" if checks and checks.ood_flags else ""
     path = image.meta.get("path", "")

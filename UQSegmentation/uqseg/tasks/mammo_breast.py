@@ -72,25 +72,18 @@ class MammoBreastTask:
                              seed=result.options.seed or 0, agreement=result.extra["pectoral_agreement"],
                              checks=result.checks)
 
+    def summarise(self, result: CaseResult) -> dict:
+        return summarise(result.prediction, result.options.card, seed=result.options.seed or 0,
+                         agreement=result.extra["pectoral_agreement"], checks=result.checks)
+
 
 def _finite_or_none(x):
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def write_outputs(image: Image, result: BreastResult, card: ModelCard, out: Path, seed: int = 0,
-                  agreement: dict | None = None, checks: CheckedInput | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    geom = volume_geometry(image)
-    files = {}
-    write_segmentation_nrrd(out / "segmentation.seg.nrrd", result.label, SEGMENTS, **geom)
-    files["segmentation"] = "segmentation.seg.nrrd"
-    ent = (np.round(result.entropy / ENTROPY_QUANTUM) * ENTROPY_QUANTUM).astype(np.float32)
-    write_volume_nrrd(out / "uncertainty.nrrd", ent, **geom)
-    files["uncertainty"] = "uncertainty.nrrd"
-    if result.variance is not None:
-        var = (np.round(result.variance / ENTROPY_QUANTUM**2) * ENTROPY_QUANTUM**2).astype(np.float32)
-        write_volume_nrrd(out / "variance.nrrd", var, **geom)
-        files["variance"] = "variance.nrrd"
+def summarise(result: BreastResult, card: ModelCard, seed: int = 0, agreement: dict | None = None,
+              checks: CheckedInput | None = None) -> dict:
+    """summary.json without `files` (module docstring): image_uncertainty, areas, class variances and the flags."""
     threshold = card.get("uncertainty", {}).get("ood_threshold")
     score = _finite_or_none(result.image_uncertainty)
     fast = result.samples == 0
@@ -123,7 +116,25 @@ def write_outputs(image: Image, result: BreastResult, card: ModelCard, out: Path
         "pectoral_agreement": agreement,
         "inference_ms": result.timings_ms,
     }
-    finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+    return finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+
+
+def write_outputs(image: Image, result: BreastResult, card: ModelCard, out: Path, seed: int = 0,
+                  agreement: dict | None = None, checks: CheckedInput | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    geom = volume_geometry(image)
+    files = {}
+    write_segmentation_nrrd(out / "segmentation.seg.nrrd", result.label, SEGMENTS, **geom)
+    files["segmentation"] = "segmentation.seg.nrrd"
+    ent = (np.round(result.entropy / ENTROPY_QUANTUM) * ENTROPY_QUANTUM).astype(np.float32)
+    write_volume_nrrd(out / "uncertainty.nrrd", ent, **geom)
+    files["uncertainty"] = "uncertainty.nrrd"
+    if result.variance is not None:
+        var = (np.round(result.variance / ENTROPY_QUANTUM**2) * ENTROPY_QUANTUM**2).astype(np.float32)
+        write_volume_nrrd(out / "variance.nrrd", var, **geom)
+        files["variance"] = "variance.nrrd"
+    summary = summarise(result, card, seed, agreement, checks)
+    score, fast = summary["image_uncertainty"], result.samples == 0
     flags = [name for name in ("ood",) if summary[name]] + (checks.ood_flags if checks else [])
     if agreement and agreement.get("disagree"):
         flags.append("pectoral models disagree")

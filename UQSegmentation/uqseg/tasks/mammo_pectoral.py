@@ -54,6 +54,9 @@ class MammoPectoralTask:
         summary.update(result.extra)
         return summary
 
+    def summarise(self, result: CaseResult) -> dict:
+        return {**summarise(result.prediction, result.options.card, checks=result.checks), **result.extra}
+
 
 def curve_point_indices(n: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarray:
     if n <= max_points:
@@ -61,26 +64,17 @@ def curve_point_indices(n: int, max_points: int = MAX_CURVE_POINTS) -> np.ndarra
     return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(int))
 
 
-def write_outputs(image: Image, result: PectoralResult, card: ModelCard, out: Path,
-                  checks: CheckedInput | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    files = {}
-    write_csv(out / "boundary.csv", ["row", "mean_col", "std_col", "multimodal"],
-              [(int(r), round(float(m), 3), round(float(s), 3), int(bool(f)))
-               for r, m, s, f in zip(result.rows, result.mean_col, result.std_col, result.multimodal)])
-    files["boundary"] = "boundary.csv"
-    geom = volume_geometry(image)
-    write_segmentation_nrrd(out / "pectoral.seg.nrrd", result.muscle_mask(),
-                            [{"name": "pectoral_muscle", "label": 1, "color": PECTORAL_COLOR}], **geom)
-    files["segmentation"] = "pectoral.seg.nrrd"
-    if result.rows.size >= 2:
-        k = curve_point_indices(result.rows.size)
-        pts = index_to_lps(image, result.mean_col[k], result.rows[k])
-        std_mm = result.std_col[k] * float(image.spacing[0])
-        write_curve_markups_json(out / "boundary.mrk.json", pts, name="pectoral boundary", closed=False,
-                                 point_values=std_mm, value_name="std", value_unit="mm",
-                                 description="per-point standard deviation of the pectoral boundary (mm)")
-        files["curve"] = "boundary.mrk.json"
+BOUNDARY_COLUMNS = ["row", "mean_col", "std_col", "multimodal"]
+
+
+def boundary_rows(result: PectoralResult) -> list[tuple]:
+    """The rows of boundary.csv (`BOUNDARY_COLUMNS`): one per muscle row, input pixels to 3 decimals."""
+    return [(int(r), round(float(m), 3), round(float(s), 3), int(bool(f)))
+            for r, m, s, f in zip(result.rows, result.mean_col, result.std_col, result.multimodal)]
+
+
+def summarise(result: PectoralResult, card: ModelCard, checks: CheckedInput | None = None) -> dict:
+    """summary.json without `files` and `pectoral_agreement` (module docstring): image_uncertainty and the flags."""
     threshold = card.get("uncertainty", {}).get("ood_threshold_grid")
     ood = bool(threshold is not None and np.isfinite(result.image_uncertainty_grid)
                and result.image_uncertainty_grid > threshold)
@@ -97,7 +91,28 @@ def write_outputs(image: Image, result: PectoralResult, card: ModelCard, out: Pa
         "multimodal_rows": int(result.multimodal.sum()),
         "orientation": {"flipped_for_model": result.flipped, "decided_by": result.orientation_source},
     }
-    finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+    return finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+
+
+def write_outputs(image: Image, result: PectoralResult, card: ModelCard, out: Path,
+                  checks: CheckedInput | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    write_csv(out / "boundary.csv", BOUNDARY_COLUMNS, boundary_rows(result))
+    files["boundary"] = "boundary.csv"
+    geom = volume_geometry(image)
+    write_segmentation_nrrd(out / "pectoral.seg.nrrd", result.muscle_mask(),
+                            [{"name": "pectoral_muscle", "label": 1, "color": PECTORAL_COLOR}], **geom)
+    files["segmentation"] = "pectoral.seg.nrrd"
+    if result.rows.size >= 2:
+        k = curve_point_indices(result.rows.size)
+        pts = index_to_lps(image, result.mean_col[k], result.rows[k])
+        std_mm = result.std_col[k] * float(image.spacing[0])
+        write_curve_markups_json(out / "boundary.mrk.json", pts, name="pectoral boundary", closed=False,
+                                 point_values=std_mm, value_name="std", value_unit="mm",
+                                 description="per-point standard deviation of the pectoral boundary (mm)")
+        files["curve"] = "boundary.mrk.json"
+    summary = summarise(result, card, checks)
     flags = [name for name in ("multimodal", "ood") if summary[name]] + (checks.ood_flags if checks else [])
     if not summary["muscle_found"]:
         flags.append("no muscle found")

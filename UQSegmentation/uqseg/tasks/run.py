@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from uqseg.errors import InputError
-from uqseg.tasks import get_task
+from uqseg.tasks import get_task, task_info
 from uqseg.tasks.base import RunOptions, run_case
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom", ".nrrd", ".nii", ".mha", ".mhd", ""}
@@ -96,6 +96,24 @@ def write_queue(out: Path, summaries: list[dict], keep_existing: bool = False, n
     return write_csv(out / "queue.csv", QUEUE_COLUMNS, sorted(rows.values(), key=key))
 
 
+def case_summary(name: str, path, summary: dict, card, device, image, timings_ms: dict) -> dict:
+    """summary.json of a case: the task's summary with the case, input, model, device, timings (ms) and the input's
+    geometry (what `run_cases` writes; `uqseg batch --per-case-files` writes the same)."""
+    return {
+        "case": name,
+        "input": str(path),
+        **summary,
+        "model": {"id": card.id, "version": card.version, "source": card.source, "folder": str(card.folder),
+                  "sha256": card.sha256},
+        "device": str(device),
+        "timings_ms": timings_ms,
+        "input_geometry": {"shape": list(image.shape), "spacing_mm": list(image.spacing),
+                           "spacing_source": image.meta.get("spacing_source"),
+                           "modality": image.meta.get("modality"), "view": image.meta.get("view"),
+                           "laterality": image.meta.get("laterality")},
+    }
+
+
 @dataclass
 class RunReport:
     """What a run did: the summaries of the cases that worked (in input order) and one line per problem."""
@@ -107,7 +125,8 @@ class RunReport:
 def run_cases(task_id: str, inputs: list, out: Path, *, model_id=None, device="auto", samples=None, seed=0,
               fast=False, on_progress: Callable[[float, str], None] | None = None,
               on_case: Callable[[dict, Path], None] | None = None,
-              on_error: Callable[[str], None] | None = None) -> RunReport:
+              on_error: Callable[[str], None] | None = None, dicom: bool = False, from_pacs: str | None = None,
+              study: str | None = None, to_pacs: str | None = None, pacs_timeout: float | None = None) -> RunReport:
     """Run task `task_id` on every case of `inputs` (files, or folders: see `collect_cases`) into `out`.
 
     The output folder is checked first (`uqseg.io.outdir.OutputError`, before any work; `ModelError` when the model
@@ -118,7 +137,55 @@ def run_cases(task_id: str, inputs: list, out: Path, *, model_id=None, device="a
     Callbacks: `on_progress(fraction 0..1, message)` before each case and at the end; `on_case(summary, case_dir)`
     after each finished case; `on_error(line)` for each problem line (also collected in the report).
     `uqseg.interrupts.Interrupted` propagates when the run is interrupted (the finished cases stay complete).
+
+    DICOM out (`uqseg.dicom_out`): `dicom` also writes each case's DICOM objects into its staging folder before its
+    summary (`write_dicom_objects`), so they are in out/<case> or the case is absent; a case not read from DICOM is
+    refused. `from_pacs` ("AE@host:port") with `study` (Study Instance UID) fetches its image series (C-GET) into a
+    temporary folder (removed at the end) and runs on its images instead of `inputs`; `to_pacs` C-STOREs each
+    finished case's DICOM objects (implies `dicom`); a store failure is one problem line listing what arrived.
+    `pacs_timeout` (s, default `uqseg.dicom_out.pacs.DEFAULT_TIMEOUT_S`). An unusable peer raises `PacsError`.
     """
+    dicom = bool(dicom or to_pacs)
+    fetched, labels = None, {}
+    if from_pacs:
+        import tempfile
+
+        from uqseg.dicom_out.pacs import DEFAULT_TIMEOUT_S, fetch_study, parse_peer
+
+        if not study:
+            raise ValueError("--from-pacs needs --study <Study Instance UID>")
+        parse_peer(from_pacs)
+        if to_pacs:
+            parse_peer(to_pacs)
+        from uqseg.io.outdir import check_output_folder
+
+        check_output_folder(out, inputs)  # before the fetch: an unusable --out fails first
+        fetched = Path(tempfile.mkdtemp(prefix="uqseg-pacs-"))
+        try:
+            series = fetch_study(from_pacs, study, fetched, pacs_timeout or DEFAULT_TIMEOUT_S)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(fetched, ignore_errors=True)
+            raise
+        ndim = task_info(task_id).ndim
+        inputs = [str(s) for s in series] if ndim == 3 else [str(f) for s in series for f in sorted(s.iterdir())]
+        # summary.json's "input" names what was fetched (the temporary folder is gone after the run)
+        labels = {p: f"{from_pacs} study {study} " + (f"series {Path(p).name}" if ndim == 3 else
+                                                       f"instance {Path(p).stem}") for p in inputs}
+    try:
+        return _run_cases(task_id, inputs, out, model_id=model_id, device=device, samples=samples, seed=seed,
+                          fast=fast, on_progress=on_progress, on_case=on_case, on_error=on_error, dicom=dicom,
+                          to_pacs=to_pacs, pacs_timeout=pacs_timeout, labels=labels)
+    finally:
+        if fetched is not None:
+            import shutil
+
+            shutil.rmtree(fetched, ignore_errors=True)
+
+
+def _run_cases(task_id, inputs, out, *, model_id, device, samples, seed, fast, on_progress, on_case, on_error, dicom,
+               to_pacs, pacs_timeout, labels) -> RunReport:
     from uqseg import interrupts
     from uqseg.io.outdir import (CaseStaging, OutputError, check_output_folder, describe_write_failure, folder_lock,
                                  os_error_reason, remove_stale_staging)
@@ -171,25 +238,25 @@ def run_cases(task_id: str, inputs: list, out: Path, *, model_id=None, device="a
                 case_dir = staging.case_dir(name)
                 t0 = time.perf_counter()
                 image = load_image(path, ndim=task.ndim)
+                if dicom:
+                    from uqseg.dicom_out.source import refuse_unless_dicom
+
+                    refuse_unless_dicom(image)  # before any work: no invented patient or study
                 t1 = time.perf_counter()
                 check_case(task_id, image, card, samples, fast)  # working memory, --samples cap (uqseg.resources)
                 stage = "write"
                 summary = run_case(task, image, model, case_dir, options)
+                if dicom:
+                    from uqseg.dicom_out.producer import Producer
+                    from uqseg.dicom_out.source import source_of
+                    from uqseg.dicom_out.write_case import write_dicom_objects
+
+                    summary.setdefault("files", {})["dicom"] = write_dicom_objects(
+                        task_id, case_dir, source_of(image), Producer.for_card(card))
                 t2 = time.perf_counter()
-                summary = {
-                    "case": name,
-                    "input": str(path),
-                    **summary,
-                    "model": {"id": card.id, "version": card.version, "source": card.source, "folder": str(card.folder),
-                              "sha256": card.sha256},
-                    "device": str(dev),
-                    "timings_ms": {"load_model": round(load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
-                                   "predict_and_write": round((t2 - t1) * 1000, 1)},
-                    "input_geometry": {"shape": list(image.shape), "spacing_mm": list(image.spacing),
-                                       "spacing_source": image.meta.get("spacing_source"),
-                                       "modality": image.meta.get("modality"), "view": image.meta.get("view"),
-                                       "laterality": image.meta.get("laterality")},
-                }
+                summary = case_summary(name, labels.get(str(path), str(path)), summary, card, dev, image, {
+                    "load_model": round(load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
+                    "predict_and_write": round((t2 - t1) * 1000, 1)})
                 write_json(case_dir / "summary.json", summary)
 
                 def update_queue(s=summary):
@@ -217,6 +284,14 @@ def run_cases(task_id: str, inputs: list, out: Path, *, model_id=None, device="a
             current = None
             for note in notes:
                 problem(note)
+            if to_pacs:
+                from uqseg.dicom_out.pacs import DEFAULT_TIMEOUT_S, PacsError, store_files
+
+                try:
+                    store_files(to_pacs, [out / name / f for f in summary["files"]["dicom"].values()],
+                                pacs_timeout or DEFAULT_TIMEOUT_S)
+                except PacsError as e:
+                    problem(f"error: {e} (case {name})")
             if on_case is not None:
                 on_case(summary, out / name)
         interrupts.check()

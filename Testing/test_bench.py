@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 
 from uqseg.bench import BENCHES, run_bench
@@ -109,3 +111,27 @@ def test_every_task_with_a_shipped_model_has_a_bench():
     for task in sorted(shipped):
         assert task in TASKS, f"a shipped model for an unknown task {task!r}"
         assert task in BENCHES, f"{task} has a shipped model but no benchmark"
+
+
+def test_pectoral_bench_times_the_same_pipeline_with_and_without_sigma(shipped_model):
+    """The pectoral bench's baseline is the whole pipeline without σ and multimodality — not the network alone — and
+    it draws the very boundary the full inference draws (same rows, same mean columns), so the ratio is the cost of
+    the uncertainty outputs only."""
+    model = shipped_model("mammo-pectoral").model
+    from uqseg.io.image import Image
+    from uqseg.io.phantoms import mlo_phantom
+    from uqseg.mammo.pectoral import predict_pectoral, predict_pectoral_boundary_only
+
+    image, _, _ = mlo_phantom()
+    full = predict_pectoral(Image(image), model)
+    rows, mean = predict_pectoral_boundary_only(Image(image), model)
+    assert rows.size > 100 and (rows == full.rows).all() and (mean == full.mean_col).all()
+    flipped = Image(image[:, ::-1].copy())  # chest wall on the other side: the baseline maps back the same way
+    rows_f, mean_f = predict_pectoral_boundary_only(flipped, model)
+    full_f = predict_pectoral(flipped, model)
+    assert (rows_f == full_f.rows).all() and np.allclose(mean_f, full_f.mean_col)
+
+    r = run_bench(["mammo-pectoral"], "cpu", repeats=2)["mammo-pectoral"]
+    _timings_are_positive(r, ("single_pass_ms", "uncertainty_ms", "network_ms"))
+    assert r["ratio"] == pytest.approx(r["uncertainty_ms"] / r["single_pass_ms"], rel=1e-2)
+    assert r["single_pass_ms"] > r["network_ms"] * 0.9  # the baseline includes the pipeline around the network

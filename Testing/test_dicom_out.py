@@ -74,6 +74,13 @@ def source_datasets(path: Path) -> list:
     return [pydicom.dcmread(path, stop_before_pixels=True)]
 
 
+def read_back(cases, task: str, name: str):
+    """(case folder, source instances in slice order, their SOP Instance UIDs, the object `name` read back)."""
+    path, case, _ = cases[task]
+    sources = source_datasets(path)
+    return case, sources, [str(s.SOPInstanceUID) for s in sources], pydicom.dcmread(case / name)
+
+
 def read_nrrd(path: Path) -> np.ndarray:
     import nrrd
 
@@ -104,10 +111,7 @@ def test_dciodvfy_finds_no_error(cases, task):
 
 @pytest.mark.parametrize("task", list(CASES))
 def test_segmentation_equals_seg_nrrd_on_the_source_grid(cases, task):
-    path, case, _ = cases[task]
-    sources = source_datasets(path)
-    uids = [str(s.SOPInstanceUID) for s in sources]
-    seg = pydicom.dcmread(case / "segmentation.dcm")
+    case, sources, uids, seg = read_back(cases, task, "segmentation.dcm")
     labelmap = read_nrrd(case / SEG_FILE.get(task, "segmentation.seg.nrrd"))
     assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
     assert seg.StudyInstanceUID == sources[0].StudyInstanceUID and seg.PatientID == sources[0].PatientID
@@ -162,10 +166,7 @@ EXPECTED_MAP = {"mammo-breast": ("uncertainty.nrrd", "{nats}"), "ct-organs": ("v
 
 @pytest.mark.parametrize("task", list(CASES))
 def test_parametric_map_equals_the_uncertainty_it_mirrors(cases, task):
-    path, case, _ = cases[task]
-    sources = source_datasets(path)
-    uids = [str(s.SOPInstanceUID) for s in sources]
-    pm = pydicom.dcmread(case / "uncertainty.dcm")
+    case, sources, uids, pm = read_back(cases, task, "uncertainty.dcm")
     assert pm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30"
     assert pm.StudyInstanceUID == sources[0].StudyInstanceUID
     shape = (len(sources), int(sources[0].Rows), int(sources[0].Columns))

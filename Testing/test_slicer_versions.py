@@ -37,7 +37,9 @@ ROWS = slicer_compat.load_rows()
 ROOT = Path(os.environ.get("UQSEG_COMPAT_ROOT", slicer_compat.DEFAULT_ROOT))
 
 #: Top-level modules a torch-free environment outside Slicer cannot have; a module lacking anything else fails.
-NOT_HERE = ["torch", "monai", "slicer", "qt", "ctk", "vtk", "mrml", "slicerio", "SampleData", "PyTorchUtils"]
+#: pyarrow and ray: `uqseg batch` (the `batch` extra) is a command-line tool the Slicer module neither runs nor installs.
+NOT_HERE = ["torch", "monai", "slicer", "qt", "ctk", "vtk", "mrml", "slicerio", "SampleData", "PyTorchUtils",
+            "pyarrow", "ray"]
 
 
 def _dicom_inputs(shared_data_dir: Path | None) -> dict:

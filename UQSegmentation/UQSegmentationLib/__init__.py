@@ -93,7 +93,7 @@ the `slicer-core` wheel without the application: docs/testing-slicer-code.md; th
 docs/cli-contract.md.
 
 Predictions run in a child process (`logic.py` starts ``python -m uqseg.cli predict``; it does not import the
-engine; `catalog.py` loads the engine's task table file `uqseg/tasks/table.py`, plain data, by path). Eight files
+engine; `catalog.py` loads the engine's task table file `uqseg/tasks/table.py`, plain data, by path). Nine files
 here do import the engine, always inside the function that needs it (importing this package loads neither the
 engine nor torch):
     input_volume.py        `uqseg.io` — reads an input image exactly as `uqseg predict` does (DICOM, PNG, NRRD, ...)
@@ -109,6 +109,8 @@ engine nor torch):
                            the most probable boundary through the user's clicks, laid out as the engine lays it out
     correction/cxr.py      `uqseg.cxr.graph` — which nodes belong to which organ
     correction/labels.py   `uqseg.correction.editable` — the breast runner-up class, accepting an alternative
+    display/band.py        `uqseg.mammo.pectoral_band` — the pectoral ±σ band mask, one definition with the DICOM
+                           Parametric Map (numpy only: no torch)
 """
 
 from __future__ import annotations

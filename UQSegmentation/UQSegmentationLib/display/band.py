@@ -74,22 +74,13 @@ def read_boundary_csv(path) -> dict[str, np.ndarray]:
 def band_mask(rows, mean_col, std_col, shape, only=None) -> np.ndarray:
     """(H, W) bool: pixel (r, c) is in the band when row r is listed and |c − mean_col| ≤ std_col (pixel centres).
 
-    only: optional bool per listed row; rows where it is False are left out (e.g. only multimodal rows).
+    only: optional bool per listed row; rows where it is False are left out (e.g. only multimodal rows). The
+    definition is the engine's (`uqseg.mammo.pectoral_band.band_mask`, shared with the DICOM Parametric Map),
+    imported when called: this module loads in Slicer before the engine's packages may be installed.
     """
-    h, w = int(shape[0]), int(shape[1])
-    rows = np.asarray(rows, int)
-    mean = np.asarray(mean_col, float)
-    std = np.abs(np.asarray(std_col, float))
-    keep = (rows >= 0) & (rows < h) & np.isfinite(mean) & np.isfinite(std)
-    if only is not None:
-        keep &= np.asarray(only, bool)
-    rows, mean, std = rows[keep], mean[keep], std[keep]
-    mask = np.zeros((h, w), bool)
-    if rows.size == 0:
-        return mask
-    cols = np.arange(w, dtype=float)[None, :]
-    mask[rows] = np.abs(cols - mean[:, None]) <= std[:, None]
-    return mask
+    from uqseg.mammo.pectoral_band import band_mask as engine_band_mask
+
+    return engine_band_mask(rows, mean_col, std_col, shape, only=only)
 
 
 def multimodal_runs(rows, multimodal) -> list[tuple[int, int]]:

@@ -40,14 +40,13 @@ def _rows(path: Path) -> list[dict]:
 
 
 def pectoral_band(boundary_csv: Path, shape: tuple) -> np.ndarray:
-    """σ painted on the ±σ band of each muscle row (module docstring); `shape` (rows, cols)."""
-    out = np.zeros(shape, np.float32)
-    cols = np.arange(shape[1], dtype=np.float64)
-    for r in _rows(boundary_csv):
-        row, mean, std = int(r["row"]), float(r["mean_col"]), float(r["std_col"])
-        if 0 <= row < shape[0]:
-            out[row, np.abs(cols - mean) <= max(std, 0.5)] = np.float32(std)
-    return out
+    """σ painted on the ±σ band of each muscle row (module docstring; `uqseg.mammo.pectoral_band.band_values`);
+    `shape` (rows, cols)."""
+    from uqseg.mammo.pectoral_band import band_values
+
+    rows = _rows(boundary_csv)
+    return band_values([int(r["row"]) for r in rows], [float(r["mean_col"]) for r in rows],
+                       [float(r["std_col"]) for r in rows], shape, min_half_width=0.5)
 
 
 def contour_band(landmarks_csv: Path, shape: tuple) -> np.ndarray:

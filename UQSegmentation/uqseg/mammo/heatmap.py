@@ -42,23 +42,42 @@ PEAK_VALLEY_RATIO = 0.5
 
 def find_modes(p: np.ndarray) -> list[int]:
     """Column indices of the significant modes of one row's distribution p (W,), strongest first (rule above)."""
-    p = np.asarray(p, dtype=np.float64)
-    s = np.convolve(np.pad(p, 1, mode="edge"), np.ones(3) / 3, mode="valid")
-    interior = (s[1:-1] >= s[:-2]) & (s[1:-1] > s[2:])
-    candidates = list(np.flatnonzero(interior) + 1)
-    if s[0] > s[1]:
-        candidates.insert(0, 0)
-    if s[-1] > s[-2]:
-        candidates.append(len(s) - 1)
-    if not candidates:
-        return [int(np.argmax(s))]
-    top = max(s[c] for c in candidates)
-    candidates = [c for c in candidates if s[c] >= PEAK_MIN_SHARE * top]
+    return find_modes_rows(np.asarray(p)[None])[0]
+
+
+def find_modes_rows(prob: np.ndarray) -> list[list[int]]:
+    """`find_modes` of every row of prob (H, W), vectorised over rows: the smoothing, the local maxima and the
+    PEAK_MIN_SHARE cut for all rows at once; the pairwise separation test only where a row keeps two or more
+    candidates (few rows: most rows hold one peak)."""
+    prob = np.asarray(prob, dtype=np.float64)
+    padded = np.pad(prob, ((0, 0), (1, 1)), mode="edge")
+    s = (padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]) / 3.0  # 3-tap box filter, edges repeated
+    peak = np.zeros(s.shape, bool)
+    peak[:, 1:-1] = (s[:, 1:-1] >= s[:, :-2]) & (s[:, 1:-1] > s[:, 2:])
+    peak[:, 0] = s[:, 0] > s[:, 1]
+    peak[:, -1] = s[:, -1] > s[:, -2]
+    top = np.where(peak, s, -np.inf).max(axis=1)
+    keep = peak & (s >= PEAK_MIN_SHARE * top[:, None])
+    out: list[list[int]] = []
+    for r in range(s.shape[0]):
+        candidates = np.flatnonzero(keep[r])
+        if not peak[r].any():
+            out.append([int(np.argmax(s[r]))])
+        elif candidates.size == 1:
+            out.append([int(candidates[0])])
+        else:
+            out.append(_separate_modes(s[r], candidates))
+    return out
+
+
+def _separate_modes(s: np.ndarray, candidates: np.ndarray) -> list[int]:
+    """Strongest first, a candidate is a new mode when it is ≥ PEAK_MIN_SEPARATION columns from every mode kept and
+    the smoothed row drops below PEAK_VALLEY_RATIO × the smaller peak between them."""
     modes: list[int] = []
-    for c in sorted(candidates, key=lambda c: -s[c]):
+    for c in candidates[np.argsort(-s[candidates], kind="stable")]:
         separate = True
         for m in modes:
-            lo, hi = sorted((c, m))
+            lo, hi = sorted((int(c), m))
             if hi - lo < PEAK_MIN_SEPARATION or s[lo : hi + 1].min() >= PEAK_VALLEY_RATIO * min(s[c], s[m]):
                 separate = False
                 break
@@ -69,4 +88,4 @@ def find_modes(p: np.ndarray) -> list[int]:
 
 def multimodal_rows(prob: np.ndarray) -> np.ndarray:
     """prob (H, W) → bool (H,): rows with two or more significant modes."""
-    return np.array([len(find_modes(row)) >= 2 for row in np.asarray(prob)], dtype=bool)
+    return np.array([len(m) >= 2 for m in find_modes_rows(prob)], dtype=bool)

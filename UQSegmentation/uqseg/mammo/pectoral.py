@@ -18,7 +18,7 @@ import torch
 
 from uqseg.io.image import Image
 from uqseg.mammo import boundary_grid as bg
-from uqseg.mammo.heatmap import find_modes
+from uqseg.mammo.heatmap import find_modes_rows, row_softmax
 from uqseg.transforms.intensity import robust_unit_range
 from uqseg.mammo.orientation import canonicalise, require_mlo
 from uqseg.mammo.pectoral_model import PectoralHeatmapNet
@@ -106,7 +106,7 @@ def decode_to_input(mean_g, var_g, prob_g, shape, flipped, source) -> PectoralRe
     h, w = shape
     g = mean_g.shape[0]
     muscle = muscle_grid_rows(bg.grid_col_to_image(mean_g, w, g))
-    modes = [find_modes(p) for p in prob_g]
+    modes = find_modes_rows(prob_g)
     multi_g = np.array([len(m) >= 2 for m in modes])
     rows, mean, std, multi = grid_rows_to_input(mean_g, var_g, multi_g, muscle, shape, flipped)
     unc = float(std.mean()) if std.size else float("nan")
@@ -125,3 +125,26 @@ def predict_pectoral(image: Image, model: PectoralHeatmapNet, device: torch.devi
     mean, var, prob = model.decode(network_input(canonical).to(device))
     return decode_to_input(mean[0].cpu().numpy().astype(np.float64), var[0].cpu().numpy().astype(np.float64),
                            prob[0].cpu().numpy(), canonical.shape, flipped, source)
+
+
+@torch.no_grad()
+def predict_pectoral_boundary_only(image: Image, model: PectoralHeatmapNet,
+                                   device: torch.device | str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """The same pipeline as `predict_pectoral` without its uncertainty outputs — the baseline `uqseg bench` times it
+    against: orientation, network pass, each row's mean column (Eq. 1, first moment only), the muscle rows and the
+    mapping back to the input, but no σ² (second moment), no multimodality (mode search) and no row distributions
+    kept. Returns (rows, mean_col) in input pixel indices, equal to `predict_pectoral`'s rows and mean_col."""
+    if image.ndim != 2:
+        raise ValueError("predict_pectoral needs a 2-D image")
+    require_mlo(image)
+    canonical, flipped, source = canonicalise(image)
+    model.eval()
+    prob = row_softmax(model(network_input(canonical).to(device))[:, 0])
+    cols = torch.arange(prob.shape[-1], dtype=prob.dtype, device=prob.device)
+    mean_g = (prob[0] * cols).sum(-1).cpu().numpy().astype(np.float64)
+    h, w = canonical.shape
+    muscle = muscle_grid_rows(bg.grid_col_to_image(mean_g, w, mean_g.shape[0]))
+    zeros = np.zeros_like(mean_g)
+    rows, mean, _, _ = grid_rows_to_input(mean_g, zeros, np.zeros(mean_g.shape, bool), muscle, (h, w), flipped)
+    return rows, mean
+

@@ -1,5 +1,6 @@
 """`uqseg review` in a real browser: Debian's headless Chromium driven by selenium against a review server started
-per test (`uqseg review DIR --port <free loopback port>`, stopped by its PID), on REAL predictions of the shipped
+per test (`uqseg review DIR --port <free loopback port>`: the front server, which starts a session process per
+browser; stopped by its PID), on REAL predictions of the shipped
 models — one case per task on the samples installed with the project (`uqseg.sample_data`).
 
 What a user sees is what is checked:
@@ -11,8 +12,11 @@ What a user sees is what is checked:
 - a drag of a landmark point with the mouse: the model refits the contour (other nodes move, the colours change),
   timed from the release to the updated page (printed); Undo puts every point back;
 - "accept the alternative" (breast), paint inside the region (CT), Save: the files read back with the change;
-- two reviewers (two servers on one folder): each sees the other's case as "being edited", and a save over the
-  other's newer save is refused with a clear message and writes nothing;
+- two people on ONE server (two browsers, separate profiles): each gets the loading page, then a session process,
+  case and view of their own; each sees the case the other has open as "being edited"; a save over the other's
+  newer save is refused on the page and writes nothing; a closed browser's process stops when idle, and every
+  session process stops with the server (the processes are the front server's children in /proc; their memory is
+  printed);
 - errors are one line on the page, never a traceback; bad command lines are one `error:` line and exit status 2.
 
 Screenshots for the README go to $UQSEG_WEB_SCREENSHOTS when set (Resources/Screenshots/review-*.png were made so:
@@ -22,6 +26,7 @@ printed (``[measured] ...``) and appended to $UQSEG_WEB_TIMINGS (JSON lines) whe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -175,7 +180,8 @@ def open_browser():
     yield make
     for driver in drivers:
         profile = driver.capabilities.get("chrome", {}).get("userDataDir")
-        driver.quit()
+        with contextlib.suppress(Exception):  # a test may have closed it already
+            driver.quit()
         if profile:
             shutil.rmtree(profile, ignore_errors=True)
 
@@ -499,6 +505,7 @@ def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, ope
     assert d.find_element(By.ID, "uq-busy").is_displayed()  # the progress bar and its text while the CT loads
     wait_for(lambda: state(d, "current_case") == "abdomen_ct" and not state(d, "busy"), 90, what="the CT")
     _measured("ct_open_s", round(time.monotonic() - t0, 2))
+    _measured("session_rss_mb_ct", round(rss_mb(child_pids(server.proc.pid)[0])))
     wait_for(lambda: len(view_elements(d)) == 2, 30, what="the 3-D view")
     three_d = settled_view(d, 1)
     seg_colours = np.array([[round(255 * c) for c in v] for v in _segment_colours(folder / "abdomen_ct")])
@@ -541,38 +548,134 @@ def _segment_colours(case_dir: Path) -> list:
             k.endswith("_Color")]
 
 
-def test_two_reviewers_see_each_other_and_a_stale_save_is_refused(folder, start_server, open_browser):
-    alice, bob = start_server(folder, "--who", "alice"), start_server(folder, "--who", "bob")
+def child_pids(pid: int) -> list[int]:
+    """The PIDs whose parent is `pid` (Linux /proc): the front server's session processes."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return sorted(out)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def session_of(pids: list[int], who: str) -> int:
+    """The session process started for `who` (its command line has --who WHO)."""
+    for pid in pids:
+        args = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+        if b"--who" in args and args[args.index(b"--who") + 1].decode() == who:
+            return pid
+    raise AssertionError(f"no session process for {who} among {pids}")
+
+
+def rss_mb(pid: int) -> float:
+    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def status_of(d, case: str) -> str:
+    for row in d.find_elements(By.CSS_SELECTOR, "#uq-queue tr")[1:]:
+        if row.text.split()[1:2] == [case]:
+            return row.text
+    return ""
+
+
+def screenshot_pair(left, right, name: str) -> None:
+    """Two browsers' pages side by side in one PNG (for the README)."""
+    folder = os.environ.get("UQSEG_WEB_SCREENSHOTS")
+    if folder:
+        from PIL import Image
+
+        a, b = Image.fromarray(page_image(left)), Image.fromarray(page_image(right))
+        pair = Image.new("RGB", (a.width + b.width + 12, max(a.height, b.height)), (255, 255, 255))
+        pair.paste(a, (0, 0))
+        pair.paste(b, (a.width + 12, 0))
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        pair.save(Path(folder) / f"review-{name}.png")
+
+
+def test_two_people_on_one_server_each_their_own_session(folder, start_server, open_browser):
+    """ONE `uqseg review` port, two browsers (separate profiles): each gets a process, case and view of its own; a
+    case one of them has open is "being edited" for the other; the later of two saves of one case is refused on the
+    page and nothing of the first is lost; a closed browser's process stops when idle, all stop with the server."""
+    import hashlib
+
+    server = start_server(folder, "--idle-minutes", "0.1")  # 6 s without a page: the session's process stops
     da, db = open_browser(), open_browser()
-    da.get(alice.url)
-    db.get(bob.url)
-    for d in (da, db):  # both open the most uncertain case
-        wait_for(lambda d=d: state(d, "current_case") == "pectoral_mlo" and not state(d, "busy"), 120,
+    for d, who in ((da, "alice"), (db, "bob")):
+        d.get(server.url + f"?who={who}")
+        assert d.find_element(By.ID, "uq-starting").is_displayed()  # the loading page while the process starts
+        assert f"Starting your review session for {who}" in d.find_element(By.ID, "uq-starting").text
+    for d in (da, db):  # each page reloads into its own app, which opens the most uncertain case
+        wait_for(lambda d=d: state(d, "current_case") == "pectoral_mlo" and not state(d, "busy"), 180,
                  what="the first case")
-
-    def status(d, case):
-        for row in d.find_elements(By.CSS_SELECTOR, "#uq-queue tr")[1:]:
-            if row.text.split()[1] == case:
-                return row.text
-        return ""
-
-    wait_for(lambda: "being edited by alice" in status(db, "pectoral_mlo"), 30, what="alice's mark at bob's")
-    wait_for(lambda: "being edited by bob" in status(da, "pectoral_mlo"), 30, what="bob's mark at alice's")
-    assert da.find_element(By.ID, "uq-editing").is_displayed()
-    screenshot(db, "two-reviewers")
+    pids = wait_for(lambda: len(child_pids(server.proc.pid)) == 2 and child_pids(server.proc.pid), 10,
+                    what="two session processes")
+    alice_pid, bob_pid = session_of(pids, "alice"), session_of(pids, "bob")
+    # each their own case and view: alice opens the chest film, bob stays on the mammogram
+    chest_a = open_case(da, "chest")
+    assert state(db, "current_case") == "pectoral_mlo" and state(db, "case_task") == "mammo-pectoral"
+    assert state(da, "case_task") == "cxr-landmarks"
+    mammo_b = settled_view(db)
+    assert chest_a.shape != mammo_b.shape or changed_pixels(chest_a, mammo_b) > 0.2 * chest_a.shape[0] * \
+        chest_a.shape[1]
+    wait_for(lambda: "being edited by alice" in status_of(db, "chest"), 30, what="alice's mark in bob's queue")
+    wait_for(lambda: "being edited by bob" in status_of(da, "pectoral_mlo"), 30, what="bob's mark in alice's queue")
+    assert "being edited" not in status_of(da, "chest") and "being edited" not in status_of(db, "pectoral_mlo")
+    _measured("session_rss_mb", {"alice (chest)": round(rss_mb(alice_pid)), "bob (mammogram)": round(rss_mb(bob_pid)),
+                                 "front server": round(rss_mb(server.proc.pid))})
+    # bob opens the chest too, before alice saves, and changes it
+    open_case(db, "chest")
+    assert db.find_element(By.ID, "uq-editing").is_displayed() and "alice" in db.find_element(By.ID, "uq-editing").text
+    click(db, "uq-next")
+    wait_for(lambda: state(db, "current_region") == 1, 30, what="bob's region 1")
+    click(db, "uq-mark-corrected")
+    wait_for(lambda: state(db, "regions")[0]["status"] == "corrected", 30, what="bob's change")
+    # alice changes it and saves first
+    click(da, "uq-next")
+    wait_for(lambda: state(da, "current_region") == 1, 30, what="alice's region 1")
+    click(da, "uq-accept")
+    wait_for(lambda: state(da, "regions")[0]["status"] == "accepted", 30, what="alice's change")
     click(da, "uq-save")
-    wait_for(lambda: "Saved pectoral_mlo" in (state(da, "message") or ""), 30, what="alice's save")
-    record_path = folder / "corrections" / "corrections" / "pectoral_mlo.json"
-    alices = record_path.read_bytes()
+    wait_for(lambda: "Saved chest" in (state(da, "message") or ""), 30, what="alice's save")
+    root = folder / "corrections"
+    record_path = root / "corrections" / "chest.json"
+    record = json.loads(record_path.read_text())
+    saved = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert record["regions"][0]["status"] == "accepted" and len(saved) >= 2
+    # bob's save is refused, on his page, and writes nothing
     click(db, "uq-save")
     wait_for(lambda: state(db, "error"), 30, what="bob's refusal")
-    assert "saved by someone else" in state(db, "error") and "nothing was written" in state(db, "error")
-    assert db.find_element(By.ID, "uq-error").is_displayed()
-    assert record_path.read_bytes() == alices
-    # alice closes the case (opens another): her mark goes
-    open_case(da, "chest")
-    wait_for(lambda: "being edited" not in status(db, "pectoral_mlo"), 30, what="alice's mark to go")
+    error = db.find_element(By.ID, "uq-error")
+    assert error.is_displayed() and "saved by someone else" in error.text and "nothing was written" in error.text
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == saved  # no file lost or changed
+    for f in record["files"].values():  # alice's files are the ones her record lists
+        assert hashlib.sha256((root / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    assert state(db, "regions")[0]["status"] == "corrected"  # bob's work is still on his page
     no_traceback(db)
+    screenshot_pair(da, db, "two-reviewers")
+    # bob closes his browser: his process stops after the idle time (its mark goes with it); alice's goes on
+    db.quit()
+    wait_for(lambda: not alive(bob_pid), 60, 0.5, "bob's session process to stop")
+    assert alive(alice_pid) and child_pids(server.proc.pid) == [alice_pid]
+    wait_for(lambda: "saved" in status_of(da, "chest") and "being edited" not in status_of(da, "chest"), 30,
+             what="bob's mark to go from alice's queue")
+    # the server stops: every session process stops with it, and no mark is left
+    server.stop()
+    wait_for(lambda: not alive(alice_pid), 20, 0.2, "alice's session process to stop")
+    assert not list((folder / ".review").rglob("*.json"))
 
 
 def test_command_line_refusals_and_a_task_run_first(folder, tmp_path, start_server):
@@ -586,6 +689,8 @@ def test_command_line_refusals_and_a_task_run_first(folder, tmp_path, start_serv
     (tmp_path / "empty").mkdir()
     rc, err = run(tmp_path / "empty")
     assert rc == 2 and len(err) == 1 and "holds no results of `uqseg predict`" in err[0]
+    rc, err = run(folder, "--max-sessions", "0")
+    assert rc == 2 and len(err) == 1 and "--max-sessions must be at least 1" in err[0]
     rc, err = run(folder, "--host", "0.0.0.0")
     assert rc == 2 and len(err) == 1 and "--allow-remote" in err[0]
     with socket.socket() as taken:
@@ -609,3 +714,18 @@ def test_command_line_refusals_and_a_task_run_first(folder, tmp_path, start_serv
     assert remote.url.startswith("http://127.0.0.2:")
     assert f"warning: serving {folder} on 127.0.0.2:{remote.port} to the network, without a login" in \
         remote.log.read_text()
+    # --max-sessions 1: the first browser session gets its cookie and the loading page; a second one is told the
+    # server is full (HTTP 503), and a request of no session for the app (the websocket, a script) is not relayed
+    import http.cookiejar
+    import urllib.error
+
+    one = start_server(folder, "--max-sessions", "1")
+    jar = http.cookiejar.CookieJar()
+    first = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with first.open(one.url + "?who=carol", timeout=30) as response:
+        assert "Starting your review session for <b>carol</b>" in response.read().decode()
+    assert [c.name for c in jar] == [f"uqseg-review-{one.port}"]
+    for path, words in (("", "limit of 1 review sessions"), ("ws", "Reload the page")):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(one.url + path, timeout=30)
+        assert refused.value.code == 503 and words in refused.value.read().decode()

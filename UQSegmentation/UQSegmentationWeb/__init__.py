@@ -5,7 +5,12 @@ views to the browser, so the page shows each task's uncertainty exactly as the S
 `UQSegmentationLib` loaders, display, review session, corrections, undo and save run here.
 
     __main__.py    `python -m UQSegmentationWeb DIR [--port P] [--host H --allow-remote] [--who NAME]`: checks,
-                   then serves (what `uqseg review` starts; uqseg/review.py)
+                   then serves (what `uqseg review` starts; uqseg/review.py): the front server, or with --single
+                   one trame app
+    front.py       the front server on --port: a session cookie per browser, a loading page, and a reverse proxy
+                   (HTTP and the websocket) to that session's own app process
+    sessions.py    those processes: started on a session's first visit on a private 127.0.0.1 port, stopped (by PID)
+                   when idle and when the front server exits
     folder.py      the cases of a predict output folder in queue order, with their review status
     editing.py     two reviewers on one folder: edit marks, and a save refused over someone else's newer save
     app.py         `ReviewApp`: the scene, the views, the case on screen and every page action

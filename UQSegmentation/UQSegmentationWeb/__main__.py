@@ -1,10 +1,16 @@
-"""`python -m UQSegmentationWeb DIR [--port P] [--host H] [--allow-remote] [--who NAME] [--device D]`: serve the review
-of a `uqseg predict` output folder (what `uqseg review` runs).
+"""`python -m UQSegmentationWeb DIR [--port P] [--host H] [--allow-remote] [--who NAME] [--device D]
+[--idle-minutes M] [--max-sessions N]`: serve the review of a `uqseg predict` output folder (what `uqseg review` runs).
+
+By default this is the front server (`front.py`): one port for several people, each browser session with a
+trame-slicer app process of its own (`sessions.py`), started on its first visit. ``--single`` serves one trame app
+directly instead — one page state shared by every browser on the port; it is what each session's process runs (on
+127.0.0.1, with ``--parent-pid``: it exits when the front server is gone).
 
 Loopback only by default (127.0.0.1): the page can change files in DIR and has no login. Any other --host needs
---allow-remote and prints a warning. Bad input (no such folder, no results in it, trame-slicer missing, the port
-taken) is one line `error: <DIR or server>: <reason>` on stderr and exit status 2, before anything is served. When
-the server listens it prints ``REVIEW http://HOST:PORT/`` on stdout.
+--allow-remote and prints a warning (the sessions' own processes always listen on 127.0.0.1). Bad input (no such
+folder, no results in it, trame-slicer missing, the port taken) is one line `error: <DIR or server>: <reason>` on
+stderr and exit status 2, before anything is served. When the server listens it prints ``REVIEW http://HOST:PORT/``
+on stdout.
 """
 
 from __future__ import annotations
@@ -25,10 +31,18 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--allow-remote", action="store_true",
                     help="allow a --host other than loopback (the page has no login and writes into DIR)")
-    ap.add_argument("--who", default=os.environ.get("USER") or "a reviewer",
-                    help="your name, shown to other reviewers of the same folder")
+    ap.add_argument("--who", default="reviewer",
+                    help="with --single: the name other reviewers see; else the name of a browser session that gives "
+                    "no ?who=NAME on its first visit, numbered (NAME #1, NAME #2, ...)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps"],
                     help="where the model runs for the model-aware corrections")
+    ap.add_argument("--idle-minutes", type=float, default=30.0,
+                    help="stop a browser session's process after this long without an open page (default 30)")
+    ap.add_argument("--max-sessions", type=int, default=8,
+                    help="at most this many browser sessions (processes) at once (default 8)")
+    ap.add_argument("--single", action="store_true",
+                    help="serve one page shared by every browser on the port (what each session's process runs)")
+    ap.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -63,16 +77,41 @@ def main(argv=None) -> int:
         read_cases(args.folder)
     except FolderError as e:
         return fail(args.folder, str(e))
-    try:
-        import trame_slicer  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("trame_slicer") is None:
         return fail("server", "trame-slicer is not installed (pip install 'uqseg[web]')")
+    if args.max_sessions < 1 or not args.idle_minutes > 0:
+        return fail("server", "--max-sessions must be at least 1 and --idle-minutes above 0")
     reason = check_port(args.host, args.port)
     if reason:
         return fail("server", reason)
+    if not args.single:
+        from .front import serve_front
+
+        return serve_front(args)
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # offscreen views through EGL
+    if args.parent_pid:
+        exit_with_parent(args.parent_pid)
     return serve(args)
+
+
+def exit_with_parent(parent_pid: int, period_s: float = 1.0) -> None:
+    """A session's process ends itself (SIGTERM to its own PID, as the front server would) once its parent — the
+    front server — is gone, even when that was killed without a chance to stop it."""
+    import signal
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(period_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10.0)
+        os._exit(1)  # the SIGTERM did not end it
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def serve(args) -> int:

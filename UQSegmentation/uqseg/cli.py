@@ -194,7 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
     r.add_argument("--allow-remote", action="store_true", help="needed for a --host other than loopback: the page "
                    "has no login and writes corrections into the folder")
-    r.add_argument("--who", default=None, help="your name, shown to other reviewers of the same folder")
+    r.add_argument("--who", default=None, help="the name shown to other reviewers for a browser session that gives no "
+                   "?who=NAME (numbered: NAME #1, NAME #2, ...)")
+    r.add_argument("--idle-minutes", type=float, default=30.0, help="stop a browser session's own process after "
+                   "this long without an open page (default 30)")
+    r.add_argument("--max-sessions", type=int, default=8, help="at most this many browser sessions, each a process "
+                   "of its own, at once (default 8)")
     r.set_defaults(func=cmd_review)
     return ap
 

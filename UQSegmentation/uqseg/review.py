@@ -1,6 +1,6 @@
 """`uqseg review`: review results in a web browser — optionally running a task on images first.
 
-    uqseg review DIR [--port P] [--host 127.0.0.1] [--allow-remote] [--who NAME]
+    uqseg review DIR [--port P] [--host 127.0.0.1] [--allow-remote] [--who NAME] [--idle-minutes M] [--max-sessions N]
     uqseg review --task TASK IMAGES... --out DIR [--samples N] [--seed S] [--fast] [--port P] ...
 
 The second form runs the task through the batch driver (`uqseg.console.predict`, i.e. `uqseg.tasks.run.run_cases`,
@@ -8,7 +8,8 @@ with its PROGRESS lines) into DIR and then serves DIR; a run with problem lines 
 (none worked: exit 2). The web app itself is `UQSegmentationWeb` (beside this package, on `UQSegmentationLib` and
 trame-slicer: the `web` extra); the engine does not import it — this module replaces the process with
 ``python -m UQSegmentationWeb`` with the module folder first on PYTHONPATH (the way the Slicer module runs the
-engine), so a signal to this PID reaches the server directly.
+engine), so a signal to this PID reaches the server directly: the front server on --port, which gives every browser
+session a trame-slicer process of its own and stops them all when it stops (UQSegmentationWeb/front.py).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from pathlib import Path
 MODULE_DIR = Path(__file__).resolve().parent.parent  # holds uqseg/, UQSegmentationLib/, UQSegmentationWeb/
 
 
-def web_command(folder, port: int, host: str, allow_remote: bool, who: str | None, device: str) -> list[str]:
-    cmd = [sys.executable, "-m", "UQSegmentationWeb", str(folder), "--port", str(port), "--host", host]
+def web_command(folder, port: int, host: str, allow_remote: bool, who: str | None, device: str,
+                idle_minutes: float = 30.0, max_sessions: int = 8) -> list[str]:
+    cmd = [sys.executable, "-m", "UQSegmentationWeb", str(folder), "--port", str(port), "--host", host,
+           "--idle-minutes", repr(float(idle_minutes)), "--max-sessions", str(int(max_sessions))]
     if allow_remote:
         cmd.append("--allow-remote")
     if who:
@@ -67,7 +70,8 @@ def run_review(args) -> int:
             return 2
         folder = args.inputs[0]
     device = "cpu" if args.device == "auto" else args.device
-    cmd = web_command(folder, args.port, args.host, args.allow_remote, args.who, device)
+    cmd = web_command(folder, args.port, args.host, args.allow_remote, args.who, device, args.idle_minutes,
+                      args.max_sessions)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(MODULE_DIR)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep)
                                                               if p])

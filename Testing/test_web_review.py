@@ -11,7 +11,9 @@ What a user sees is what is checked:
 - Next centres the view on the region's focus (and the view image changes);
 - a drag of a landmark point with the mouse: the model refits the contour (other nodes move, the colours change),
   timed from the release to the updated page (printed); Undo puts every point back;
-- "accept the alternative" (breast), paint inside the region (CT), Save: the files read back with the change;
+- "accept the alternative" (breast: the most probable other class; CT: a sample's labels, only inside the region)
+  and paint inside the region (CT; breast with a 20 mm brush that reaches beyond the region's editable area and
+  changes nothing there), Save: the files read back with the change;
 - two people on ONE server (two browsers, separate profiles): each gets the loading page, then a session process,
   case and view of their own; each sees the case the other has open as "being edited"; a save over the other's
   newer save is refused on the page and writes nothing; a closed browser's process stops when idle, and every
@@ -488,7 +490,96 @@ def test_breast_overlay_opacity_threshold_alternative_and_save(folder, start_ser
     assert saved.shape == model.shape and (saved != model).sum() > 0
     record = json.loads((folder / "corrections" / "corrections" / "breast_mlo.json").read_text())
     assert [r["status"] for r in record["regions"][:3]] == ["corrected", "accepted", "corrected"]
+    # paint restricted to the uncertain region: a 20 mm brush on a region's focus (the view's centre, where the
+    # click lands) changes only voxels of the region's editable area (the region grown by 2 mm), although the disc
+    # covers many voxels of another class outside it. The region and the class: those where an unrestricted brush
+    # would change the most outside every uncertain area (much of this MLO's pectoral muscle is uncertain)
+    threshold = region_threshold(d)
+    distance = distance_to_uncertain(folder / "breast_mlo" / "uncertainty.nrrd", threshold)
+    spacing = float(np.linalg.norm(header["space directions"], axis=1)[:2].max())
+    labels = segment_labels(header)
+    choices = []
+    for region in state(d, "regions")[:12]:
+        away = disc_mask(header, region["focus"], 20 - 2) & (distance > 2.0 + 2 * spacing)  # outside every area
+        for sid, value in labels.items():
+            choices.append((int((away & (saved != value)).sum()), region["id"], sid, away))
+    _, region_id, segment, away = max(choices, key=lambda c: c[0])
+    rows = d.find_elements(By.CSS_SELECTOR, "#uq-regions tr")[1:]
+    next(r for r in rows if r.text.split()[0] == str(region_id)).click()
+    wait_for(lambda: state(d, "current_region") == region_id, 30, what=f"region {region_id}")
+    focus = np.array(next(r for r in state(d, "regions") if r["id"] == region_id)["focus"])
+    wait_for(lambda: np.abs(np.array(state(d, "view_centre"))[:2] - focus[:2]).max() < 1.0, 10, what="the centre")
+    centre = state(d, "view_centre")
+    click(d, "uq-paint")
+    wait_for(lambda: state(d, "paint_mode") and d.find_element(By.ID, "uq-paint-radius").is_displayed(), 10,
+             what="paint mode")
+    set_state(d, "paint_segment", segment)
+    set_state(d, "paint_radius_mm", 20)
+    wait_for(lambda: "brush 20 mm" in d.find_element(By.ID, "uq-paint-radius").text, 10, what="the brush size")
+    before = settled_view(d)
+    ActionChains(d).move_to_element(view_elements(d)[0]).click().perform()
+    wait_for(lambda: "voxels changed" in (state(d, "message") or ""), 30, what="the paint")
+    changed = int(state(d, "message").split("painted: ")[1].split()[0])
+    view_after_change(d, before)
+    assert next(r for r in state(d, "regions") if r["id"] == region_id)["status"] == "corrected"
+    click(d, "uq-save")
+    wait_for(lambda: "Saved breast_mlo" in (state(d, "message") or ""), 30, what="the save after painting")
+    painted, _ = nrrd.read(str(folder / "corrections" / "labels" / "breast_mlo.seg.nrrd"))
+    label = labels[segment]
+    diff = painted != saved
+    assert 0 < diff.sum() <= changed and (painted[diff] == label).all()
+    assert not (diff & ~disc_mask(header, centre, 20 + 2)).any()  # inside the brush
+    assert distance[diff].max() <= 2.0 + 1.5 * spacing  # inside the editable area
+    outside = away & (saved != label)
+    assert outside.sum() > 100, outside.sum()  # what an unrestricted brush would have changed: none of it changed
     no_traceback(d)
+
+
+def region_threshold(d) -> float:
+    """The uncertain regions' threshold as the page states it ("N uncertain regions (threshold X, source): ...")."""
+    return float(state(d, "region_summary").split("(threshold ")[1].split(",")[0])
+
+
+def segment_labels(header) -> dict:
+    """Segment id → label value of a .seg.nrrd header."""
+    return {header[k]: int(header[k[:-len("_ID")] + "_LabelValue"]) for k in header
+            if k.startswith("Segment") and k.endswith("_ID")}
+
+
+def distance_from(header, ras) -> np.ndarray:
+    """Per voxel of an NRRD grid ([i, j, k], LPS header): the distance (mm) of its centre from the RAS point."""
+    sizes = tuple(int(v) for v in header["sizes"])
+    directions, origin = np.asarray(header["space directions"], float), np.asarray(header["space origin"], float)
+    lps = np.array([-ras[0], -ras[1], ras[2]], float)
+    world = np.indices(sizes).reshape(3, -1).T.astype(float) @ directions + origin
+    return np.linalg.norm(world - lps, axis=1).reshape(sizes)
+
+
+def disc_mask(header, ras, radius_mm: float) -> np.ndarray:
+    """The voxels of an NRRD grid ([i, j, k], LPS header) within radius_mm of the RAS point, on the slice through
+    it: the paint brush's disc (UQSegmentationWeb/painting.py), computed here from the file's own geometry."""
+    sizes = tuple(int(v) for v in header["sizes"])
+    directions, origin = np.asarray(header["space directions"], float), np.asarray(header["space origin"], float)
+    lps = np.array([-ras[0], -ras[1], ras[2]], float)
+    disc = distance_from(header, ras) <= radius_mm
+    k = int(round(np.linalg.solve(directions.T, lps - origin)[2]))
+    keep = np.zeros(sizes, bool)
+    keep[..., min(max(k, 0), sizes[2] - 1)] = True
+    return disc & keep
+
+
+def distance_to_uncertain(path: Path, threshold: float) -> np.ndarray:
+    """Per voxel of the overlay file: the distance (mm) to the nearest voxel at or above the regions' threshold (the
+    page shows it to 3 digits: 1 % slack)."""
+    import nrrd
+    from scipy.ndimage import distance_transform_edt
+
+    values, header = nrrd.read(str(path))
+    spacing = np.linalg.norm(np.asarray(header["space directions"], float), axis=1)
+    uncertain = values >= 0.99 * threshold
+    if values.shape[2] == 1:
+        return distance_transform_edt(~uncertain[..., 0], sampling=spacing[:2])[..., None]
+    return distance_transform_edt(~uncertain, sampling=spacing)
 
 
 def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, open_browser):
@@ -537,6 +628,33 @@ def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, ope
     saved, header = nrrd.read(str(folder / "corrections" / "labels" / "abdomen_ct.seg.nrrd"))
     model, _ = nrrd.read(str(folder / "abdomen_ct" / "segmentation.seg.nrrd"))
     assert saved.shape == model.shape and 0 < (saved != model).sum() <= changed
+    # accept the alternative — sample 2's labels — in region 1: only the region's voxels change, and to the sample's
+    assert state(d, "alternatives") == ["sample 1", "sample 2", "sample 3"]
+    threshold = region_threshold(d)
+    before = settled_view(d)
+    set_state(d, "alternative", 1)
+    click(d, "uq-accept-alternative")
+    wait_for(lambda: state(d, "regions")[0]["status"] == "corrected" and state(d, "can_undo"), 30,
+             what="the alternative")
+    view_after_change(d, before)
+    click(d, "uq-save")
+    wait_for(lambda: "Saved abdomen_ct" in (state(d, "message") or ""), 60, what="the second save")
+    second, _ = nrrd.read(str(folder / "corrections" / "labels" / "abdomen_ct.seg.nrrd"))
+    sample, _ = nrrd.read(str(folder / "abdomen_ct" / "sample_1.seg.nrrd"))
+    taken = second != saved
+    assert taken.sum() > 0 and (second[taken] == sample[taken]).all()
+    distance = distance_to_uncertain(folder / "abdomen_ct" / "variance.nrrd", threshold)
+    spacing = float(np.linalg.norm(header["space directions"], axis=1).max())
+    assert distance[taken].max() <= spacing  # uncertain voxels (the edge voxel's centre at most)
+    # ... of region 1: a region is at most CT_MAX_EXTENT_MM long along each axis and holds its focus, so every voxel
+    # taken is within √3 of that from the focus; the sample differs from the labels in other regions too, farther
+    # away, and none of that was taken
+    from UQSegmentationLib.review.regions import CT_MAX_EXTENT_MM
+
+    reach = np.sqrt(3.0) * CT_MAX_EXTENT_MM + spacing
+    from_focus = distance_from(header, state(d, "regions")[0]["focus"])
+    assert from_focus[taken].max() <= reach
+    assert ((sample != saved) & (from_focus > reach)).sum() > 100
     no_traceback(d)
 
 

@@ -5,7 +5,7 @@ Left panel, top to bottom: the folder's case queue (rank, case, task, image unce
 click opens the case), the case line and a warning when another reviewer is editing it, the legend of the task's
 uncertainty display, the overlay's opacity and threshold (ct-organs, mammo-breast), the uncertain regions
 (Previous / Next centre the views on them; a click on a row too), Accept / Mark corrected, accept the alternative,
-paint inside the region (ct-organs, mammo-breast), Undo, Save. Right: the Slicer views (slice view; with the 3-D view
+paint inside the region (ct-organs, mammo-breast; brush radius in mm), Undo, Save. Right: the Slicer views (slice view; with the 3-D view
 for CT). A progress bar runs while anything is loading or the model is working; errors are one red line.
 
 Element ids (`uq-...`) name what a user sees, so scripts and the browser tests can find them. trame is imported
@@ -90,6 +90,9 @@ def build_page(server, app):
                     v3.VSelect(v_model=("paint_segment",), items=("paint_segments",), density="compact",
                                hide_details=True, label="segment", id="uq-paint-segment")
                     v3.VCheckbox(v_model=("paint_erase",), label="erase", density="compact", hide_details=True)
+                v3.VSlider(v_if="can_paint", v_model=("paint_radius_mm",), min=1, max=30, step=1,
+                           label=("`brush ${paint_radius_mm} mm`",), density="compact", hide_details=True,
+                           id="uq-paint-radius")
                 html.Div("Drag a point of the curve: the model refits the contour around it."
                          "{{ refit_ms !== null ? ' Last refit ' + refit_ms + ' ms.' : '' }}",
                          v_if="can_correct", classes="text-caption", id="uq-drag-hint")

@@ -5,8 +5,9 @@ Left panel, top to bottom: the folder's case queue (rank, case, task, image unce
 click opens the case), the case line and a warning when another reviewer is editing it, the legend of the task's
 uncertainty display, the overlay's opacity and threshold (ct-organs, mammo-breast), the uncertain regions
 (Previous / Next centre the views on them; a click on a row too), Accept / Mark corrected, accept the alternative,
-paint inside the region (ct-organs, mammo-breast; brush radius in mm), Undo, Save. Right: the Slicer views (slice view; with the 3-D view
-for CT). A progress bar runs while anything is loading or the model is working; errors are one red line.
+paint inside the region (ct-organs, mammo-breast; brush radius in mm), Undo, Save. Right: the Slicer views (slice
+view; with the 3-D view for CT). A progress bar runs while anything is loading or the model is working; errors are
+one red line.
 
 Element ids (`uq-...`) name what a user sees, so scripts and the browser tests can find them. trame is imported
 inside `build_page`, so that this module imports wherever the module folder is installed (e.g. in Slicer).

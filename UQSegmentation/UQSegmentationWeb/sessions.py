@@ -17,7 +17,8 @@ between the front's choice and the child's bind is retried on another port (`POR
 goes to the front's stderr, each line prefixed ``[session N] ``.
 
 Cost: each session is a Python process with its own MRML scene, VTK views, the task's model for the model-aware
-corrections and the case's volumes — measured in the browser tests (README, "Review in a web browser").
+corrections and the case's volumes: about 0.8 GB resident with a 2-D case open, 0.9 GB with the CT sample (measured
+by the browser tests; README, "Review in a web browser") — hence `max_sessions`.
 """
 
 from __future__ import annotations

@@ -587,3 +587,26 @@ def test_controller_steps_through_the_queue_without_piling_up_nodes(mrml_scene, 
     assert controller.table_rows()[0]["status"] == "accepted"
     controller.close()
     assert controller.session is None
+
+
+def test_an_unchanged_pectoral_case_of_the_shipped_sample_saves(mrml_scene, tmp_path):
+    """Saving before any correction: the band shown comes from boundary.csv (3 decimals), the corrector's result
+    from the model at full precision; on the shipped MLO sample one band pixel falls either way (found by the browser
+    test of `uqseg review`). The save goes through and writes the model's boundary."""
+    from uqseg.sample_data import sample_dir
+
+    from UQSegmentationLib.display.band import BAND_SEGMENT, band_mask
+
+    image = sample_dir("mammo-mlo") / "mlo.dcm"
+    case_dir = _predict("mammo-pectoral", [image], tmp_path / "out")["mlo"]
+    results = _load(mrml_scene.scene, image, case_dir, "mlo")
+    session = ReviewSession(results)
+    session.start_corrections()
+    r = session.corrector.result
+    shown = read_segment(results.nodes["segmentation"], BAND_SEGMENT, results.input_volume)
+    assert (shown != band_mask(r.rows, r.mean_col, r.std_col, r.shape)).sum() <= 2  # the rounding, nothing more
+    record = session.save(root=tmp_path / "corrections")
+    saved = read_boundary_csv(tmp_path / "corrections" / "boundary" / "mlo.csv")
+    model = read_boundary_csv(case_dir / "boundary.csv")
+    assert np.array_equal(saved["rows"], model["rows"])
+    assert np.abs(saved["mean_col"] - model["mean_col"]).max() <= 1e-3 and record["case"] == "mlo"

@@ -346,7 +346,8 @@ def test_lib_imports_the_engine_only_where_its_docs_say_and_only_inside_function
             importing.add(rel)
         top = [n for n in imported_modules(tree, top_level_only=True) if n.split(".")[0] in ("uqseg", "torch")]
         assert top == [], f"{rel} imports {top} at module level"
-        assert not any(n.split(".")[0] == "UQSegmentation" for n in names), f"{rel} imports the GUI module"
+        assert not any(n.split(".")[0] in ("UQSegmentation", "UQSegmentationWeb") for n in names), \
+            f"{rel} imports a GUI (the Slicer module or the web app)"
     assert importing == LIB_FILES_IMPORTING_THE_ENGINE
     doc = ast.get_docstring(ast.parse((LIB / "__init__.py").read_text(encoding="utf-8")))
     listed = set(re.findall(r"^\s{4}([\w/]+\.py)\s+`uqseg", doc, re.M))
@@ -356,7 +357,8 @@ def test_lib_imports_the_engine_only_where_its_docs_say_and_only_inside_function
         if "__pycache__" in path.parts:
             continue
         names = imported_modules(ast.parse(path.read_text(encoding="utf-8")))
-        assert not any(n.split(".")[0] in ("UQSegmentationLib", "UQSegmentation") for n in names), \
+        assert not any(n.split(".")[0] in ("UQSegmentationLib", "UQSegmentation", "UQSegmentationWeb")
+                       for n in names), \
             f"the engine's {path.relative_to(MODULE_DIR)} imports the Slicer side"
 
 

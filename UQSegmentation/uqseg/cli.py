@@ -7,6 +7,8 @@
     uqseg finetune --task TASK --corrections DIR --out MODELS_DIR [--model ID] [--epochs N] [--lr X]
                    [--batch B] [--device D] [--seed S]   fine-tune on corrected cases → MODELS_DIR/<id>-ft<N>/
     uqseg models                                  list the models on the search path
+    uqseg review DIR [--port P] [--host 127.0.0.1]   review results in a web browser (uqseg/review.py; `web` extra)
+    uqseg review --task TASK IMAGES... --out DIR [...]  run the task first, then review
     uqseg export-dicom CASE_DIR SOURCE            a finished case's DICOM objects over its source DICOM
     uqseg batch --task TASK INPUT --out DIR [--address ADDR] [--workers N] [--device D] [--per-case-files]
                                                   a data set on Ray into Parquet tables, resumable (uqseg.batch)
@@ -111,6 +113,12 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_review(args) -> int:
+    from uqseg.review import run_review
+
+    return run_review(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from uqseg.tasks import TASK_TABLE
 
@@ -172,6 +180,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(sub, task_ids)
     m = sub.add_parser("models", help="list the models on the search path")
     m.set_defaults(func=cmd_models)
+    r = sub.add_parser("review", help="review results in a web browser (loopback by default; needs the web extra)")
+    r.add_argument("inputs", nargs="+", metavar="DIR_OR_IMAGE", help="a uqseg predict output folder, or with --task "
+                   "the images to run the task on first")
+    r.add_argument("--task", choices=task_ids, default=None, help="run this task on the images first (into --out)")
+    r.add_argument("--out", default=None, help="with --task: the output folder to write and then review")
+    r.add_argument("--model", default=None)
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    r.add_argument("--samples", type=int, default=None)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--fast", action="store_true")
+    r.add_argument("--port", type=int, default=8080)
+    r.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback only)")
+    r.add_argument("--allow-remote", action="store_true", help="needed for a --host other than loopback: the page "
+                   "has no login and writes corrections into the folder")
+    r.add_argument("--who", default=None, help="the name shown to other reviewers for a browser session that gives no "
+                   "?who=NAME (numbered: NAME #1, NAME #2, ...)")
+    r.add_argument("--idle-minutes", type=float, default=30.0, help="stop a browser session's own process after "
+                   "this long without an open page (default 30)")
+    r.add_argument("--max-sessions", type=int, default=8, help="at most this many browser sessions, each a process "
+                   "of its own, at once (default 8)")
+    r.set_defaults(func=cmd_review)
     return ap
 
 

@@ -47,12 +47,13 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--samples", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--size", type=int, default=128, help="edge of the cubic volume (smoke tests: smaller)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     dev = torch.device(args.device)
     model, cfg = load_run(args.run, dev)
     prep, organs = cfg["preprocessing"], cfg["organs"]
-    image = volume_128(args.cache)
+    image = volume_128(args.cache, args.size)
     if args.ood:
         gaussian = FeatureGaussian.load(args.ood)
     else:
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     unc, _ = timed(samples=args.samples)
     unc_ood, pred = timed(samples=args.samples, ood=gaussian)
     res = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev), "torch": torch.__version__,
-           "volume": "128^3 at 2 mm (patient B, working grid, no resampling)", "run": args.run.name,
+           "volume": f"{args.size}^3 at 2 mm (patient B, working grid, no resampling)", "run": args.run.name,
            "form": cfg["form"], "classes": cfg["architecture"]["classes"], "filters": cfg["architecture"]["filters"],
            "samples": args.samples, "single_pass_ms": single, "uncertainty_ms": unc,
            "uncertainty_with_ood_ms": unc_ood, "ratio_with_ood": round(unc_ood / single, 3),

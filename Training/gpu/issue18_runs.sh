@@ -37,7 +37,7 @@ wait; stamp "stage 2 done"; tail -qn 1 $R/*_*.log | cut -c1-400; pack
 SAMPLES=30; [ "$DEV" = cpu ] && SAMPLES=2
 for s in AtoB BtoA final; do
   for f in deterministic diagonal lowrank single_basis mixture_of_bases; do
-    timeout 150 python3 src/Training/evaluate_ct_lopo.py --run $R/${s}_$f --cache $DATA --out $R/eval_${s}_$f \
+    timeout 110 python3 src/Training/evaluate_ct_lopo.py --run $R/${s}_$f --cache $DATA --out $R/eval_${s}_$f \
       --device $DEV --threads 1 --samples $SAMPLES > $R/eval_${s}_$f.log 2>&1 &
   done
 done
@@ -48,7 +48,7 @@ for s in AtoB BtoA final; do
   tar cf $OUTDIR/w_$s.tar -C $R w_$s
 done
 stamp "timing"
-timeout 90 python3 src/Training/time_ct_gpu.py --run $R/final_mixture_of_bases --cache $DATA \
+timeout 60 python3 src/Training/time_ct_gpu.py --run $R/final_mixture_of_bases --cache $DATA \
   --ood $R/eval_final_mixture_of_bases/ood.safetensors --device $DEV --repeats $([ "$DEV" = cpu ] && echo 1 || echo 5) \
   --samples 30 --out $OUTDIR/timing.json
 stamp "all done"; pack

@@ -23,7 +23,8 @@ direction as the input volume):
   volume (ml), mean variance and mean entropy inside it and, with an OOD map, `ood_fraction` (share of its voxels
   above the OOD threshold) and `ood` (that share > 0.5: the organ lies mostly in tissue unlike the training data);
   `ood_map` (threshold, units, share of body voxels (HU > −500) above it, their 95th percentile); `ood` = any
-  predicted organ `ood`, or image_uncertainty above the card's `uncertainty.ood_threshold` (when it gives one); `variance_display_threshold` (the card's, used by the preview
+  predicted organ `ood`, or image_uncertainty above the card's `uncertainty.ood_threshold` (when it gives one);
+  `variance_display_threshold` (the card's, used by the preview
   and by Slicer to start colouring the overlay); `active_fraction` = share of the working grid that needed sampling.
 
 Options: `samples` (k, default 30; 0 or `fast` = one deterministic pass: softmax(μ), zero variance), `seed`.

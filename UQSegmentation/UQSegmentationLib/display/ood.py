@@ -1,14 +1,14 @@
 """ct-organs: the out-of-distribution map (``ood.nrrd``) as its own overlay, with its own legend.
 
-``ood.nrrd`` (docs/cli-contract.md) is the Mahalanobis distance of the network's bottleneck features to the training
-patients' class-conditional Gaussian (uqseg.ct.ood; Lee et al. 2018), dimensionless, on the input grid. It is shown
+``ood.nrrd`` (docs/cli-contract.md) is the k-nearest-neighbour distance of each region's intensity-context descriptor
+to the training patients' (uqseg.ct.ood; Sun et al. 2022), dimensionless, on the input grid. It is shown
 like the variance overlay (display/variance.py: foreground layer of every slice view, fixed colour range 0 … max,
 opacity) but
 - in viridis, so it is never mistaken for the variance (inferno),
 - with the lower threshold at the model's OOD threshold (summary.json ``ood_map.threshold``, calibrated on the
   training patients only): tissue like the training data stays untinted, only what the model has not seen is
   coloured,
-- with the legend "out of distribution", units "Mahalanobis distance".
+- with the legend "out of distribution", units "k-NN distance".
 
 The variance and the OOD map share the foreground layer: `show_ct_overlay(scene, nodes, "ood" | "variance")` puts
 one there and shows only its legend (the module's "Show the out-of-distribution map" check box calls it through
@@ -26,7 +26,7 @@ from .views import set_slice_layers
 
 OOD_COLORMAP = "viridis"
 OOD_TITLE = "out of distribution"
-OOD_UNITS = "Mahalanobis distance"
+OOD_UNITS = "k-NN distance"
 OVERLAYS = ("variance", "ood")
 
 

@@ -15,11 +15,9 @@ entropy; kept samples' labels by nearest neighbour. `samples=0` is the determini
 sampling): the same pipeline, which `uqseg bench` times against k = 30.
 Window size: `roi` voxels (z, y, x), clipped to the padded volume, a multiple of the size multiple and the noise
 tile; the overlap is chosen so the window stride stays a multiple of them too (so windows and tiles align).
-Out-of-distribution map (`ood`, a `uqseg.ct.ood.FeatureGaussian`): the same network pass of each window also gives
-its bottleneck features (a forward hook), whose Mahalanobis distance to the training distribution is up-sampled to
-the window and stitched like the probabilities — `work_ood` on the working grid, `ood` on the input grid
-(trilinear). `collect` (a list) receives (window offset (z, y, x), bottleneck features as a (D, z', y', x') array)
-for every window: what `uqseg.ct.ood.fit_gaussian` is fitted on (Training/fit_ood_ct.py).
+Out-of-distribution map (`ood`, a `uqseg.ct.ood.ContextKnn`): the k-NN distance of each working-grid cell's
+intensity-context descriptor to the training patients' (`uqseg.ct.ood.ood_map`), computed once from the working-grid
+HU (not per window or sample) — `work_ood` on the working grid, `ood` on the input grid (trilinear).
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ import torch
 from uqseg.ct.mc_estimate import class_argmax, mc_moments
 from uqseg.ct.network import StochasticSegNet3d
 from uqseg.ct.noise import NoiseField
-from uqseg.ct.ood import BottleneckTap, FeatureGaussian, ood_window_map
+from uqseg.ct.ood import ContextKnn, ood_map
 from uqseg.ct.preprocess import (WorkingGrid, normalise_hu, pad_to_multiple, to_input_grid, to_working_grid,
                                  working_grid)
 from uqseg.io.image import Image
@@ -66,7 +64,7 @@ class CtPrediction:
     active_fraction: float = 0.0
     windows: int = 1
     timings_ms: dict = field(default_factory=dict)
-    work_ood: np.ndarray | None = field(repr=False, default=None)  # Mahalanobis distance on the working grid
+    work_ood: np.ndarray | None = field(repr=False, default=None)  # k-NN context distance (uqseg.ct.ood) on the working grid
     ood: np.ndarray | None = field(repr=False, default=None)  # the same on the input grid
 
 
@@ -85,7 +83,7 @@ def _window(padded_shape, roi, multiple) -> tuple[tuple[int, ...], float]:
 def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_window, organs: list[str],
                device: torch.device | str = "cpu", samples: int = DEFAULT_SAMPLES, seed: int = 0, keep: int = 0,
                roi=DEFAULT_ROI, sparse: bool = True, progress=None, noise_tile=NOISE_TILE,
-               ood: FeatureGaussian | None = None, collect: list | None = None) -> CtPrediction:
+               ood: ContextKnn | None = None) -> CtPrediction:
     from monai.inferers import sliding_window_inference
 
     device = torch.device(device)
@@ -104,19 +102,10 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
     # label maps with values of no segment)
     kept_n = min(int(keep), int(samples)) if samples > 0 else 0
     stats = {"windows": 0, "active": 0.0}
-    gaussian = ood.to(device) if ood is not None else None
-    tap = BottleneckTap(model) if (gaussian is not None or collect is not None) else None
 
     def predictor(window: torch.Tensor, coords) -> torch.Tensor:
+        dist = model(window)
         offset = tuple(int(s.start) for s in coords[0][2:])
-        if tap is None:
-            dist = model(window)
-        else:
-            with tap:
-                dist = model(window)
-                feats = tap.features
-            if collect is not None:
-                collect.append((offset, feats[0].float().cpu().numpy()))
         m = mc_moments(dist, samples, noise, offset, keep=kept_n, sparse=sparse)
         stats["windows"] += 1
         stats["active"] += m.active_fraction
@@ -125,8 +114,6 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
         # the window's own variance: stitching averages variances, not second moments, so that two windows whose
         # network outputs differ slightly near their edges add no between-window spread (a seam) to the variance
         parts = [m.mean, (m.second - m.mean ** 2).clamp_min(0)] + ([m.kept.float()] if kept_n else [])
-        if gaussian is not None:
-            parts.append(ood_window_map(feats, gaussian, window.shape[2:])[0].to(m.mean.dtype))
         return torch.cat(parts)[None]
 
     inp = torch.from_numpy(padded)[None, None].to(device)
@@ -155,8 +142,8 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
     if kept_n:
         kept = to_input_grid(out[2 * c: 2 * c + kept_n].round().to(torch.uint8).numpy(), grid, image, label=True)
     work_ood = ood_in = None
-    if gaussian is not None:
-        work_ood = out[2 * c + kept_n].clamp_min(0).numpy()
+    if ood is not None:
+        work_ood = ood_map(work_hu, ood)
         ood_in = to_input_grid(work_ood, grid, image).astype(np.float32)
     t3 = time.perf_counter()
     return CtPrediction(

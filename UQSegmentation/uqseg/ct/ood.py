@@ -1,25 +1,30 @@
-"""Out-of-distribution map for ct-organs: the Mahalanobis distance of the network's bottleneck features to a
-class-conditional Gaussian with a tied covariance fitted on the TRAINING patients (Lee et al., "A Simple Unified
-Framework for Detecting Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018, Eq. 2; for
-segmentation networks González et al., "Distance-based detection of out-of-distribution silent failures for
-Covid-19 lung lesion segmentation", Medical Image Analysis 2022, who take the distance of the encoder's last
-features to their training distribution).
+"""Out-of-distribution map for ct-organs: how unlike the training patients' anatomy each part of a CT is.
 
-Features: the output of the DynUNet bottleneck (width filters[-1]) of each sliding window, one feature vector per
-bottleneck cell (a cell covers prod(strides) working-grid voxels, e.g. 4 × 8 × 8 voxels = 8 × 16 × 16 mm at 2 mm,
-and sees far more through its receptive field: the anatomy around it).
-Fit (`fit_gaussian`, Lee et al. Eq. 1): a class of every training cell (the majority label of its voxels:
-background or an organ), class means μ_c and ONE covariance Σ = (1/N) Σ_c Σ_{i∈c} (f_i − μ_c)(f_i − μ_c)ᵀ, shrunk
-towards its mean variance (Σ ← (1 − s) Σ + s · tr(Σ)/D · I, s = `shrinkage`) so that it stays invertible with few
-cells.
-Score (Eq. 2): M(f) = min_c sqrt((f − μ_c)ᵀ Σ⁻¹ (f − μ_c)), dimensionless (a Mahalanobis distance in feature
-space); computed per cell as ||Lᵀf − Lᵀμ_c|| with L the Cholesky factor of Σ⁻¹ (Σ⁻¹ = L Lᵀ), then trilinearly
-up-sampled to the window's voxels and stitched over windows like the probabilities (uqseg.ct.inference).
-Threshold: a high percentile (card: `ood.threshold_percentile`) of the map over the training patients' body voxels
-(HU > −500), computed through the same inference pipeline (Training/fit_ood_ct.py) — never on test data.
+Score: the k-th nearest-neighbour distance (Sun et al., "Out-of-Distribution Detection with Deep Nearest
+Neighbors", ICML 2022, Eq. 2: s(x) = ||z − z_(k)||, the distance to the k-th nearest training descriptor) of a
+multi-scale intensity-context descriptor of every cell to the descriptors of the TRAINING patients' body cells.
+Descriptor (the box-context features of Criminisi et al., "Regression forests for efficient anatomy detection and
+localization in computed tomography scans", MedIA 2013, here as tissue histograms): the working grid (mm, z y x,
+the model's spacing) is cut into cells of `CELL` voxels (4 × 8 × 8 = 8 × 16 × 16 mm at 2 mm); each cell gets the
+fraction of its voxels in each HU bin of `HU_EDGES` (air, lung, ..., cortical bone); those fractions are box-averaged
+over the cell neighbourhoods of `SCALES` (the cell itself up to 3 × 7 × 7 cells = 24 × 112 × 112 mm: the anatomy
+around it) and square-rooted (the Hellinger embedding, so Euclidean distance compares histograms). Descriptors are
+dimensionless; so is the score (an L2 distance between square-rooted histograms, 0 for identical context).
 
-Stored beside the weights as `ood.safetensors`: `means` (C, D), `whitening` (D, D) = L, `threshold` (1,),
-`percentile` (1,); the card's `ood` section names the file and says how it was made.
+Why not the network's own features (Lee et al., NeurIPS 2018 Mahalanobis on the bottleneck, tried first): measured
+on the leave-one-patient-out model trained on patient A only, the DynUNet's bottleneck, pre-norm and decoder features
+put no more of patient B's pelvis, the thorax crops or an MR-like remap above their 99th training percentile than of
+A itself (0–11 %; README, "Out-of-distribution map"): instance normalisation in every block removes what differs.
+
+Fit (`fit_context_knn`): the bank is every cell of the training patients' kept voxels whose widest context holds
+any tissue (cells in air far from the body score 0: nothing to judge there). Threshold (`percentile` of
+cross-fitted training scores): every training cell holding body (any voxel HU > −500) is scored against the bank
+WITHOUT its own patient's cells within `EXCLUDE_Z_CELLS` z-cells (the cells that share its context), so a training
+cell is never its own or its neighbours' match — the threshold is set on training patients only, never on test data.
+Map (`ood_map`): cell scores, up-sampled trilinearly to the working grid (then to the input grid by the caller).
+
+Stored beside the weights as `ood.safetensors`: `bank` (N, D) float32, `k` (1,), `threshold` (1,), `percentile` (1,);
+the card's `ood` section names the file and says how it was made.
 """
 
 from __future__ import annotations
@@ -32,28 +37,31 @@ import torch
 import torch.nn.functional as F
 
 BODY_HU = -500.0
+#: working-grid voxels (z, y, x) per cell
+CELL = (4, 8, 8)
+#: HU bin edges: air | lung | fat-lung mix | fat | water, fluid, muscle | soft tissue | enhanced tissue | bone | cortex
+HU_EDGES = (-900.0, -500.0, -150.0, -30.0, 30.0, 90.0, 200.0, 500.0)
+#: context neighbourhoods in cells (z, y, x)
+SCALES = ((1, 1, 1), (1, 3, 3), (1, 7, 7), (3, 7, 7))
+DEFAULT_K = 10
+#: cross-fit: a training cell's neighbours never come from its own patient within this many z-cells (its context)
+EXCLUDE_Z_CELLS = 1
+DEFAULT_PERCENTILE = 99.0
 
 
 @dataclass
-class FeatureGaussian:
-    """Class-conditional Gaussian with a tied covariance in bottleneck-feature space (module docstring)."""
+class ContextKnn:
+    """The training patients' context descriptors and the threshold of the k-NN distance (module docstring)."""
 
-    means: torch.Tensor  # (C, D)
-    whitening: torch.Tensor  # (D, D) = L, Σ⁻¹ = L Lᵀ
-    threshold: float | None = None  # Mahalanobis distance above which a voxel is out of distribution
+    bank: torch.Tensor  # (N, D) float32
+    k: int = DEFAULT_K
+    threshold: float | None = None
     percentile: float | None = None
-
-    def to(self, device) -> "FeatureGaussian":
-        return FeatureGaussian(self.means.to(device), self.whitening.to(device), self.threshold, self.percentile)
-
-    @property
-    def dims(self) -> int:
-        return int(self.means.shape[1])
 
     def save(self, path: Path) -> None:
         from safetensors.torch import save_file
 
-        t = {"means": self.means.float().cpu().contiguous(), "whitening": self.whitening.float().cpu().contiguous()}
+        t = {"bank": self.bank.float().cpu().contiguous(), "k": torch.tensor([int(self.k)])}
         if self.threshold is not None:
             t["threshold"] = torch.tensor([float(self.threshold)])
         if self.percentile is not None:
@@ -61,84 +69,102 @@ class FeatureGaussian:
         save_file(t, str(path))
 
     @classmethod
-    def load(cls, path: Path) -> "FeatureGaussian":
+    def load(cls, path: Path) -> "ContextKnn":
         from safetensors.torch import load_file
 
         t = load_file(str(path))
-        return cls(t["means"].float(), t["whitening"].float(),
+        if "bank" not in t:
+            raise ValueError(f"{path}: no `bank` tensor (not a context k-NN OOD file)")
+        return cls(t["bank"].float(), int(t["k"][0]) if "k" in t else DEFAULT_K,
                    float(t["threshold"][0]) if "threshold" in t else None,
                    float(t["percentile"][0]) if "percentile" in t else None)
 
 
-class BottleneckTap:
-    """Keeps the bottleneck output of the last forward pass of a StochasticSegNet3d (a forward hook on the DynUNet's
-    `bottleneck` block, which its skip layers call once per pass). Use as a context manager."""
-
-    def __init__(self, model):
-        self.model, self.features, self._handle = model, None, None
-
-    def __enter__(self) -> "BottleneckTap":
-        def hook(_module, _inp, out):
-            self.features = out
-
-        self._handle = self.model.backbone.bottleneck.register_forward_hook(hook)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._handle.remove()
-        self.features = None
+def _cells(volume: np.ndarray, fill: float) -> np.ndarray:
+    """(z, y, x) → (cz, CELL[0], cy, CELL[1], cx, CELL[2]) after padding the end of each axis with `fill`."""
+    target = [int(np.ceil(s / c) * c) for s, c in zip(volume.shape, CELL)]
+    pad = np.pad(volume, [(0, t - s) for s, t in zip(volume.shape, target)], constant_values=fill)
+    cz, cy, cx = (t // c for t, c in zip(target, CELL))
+    return pad.reshape(cz, CELL[0], cy, CELL[1], cx, CELL[2])
 
 
-def cell_size(model) -> tuple[int, int, int]:
-    """Working-grid voxels (z, y, x) per bottleneck cell: the product of the strides along each axis."""
-    return tuple(int(np.prod([s[a] for s in model.strides])) for a in range(3))
+def cell_fraction(mask: np.ndarray) -> np.ndarray:
+    """(cz, cy, cx) share of each cell's voxels where the (z, y, x) `mask` is true (padding counts as false)."""
+    return _cells(mask.astype(np.float32), 0.0).mean((1, 3, 5))
 
 
-def mahalanobis(features: torch.Tensor, gaussian: FeatureGaussian) -> torch.Tensor:
-    """(B, D, z, y, x) features → (B, z, y, x) min over classes of the Mahalanobis distance (Eq. 2 of Lee et al.)."""
-    b, d = features.shape[:2]
-    f = features.float().movedim(1, -1).reshape(-1, d)  # (N, D)
-    w = gaussian.whitening.to(f)
-    g = f @ w  # (N, D): Lᵀ f as rows
-    gm = gaussian.means.to(f) @ w  # (C, D)
-    d2 = (g * g).sum(1, keepdim=True) - 2 * g @ gm.T + (gm * gm).sum(1)[None]
-    return d2.clamp_min(0).min(1).values.sqrt().reshape(b, *features.shape[2:])
+def context_descriptors(work_hu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cz, cy, cx, D) descriptors of a working-grid HU volume (module docstring; D = len(SCALES) × bins) and the
+    (cz, cy, cx) body-cell mask (≥ half of the cell's voxels above BODY_HU)."""
+    from scipy import ndimage
+
+    cells = _cells(np.asarray(work_hu, np.float32), -1000.0)
+    bins = np.digitize(cells, HU_EDGES)
+    n = len(HU_EDGES) + 1
+    hist = np.stack([(bins == i).mean((1, 3, 5)) for i in range(n)], -1).astype(np.float32)
+    parts = [np.stack([ndimage.uniform_filter(hist[..., i], size=s, mode="nearest") for i in range(n)], -1)
+             for s in SCALES]
+    desc = np.sqrt(np.clip(np.concatenate(parts, -1), 0, None))
+    return desc, cell_fraction(np.asarray(work_hu) > BODY_HU) >= 0.5
 
 
-def ood_window_map(features: torch.Tensor, gaussian: FeatureGaussian, size) -> torch.Tensor:
-    """The (B, 1, *size) voxel map of one window: the cells' distances up-sampled trilinearly to the window."""
-    score = mahalanobis(features, gaussian)[:, None]
-    return F.interpolate(score, size=tuple(int(s) for s in size), mode="trilinear", align_corners=False)
+def knn_distance(queries: np.ndarray | torch.Tensor, bank: torch.Tensor, k: int, chunk: int = 4096) -> np.ndarray:
+    """(M,) Euclidean distance of each (M, D) query to its k-th nearest row of the (N, D) bank (Sun et al. Eq. 2)."""
+    q = torch.as_tensor(np.asarray(queries, np.float32)).to(bank.device)
+    k = max(1, min(int(k), len(bank)))
+    out = [torch.cdist(q[i:i + chunk], bank).topk(k, largest=False).values[:, -1] for i in range(0, len(q), chunk)]
+    return (torch.cat(out) if out else torch.zeros(0)).cpu().numpy()
 
 
-def cell_classes(label: np.ndarray, cell: tuple[int, int, int], classes: int) -> np.ndarray:
-    """Majority label of every cell of a (z, y, x) label window whose shape is a multiple of `cell`."""
-    onehot = F.one_hot(torch.from_numpy(label.astype(np.int64)), classes).movedim(-1, 0)[None].float()
-    frac = F.avg_pool3d(onehot, cell, cell)[0]
-    return frac.argmax(0).numpy()
+def ood_map(work_hu: np.ndarray, knn: ContextKnn) -> np.ndarray:
+    """The (z, y, x) float32 OOD score on the working grid: every cell's k-NN distance, up-sampled trilinearly;
+    0 for cells whose whole context is air (no anatomy to judge)."""
+    desc, _ = context_descriptors(work_hu)
+    near = _near_body(desc)
+    score = np.zeros(desc.shape[:3], np.float32)
+    score[near] = knn_distance(desc[near], knn.bank, knn.k)
+    up = F.interpolate(torch.from_numpy(score)[None, None].float(), scale_factor=CELL, mode="trilinear",
+                       align_corners=False)[0, 0].numpy()
+    z, y, x = work_hu.shape
+    return np.ascontiguousarray(up[:z, :y, :x], np.float32)
 
 
-def fit_gaussian(features: list[np.ndarray], classes: list[np.ndarray], n_classes: int,
-                 shrinkage: float = 0.05) -> FeatureGaussian:
-    """Lee et al. Eq. 1: class means and the tied covariance of (N_i, D) feature rows with their (N_i,) classes;
-    Σ shrunk towards tr(Σ)/D · I by `shrinkage`. A class without cells gets the overall mean (it then only makes
-    distances smaller, never flags)."""
-    f = np.concatenate(features).astype(np.float64)
-    c = np.concatenate(classes).astype(np.int64)
-    d = f.shape[1]
-    means = np.tile(f.mean(0), (n_classes, 1))
-    centred = np.empty_like(f)
-    for k in range(n_classes):
-        m = c == k
-        if m.any():
-            means[k] = f[m].mean(0)
-            centred[m] = f[m] - means[k]
-    cov = centred.T @ centred / len(f)
-    cov = (1 - shrinkage) * cov + shrinkage * np.trace(cov) / d * np.eye(d)
-    prec = np.linalg.inv(cov)
-    prec = (prec + prec.T) / 2
-    whitening = np.linalg.cholesky(prec)  # Σ⁻¹ = L Lᵀ
-    return FeatureGaussian(torch.from_numpy(means).float(), torch.from_numpy(whitening).float())
+def fit_context_knn(volumes: list[tuple[np.ndarray, np.ndarray | None]], k: int = DEFAULT_K,
+                    percentile: float = DEFAULT_PERCENTILE) -> ContextKnn:
+    """The bank and threshold from the training patients' working-grid HU volumes, each with an optional (z, y, x)
+    mask of the voxels that may be used (False: a held-out validation slab). Threshold: the `percentile` of the
+    cross-fitted scores of the cells holding body (module docstring)."""
+    rows, owner = [], []
+    for v, (hu, keep) in enumerate(volumes):
+        desc, _ = context_descriptors(hu)
+        use = _near_body(desc) if keep is None else _near_body(desc) & (cell_fraction(keep) >= 0.5)
+        body = cell_fraction(np.asarray(hu) > BODY_HU) > 0
+        z = np.broadcast_to(np.arange(desc.shape[0])[:, None, None], desc.shape[:3])
+        rows.append(desc[use])
+        owner.append(np.stack([np.full(int(use.sum()), v), z[use], body[use]], 1))
+    bank = np.concatenate(rows).astype(np.float32)
+    who = np.concatenate(owner)
+    if len(bank) <= 3 * k:
+        raise ValueError(f"only {len(bank)} training cells near the body: too few for a {k}-NN OOD score")
+    t = torch.from_numpy(bank)
+    scores = []
+    for v in range(len(volumes)):
+        mine = who[:, 0] == v
+        for zc in np.unique(who[mine, 1]):
+            query = mine & (who[:, 1] == zc) & (who[:, 2] == 1)
+            near = mine & (np.abs(who[:, 1] - zc) <= EXCLUDE_Z_CELLS)
+            if query.any() and (~near).sum() >= k:
+                scores.append(knn_distance(bank[query], t[torch.from_numpy(~near)], k))
+    if not scores:
+        raise ValueError("no training cell has neighbours outside its own slab: cannot set the OOD threshold")
+    threshold = float(np.percentile(np.concatenate(scores), percentile))
+    return ContextKnn(t, int(k), threshold, float(percentile))
+
+
+def _near_body(desc: np.ndarray) -> np.ndarray:
+    """(cz, cy, cx) cells whose widest context holds any tissue (not all air): the cells the map is defined on."""
+    n = len(HU_EDGES) + 1
+    return desc[..., -n] < 1.0 - 1e-6  # the air bin of the last (widest) scale, square-rooted
 
 
 def organ_ood_fractions(work_ood: np.ndarray, work_label: np.ndarray, organs: list[str],

@@ -13,8 +13,8 @@ direction as the input volume):
   (for a one-organ model: Var[p] of that organ; at most 0.25 per class);
 - entropy.nrrd — float32, entropy of p̄ in nats;
 - sample_<i>.seg.nrrd — the label maps of the first `keep` samples (default 3), for "accept the alternative";
-- ood.nrrd — float32, the out-of-distribution score (uqseg.ct.ood: Mahalanobis distance of the bottleneck
-  features to the class-conditional training Gaussian, Lee et al. 2018; dimensionless), written when the model
+- ood.nrrd — float32, the out-of-distribution score (uqseg.ct.ood: k-NN distance of each cell's intensity-context
+  descriptor to the training patients', Sun et al. 2022; dimensionless), written when the model
   ships an `ood.safetensors` (card section `ood`); above the card's `ood.threshold` a voxel is unlike the training
   patients' tissue;
 - preview.png — the axial working-grid slice with the most variance in the organs: outlines + variance overlay;
@@ -38,7 +38,7 @@ import numpy as np
 
 from uqseg.ct.inference import DEFAULT_SAMPLES, CtPrediction, predict_ct
 from uqseg.ct.network import StochasticSegNet3d, load_weights
-from uqseg.ct.ood import BODY_HU, FeatureGaussian, organ_ood_fractions
+from uqseg.ct.ood import BODY_HU, ContextKnn, organ_ood_fractions
 from uqseg.ct.preview import render_ct_preview
 from uqseg.io.ct import require_ct
 from uqseg.io.geometry import volume_geometry
@@ -68,8 +68,8 @@ def build_model(card: ModelCard) -> StochasticSegNet3d:
                               log_var_min=float(a["log_var_range"][0]), log_var_max=float(a["log_var_range"][1]))
 
 
-def load_ood(card: ModelCard) -> FeatureGaussian | None:
-    """The card's OOD Gaussian (`ood.file` beside the weights, its sha256 checked against `ood.sha256`), with the
+def load_ood(card: ModelCard) -> ContextKnn | None:
+    """The card's OOD statistics (the training patients' context descriptors) (`ood.file` beside the weights, its sha256 checked against `ood.sha256`), with the
     card's `ood.threshold`; None when the card has no `ood` section."""
     spec = card.card.get("ood") or {}
     if not spec.get("file"):
@@ -79,10 +79,13 @@ def load_ood(card: ModelCard) -> FeatureGaussian | None:
         raise ModelError(f"{card.folder}: the card names the OOD statistics {spec['file']}, which are missing")
     if spec.get("sha256") and sha256_of(path) != spec["sha256"]:
         raise ModelError(f"{card.folder}: {spec['file']} does not match the sha256 its card records")
-    gaussian = FeatureGaussian.load(path)
+    try:
+        knn = ContextKnn.load(path)
+    except Exception as e:  # a truncated or foreign file: the model folder's fault, said as such
+        raise ModelError(f"{card.folder}: {spec['file']} cannot be read as OOD statistics ({e})") from None
     if spec.get("threshold") is not None:
-        gaussian.threshold = float(spec["threshold"])
-    return gaussian
+        knn.threshold = float(spec["threshold"])
+    return knn
 
 
 def predict_organs(image: Image, model, card: ModelCard, device, samples=None, seed: int = 0, fast: bool = False,
@@ -90,14 +93,14 @@ def predict_organs(image: Image, model, card: ModelCard, device, samples=None, s
     """The model's prediction for a CT volume (`uqseg.ct.inference.predict_ct` with the card's working spacing, HU
     window and organs); `samples` k (default DEFAULT_SAMPLES; 0 or `fast`: one deterministic pass, no samples kept).
     The OOD map comes with it (from the same network passes, fast included) when the loaded model carries one
-    (`model.ood_gaussian`, set by CtOrgansTask.load)."""
+    (`model.ood_statistics`, set by CtOrgansTask.load)."""
     require_ct(image, image.meta.get("path"))
     samples = DEFAULT_SAMPLES if samples is None else int(samples)
     if fast or samples <= 0:
         samples, keep = 0, 0
     prep = card["preprocessing"]
     return predict_ct(image, model, float(prep["spacing_mm"]), tuple(prep["hu_window"]), list(card["organs"]),
-                      device, samples=samples, seed=seed, keep=keep, ood=getattr(model, "ood_gaussian", None))
+                      device, samples=samples, seed=seed, keep=keep, ood=getattr(model, "ood_statistics", None))
 
 
 class CtOrgansTask:
@@ -105,7 +108,7 @@ class CtOrgansTask:
 
     def load(self, card: ModelCard, device):
         net = load_network(card, lambda arch: build_model(card), device, apply=load_weights)
-        net.ood_gaussian = load_ood(card)
+        net.ood_statistics = load_ood(card)
         return net
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
@@ -150,8 +153,8 @@ def summary_numbers(pred: CtPrediction, threshold: float | None = None) -> dict:
         body = pred.work_hu > BODY_HU
         vals = pred.work_ood[body] if body.any() else pred.work_ood.ravel()
         out["ood_map"] = {"threshold": round(float(threshold), 4),
-                          "units": "Mahalanobis distance of the bottleneck features to the training patients' "
-                                   "class-conditional Gaussian (dimensionless)",
+                          "units": "k-NN distance of the intensity-context descriptor to the training patients' "
+                                   "(dimensionless)",
                           "body_fraction_above": round(float((vals > threshold).mean()), 4),
                           "body_p95": round(float(np.percentile(vals, 95)), 3),
                           "organs_ood": [n for n, f in fractions.items() if f is not None and f > ORGAN_OOD_SHARE]}

@@ -246,8 +246,9 @@ def export_two_patients(args) -> int:
         ood={"file": "ood.safetensors", "sha256": sha256_of(ood_file), "threshold": own["ood_threshold"],
              "threshold_percentile": own["ood_percentile"],
              "threshold_rule": f"{own['ood_percentile']:g}th percentile of the cross-fitted k-NN distances of the "
-                               "training patients' body cells (validation slabs excluded): each patient's z-halves "
-                               "scored against the bank without that half",
+                               "training patients' cells holding body (validation slabs excluded): each cell scored "
+                               "against the bank without its own patient's cells within 1 z-cell (the cells that "
+                               "share its context)",
              "method": "distance to the k-th (k = 10) nearest training descriptor (Sun et al. 2022 Eq. 2); "
                        "descriptor of each 4 x 8 x 8-voxel working-grid cell: the fractions of its voxels in 9 HU "
                        "bins, box-averaged over 1x1x1, 1x3x3, 1x7x7 and 3x7x7 cells, square-rooted (36 numbers; "

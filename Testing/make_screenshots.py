@@ -19,6 +19,10 @@ Slicer scene (`render.headless_scene`), render the Red slice view offscreen thro
 - ct-organs: the shipped real CT sample (Resources/SampleData/ct-abdomen), the axial slice with the most variance
   at the liver, whole (left) and the liver zoomed (right): the predictive-variance overlay (inferno, from the card's
   display threshold) with its legend, the liver segment outlined.
+- ct-organs-ood: the out-of-distribution overlay (viridis, from the model's OOD threshold, legend "out of
+  distribution") on anatomy the model was not trained on — the thorax crop of ../shared/data/ct_totalseg (the aorta
+  report's input) — left, and on the training anatomy (the shipped abdomen sample) right: the chest lights up,
+  the abdomen stays clear.
 
 A task without its sample data is skipped with the reason. A model that is missing or does not load, or a
 `uqseg predict` that fails, is an error (the models are committed with the project): the task is reported as failed
@@ -199,8 +203,39 @@ def ct_organs(out_png: Path, work: Path) -> str:
     return f"{source.name}, slice {k}"
 
 
+def ct_organs_ood(out_png: Path, work: Path) -> str:
+    from UQSegmentationLib.display.ood import show_ct_overlay
+    from uqseg.demo import ct_sample_dir
+
+    thorax = shared_data_path() / "ct_totalseg" / "aorta_report__test_result__models__ct_cropped.nii.gz"
+    if not thorax.is_file():
+        raise Skip(f"{thorax} is absent")
+    frames, names = [], []
+    ns = headless_scene()
+    view = SliceViewRenderer(ns.scene, ns.app_logic, size=(560, 560))
+    for source, label in ((thorax, "thorax crop (not trained on)"), (ct_sample_dir() / "ct.nii.gz",
+                                                                     "abdomen sample (training anatomy)")):
+        case_dir = _predict("ct-organs", source, work / f"ood-{source.stem}")
+        volume = load_input_volume(ns.scene, source)
+        result = load_results(ns.scene, case_dir, volume)
+        if not show_ct_overlay(ns.scene, result.nodes, "ood"):
+            raise Failure(f"{case_dir}: no ood.nrrd (the model ships no OOD statistics)")
+        view.fit(volume)
+        spec = result.summary.get("ood_map") or {}
+        organs = ", ".join(spec.get("organs_ood") or []) or "none"
+        view.set_caption(f"{label}: {100 * spec.get('body_fraction_above', 0):.0f} % of the body above the OOD "
+                         f"threshold; organs flagged ood: {organs}", 12)
+        frames.append(view.render())
+        names.append(source.name)
+    view.close()
+    write_png(out_png, _side_by_side(*frames))
+    return ", ".join(names)
+
+
 SCREENSHOTS = {"mammo-pectoral": mammo_pectoral, "cxr-landmarks": cxr_landmarks, "mammo-breast": mammo_breast,
-               "ct-organs": ct_organs}
+               "ct-organs": ct_organs, "ct-organs-ood": ct_organs_ood}
+#: screenshots of a task under another name
+SCREENSHOT_TASK = {"ct-organs-ood": "ct-organs"}
 
 
 def main(argv=None) -> int:
@@ -216,12 +251,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="uqseg-screenshots-") as tmp:
         for task in wanted:
             try:
-                if task not in TASKS:
+                base = SCREENSHOT_TASK.get(task, task)
+                if base not in TASKS:
                     raise Skip("the engine has no such task yet")
                 if task not in SCREENSHOTS:
                     raise Skip("no screenshot recipe for this task")
                 try:
-                    find_model(task, None)
+                    find_model(base, None)
                 except ModelError as error:
                     raise Failure(f"the model does not load: {error}") from None
                 path = args.out / f"{task}.png"

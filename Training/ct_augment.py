@@ -10,6 +10,11 @@ and the label with `IGNORE` (not counted by the loss).
 scaling 0.85–1.15 per axis, a smooth elastic deformation, output centred at `patch`; then gamma 0.7–1.5, intensity
 scale ±10 % and shift ±0.1 (≈ ±30 HU), Gaussian noise (σ ≤ 0.05) and, sometimes, Gaussian blur. No mirroring: the
 organs are sided.
+`build_augmentation(patch, scanner=True)` (issue 18: a model that must hold on another patient and scanner) adds
+after those: a coarser acquisition — `RandSimulateLowResolutiond`, down-sampled by 0.5–1.0 and back (spacing
+jitter on top of the 0.85–1.15 scaling), p = 0.25; a second intensity change of ±15 % scale and ±0.15 shift
+(≈ ±45 HU: another scanner's calibration / contrast phase), p = 0.3; scanner noise of σ ≤ 0.1 (≈ 30 HU), p = 0.3.
+`device` runs the resampling on that torch device (the GPU training machine).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from monai.transforms import (Compose, Rand3DElasticd, RandAdjustContrastd, RandGaussianNoised,
-                              RandGaussianSmoothd, RandScaleIntensityd, RandShiftIntensityd)
+                              RandGaussianSmoothd, RandScaleIntensityd, RandShiftIntensityd,
+                              RandSimulateLowResolutiond)
 
 IGNORE = 255
 MARGIN = (2, 32, 32)
@@ -51,26 +57,41 @@ def sample_patch(volume: np.ndarray, label: np.ndarray, patch: tuple[int, int, i
     return img, lab
 
 
-def build_augmentation(patch: tuple[int, int, int]) -> Compose:
+def build_augmentation(patch: tuple[int, int, int], scanner: bool = False, device=None) -> Compose:
+    extra = [
+        RandSimulateLowResolutiond(keys="image", zoom_range=(0.5, 1.0), prob=0.25),
+        RandScaleIntensityd(keys="image", factors=0.15, prob=0.3),
+        RandShiftIntensityd(keys="image", offsets=0.15, prob=0.3),
+        RandGaussianNoised(keys="image", std=0.1, prob=0.3),
+    ] if scanner else []
     return Compose([
         Rand3DElasticd(keys=("image", "label"), sigma_range=(6, 9), magnitude_range=(0, 3), prob=1.0,
                        rotate_range=(0.26, 0.05, 0.05), scale_range=(0.15, 0.15, 0.15), spatial_size=patch,
-                       mode=("bilinear", "nearest"), padding_mode=("border", "zeros")),
+                       mode=("bilinear", "nearest"), padding_mode=("border", "zeros"), device=device),
         RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.5),
         RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
         RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
         RandGaussianNoised(keys="image", std=0.05, prob=0.5),
         RandGaussianSmoothd(keys="image", sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=0.2),
+        *extra,
     ])
 
 
-def augment(transform: Compose, image: np.ndarray, label: np.ndarray, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(transform: Compose, image: np.ndarray, label: np.ndarray, seed: int,
+            device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One augmented (1, *patch) image and (*patch) label tensor. Label padding outside the region stays IGNORE:
-    the label is shifted by one before resampling so that zero-padding means 'outside'."""
+    the label is shifted by one before resampling so that zero-padding means 'outside'. With `device` the region
+    goes there first and the tensors come back on it."""
     transform.set_random_state(seed=seed)
     shifted = np.where(label == IGNORE, 0, label.astype(np.int16) + 1).astype(np.float32)
-    out = transform({"image": image[None], "label": shifted[None]})
-    img = torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32)
-    lab = torch.as_tensor(np.asarray(out["label"]))[0].round().long() - 1
+    if device is None:
+        out = transform({"image": image[None], "label": shifted[None]})
+        img = torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32)
+        lab = torch.as_tensor(np.asarray(out["label"]))[0].round().long() - 1
+    else:
+        out = transform({"image": torch.as_tensor(image[None]).to(device),
+                         "label": torch.as_tensor(shifted[None]).to(device)})
+        img = torch.as_tensor(out["image"], dtype=torch.float32)
+        lab = torch.as_tensor(out["label"])[0].round().long() - 1
     lab[lab < 0] = IGNORE
     return img, lab

@@ -2,6 +2,15 @@
 
     python Training/export_ct.py --run runs/ct_mob --eval runs/ct_eval --id ct-organs-mob --version 1.0.0
 
+Two-patient models (issue 18) — the run trained on the working-grid caches, its evaluate_ct_lopo.py folder (its
+validation slabs, and the OOD bank fitted on its own training patients) and the leave-one-patient-out folders:
+
+    python Training/export_ct.py --run runs/i18/final_mixture_of_bases --lopo-eval runs/i18/eval_final \
+        --lopo runs/i18/eval_AtoB runs/i18/eval_BtoA --version 2.0.0
+
+writes weights.safetensors, ood.safetensors (card section `ood`: file, sha256, threshold) and the card with the
+LOPO numbers per organ, the validation-slab numbers and the rate at which wrong organs / components are flagged.
+
 The card records the architecture (form, rank, bases, block, filters, strides), the preprocessing (working-grid
 spacing, HU window), the organs, the training data and recipe with the two stages, the measured validation numbers
 of every parameterisation from evaluate_ct.py (comparison.json), the display / region thresholds derived from the
@@ -18,6 +27,7 @@ from datasets.totalseg import TOTALSEG_V2_LABELS
 from run_chain import init_chain
 from uqseg.ct.inference import DEFAULT_SAMPLES
 from uqseg.ct.mc_estimate import SETTLED_MARGIN, SETTLED_Z
+from uqseg.models.registry import sha256_of
 
 
 def stages(run: Path) -> list[dict]:
@@ -35,9 +45,14 @@ def stages(run: Path) -> list[dict]:
 def main(argv=None) -> int:
     ap = export_parser(__doc__, id="ct-organs-mob", version="1.0.0")
     ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--eval", type=Path, required=True)
+    ap.add_argument("--eval", type=Path, default=None)
+    ap.add_argument("--lopo-eval", type=Path, default=None, help="evaluate_ct_lopo.py folder of --run (two patients)")
+    ap.add_argument("--lopo", type=Path, nargs="*", default=[], help="evaluate_ct_lopo.py folders of the LOPO runs")
+    ap.add_argument("--hardware", default=None)
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
+    if args.lopo_eval:
+        return export_two_patients(args)
     cfg = json.loads((args.run / "config.json").read_text())
     comparison = json.loads((args.eval / "comparison.json").read_text())
     shipped = next(r for r in comparison if Path(r["run"]).name == args.run.name)
@@ -111,6 +126,141 @@ def main(argv=None) -> int:
     )
     write_model(dest, card, args.run / "weights.safetensors",
                 [args.eval / "reliability.png", args.eval / "comparison.md"])
+    print(f"wrote {dest}")
+    return 0
+
+
+def flag_summary(results: list[dict]) -> dict:
+    """Wrong organs (predicted >= 1 ml, Dice < 0.5) and wrong components over the tests of `results`, and how many
+    of them the variance or the OOD map flags."""
+    out = {"wrong_organs": 0, "wrong_organs_flagged": 0, "wrong_components": 0, "wrong_components_flagged": 0,
+           "by_ood": 0, "by_variance": 0}
+    for r in results:
+        for t in r["tests"].values():
+            out["wrong_organs"] += t["wrong_organs"]
+            out["wrong_organs_flagged"] += t["wrong_organs_flagged"]
+            out["wrong_components"] += t["wrong_components"]
+            out["wrong_components_flagged"] += t["wrong_components_flagged"]
+            for c in t["components"]:
+                if c["wrong"]:
+                    out["by_ood"] += int(c["flag_ood"])
+                    out["by_variance"] += int(c["flag_variance"])
+    for k in ("organs", "components"):
+        n = out[f"wrong_{k}"]
+        out[f"{k}_flag_rate"] = round(out[f"wrong_{k}_flagged"] / n, 3) if n else None
+    return out
+
+
+def lopo_table(result: dict) -> dict:
+    """Per test: Dice per organ, the organ flags and the pelvis check of one evaluate_ct_lopo.py result."""
+    tests = {}
+    for name, t in result["tests"].items():
+        tests[name] = {"dice": {o: t["organs"][o]["dice"] for o in result["organs"]},
+                       "organs": {o: {k: v for k, v in t["organs"][o].items()} for o in result["organs"]},
+                       "wrong_organs": t["wrong_organs"], "wrong_organs_flagged": t["wrong_organs_flagged"],
+                       "wrong_components": t["wrong_components"],
+                       "wrong_components_flagged": t["wrong_components_flagged"],
+                       "pelvis": t["pelvis"], "body_ood": t["body_ood"], "z_slab": t["z_slab"]}
+    return {"train_cases": result["train_cases"], "form": result["form"], "samples": result["samples"],
+            "ood_threshold": result["ood_threshold"], "variance_threshold": result["variance_threshold"],
+            "tests": tests}
+
+
+def export_two_patients(args) -> int:
+    cfg = json.loads((args.run / "config.json").read_text())
+    own = json.loads((args.lopo_eval / "result.json").read_text())
+    lopo = {Path(d).name: json.loads((Path(d) / "result.json").read_text()) for d in args.lopo}
+    dest = args.models / args.id
+    organs = cfg["organs"]
+    ood_file = args.lopo_eval / "ood.safetensors"
+    card = model_card(
+        id=args.id, version=args.version, task="ct-organs",
+        description=("Stochastic segmentation network with a Mixture-of-Bases logit covariance (Kampen, Aspe et al., "
+                     "NLDL 2026) for liver, spleen, kidneys and pancreas on CT, with an out-of-distribution map "
+                     "(k-NN distance of intensity-context descriptors to the training patients', Sun et al. 2022). "
+                     "DEMONSTRATION MODEL: trained on TWO patients (the TotalSegmentator example series in "
+                     "../shared/data, whose labels are TotalSegmentator outputs); the leave-one-patient-out numbers "
+                     "of the card are the honest estimate on a new patient; not for clinical use."),
+        citation="P. J. T. Kampen, Aspe et al., Structured Covariance Modeling Using Learned Mixture-of-Bases for "
+                 "Uncertainty in 3D Segmentation, NLDL 2026 (PMLR 307:191-200); M. Monteiro et al., Stochastic "
+                 "Segmentation Networks, NeurIPS 2020; Y. Sun et al., Out-of-Distribution Detection with Deep "
+                 "Nearest Neighbors, ICML 2022; A. Criminisi et al., Regression forests for efficient anatomy "
+                 "detection and localization in computed tomography scans, Medical Image Analysis 2013",
+        organs=organs,
+        architecture=cfg["architecture"],
+        preprocessing={
+            "spacing_mm": cfg["preprocessing"]["spacing_mm"], "hu_window": cfg["preprocessing"]["hu_window"],
+            "grid": "resampled (trilinear) onto an axis-aligned LPS grid of isotropic spacing covering the input's "
+                    "bounding box, -1024 HU outside; HU clipped to hu_window and mapped linearly onto [-1, 1]; "
+                    "results resampled back onto the input grid (trilinear probabilities, label = their arg-max)"},
+        inference={
+            "samples": DEFAULT_SAMPLES,
+            "method": "k samples of Eq. 13 in logit space from one network pass per sliding window (MONAI, "
+                      "Gaussian weights), position-keyed noise so overlapping windows draw the same samples; "
+                      "antithetic pairs; p = mean softmax (Eq. 14), variance = E[p^2] - E[p]^2; the OOD map once "
+                      "per volume from the working-grid HU (uqseg.ct.ood)",
+            "settled_voxels": f"voxels whose top-class margin exceeds {SETTLED_MARGIN} + {SETTLED_Z} x the "
+                              "logit std are not sampled (error bound < 2e-4 in probability)"},
+        training={
+            "data": {"cases": {
+                "A": "../shared/data/ct_totalseg/example_ct_dicom (20 slices 512 x 512, 0.98 x 0.98 x 2 mm, upper "
+                     "abdomen) with example_seg_dicom.nii.gz (TotalSegmentator v2 MODEL OUTPUT); no kidneys in it, "
+                     "pancreas 311 voxels on the 2 mm grid",
+                "B": "../shared/data/ct_totalseg/totalseg_layout/example_abdomen_pelvis (3 mm, abdomen to pelvis, "
+                     "TotalSegmentator-layout masks, MODEL OUTPUTS)"},
+                "cache": "Training/cache_ct_cases.py (both resampled once onto the 2 mm working grid)",
+                "split": cfg["split"], "license": "Apache-2.0 (TotalSegmentator test data)"},
+            "recipe": "Training/train_ct.py --cache (two stages: deterministic backbone, then the stochastic heads), "
+                      "augmentation Training/ct_augment.py with --scanner-aug (coarser acquisition 0.5-1.0, "
+                      "+-15 % / +-45 HU intensity, scanner noise sigma <= 30 HU); random crops anywhere in the "
+                      "volume (patient B: pelvis and lung bases included) besides the foreground-centred ones; "
+                      "commands: Training/gpu/issue18_cpu_runs.sh",
+            "stages": stages(args.run),
+            "loss_weights": cfg["loss_weights"],
+            **({"hardware": args.hardware} if args.hardware else {})},
+        validation={
+            "data": "the held-out working-grid slabs of both patients (A: slices 14-19, 12 mm; B: slices 126-140, "
+                    "30 mm through liver, spleen, kidneys and pancreas), never sampled for training; "
+                    "Training/evaluate_ct_lopo.py (predict_ct's sliding windows and k = 30 samples on the 2 mm "
+                    "working grid; Dice on that grid)",
+            "this_model": lopo_table(own),
+            "leave_one_patient_out": {k: lopo_table(v) for k, v in lopo.items()},
+            "flags": {"rule": "an organ (or connected component, >= 1 ml) is wrong when its Dice (share inside the "
+                              "reference organ) is < 0.5; flagged when its mean variance exceeds the variance "
+                              "threshold or more than half of it is above the OOD threshold (thresholds from the "
+                              "run's own training patients)",
+                      "leave_one_patient_out": flag_summary(list(lopo.values())),
+                      "this_model_validation_slabs": flag_summary([own])},
+            "comparison_note": "the five covariance forms were not re-trained for 2.0.0 (no GPU was lent to the "
+                               "task; see notes); comparison.md keeps 1.1.0's comparison"},
+        uncertainty={
+            "image_uncertainty": "mean predictive variance (sum over organ classes of Var[p_c]) over the voxels "
+                                 "predicted as an organ, on the working grid; probability^2",
+            "display_threshold": own["variance_threshold"],
+            "display_threshold_rule": "90th percentile of the variance over the training patients' voxels within "
+                                      "10 mm of an organ (Training/evaluate_ct_lopo.py)",
+            "region_threshold": own["variance_threshold"], "region_threshold_percentile": 90,
+            "region_threshold_units": "probability^2",
+            "region_threshold_rule": "as display_threshold", "ood_threshold": None,
+            "ood_note": "the image-level variance rule is not used; `ood` comes from the OOD map (section ood)"},
+        ood={"file": "ood.safetensors", "sha256": sha256_of(ood_file), "threshold": own["ood_threshold"],
+             "threshold_percentile": own["ood_percentile"],
+             "threshold_rule": f"{own['ood_percentile']:g}th percentile of the cross-fitted k-NN distances of the "
+                               "training patients' cells holding body (validation slabs excluded): each cell scored "
+                               "against the bank without its own patient's cells within 1 z-cell (the cells that "
+                               "share its context)",
+             "method": "distance to the k-th (k = 10) nearest training descriptor (Sun et al. 2022 Eq. 2); "
+                       "descriptor of each 4 x 8 x 8-voxel working-grid cell: the fractions of its voxels in 9 HU "
+                       "bins, box-averaged over 1x1x1, 1x3x3, 1x7x7 and 3x7x7 cells, square-rooted (36 numbers; "
+                       "Criminisi et al. 2013 context features); trilinear to the voxels (uqseg.ct.ood)",
+             "cells": own["ood_cells"], "units": "k-NN distance between square-rooted tissue histograms "
+                                                 "(dimensionless)",
+             "organ_rule": "an organ is ood when more than half of its predicted voxels are above the threshold; the "
+                           "image is ood when any predicted organ is"},
+        notes=args.note,
+        license="Apache-2.0 (weights trained on the TotalSegmentator test data, Apache-2.0)",
+    )
+    write_model(dest, card, args.run / "weights.safetensors", [ood_file])
     print(f"wrote {dest}")
     return 0
 

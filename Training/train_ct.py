@@ -12,6 +12,12 @@ TotalSegmentator v2 label map, aligned by physical position; datasets/totalseg.p
 case of a TotalSegmentator-layout folder (<case>/ct.nii.gz + <case>/segmentations/<organ>.nii.gz), every 5th case
 (sorted) held out. The shared volume is split along z: its `--val-slices` most cranial working-grid slices are the
 validation slab (never sampled for training), the rest trains — a demonstration split of ONE patient.
+`--cache DIR` trains instead on the working-grid caches of Training/cache_ct_cases.py (<name>.npz: HU and labels
+already on the working grid, so no SimpleITK is needed — the GPU machine): `--train-cases A,B` trains on those
+patients, `--val-cases B` validates on whole held-out patients (leave-one-patient-out), `--val-slab A:14:20` holds
+out a z slab of a training patient (never sampled) and validates on it. `--device cuda` trains there (and
+`--aug-device cuda` runs the spatial augmentation there too); `--scanner-aug` adds the scanner / spacing
+augmentation of ct_augment.py (issue 18).
 Preprocessing (uqseg.ct.preprocess, recorded in config.json for the model card): resampling to an axis-aligned
 `--spacing` mm isotropic grid, HU window `--hu` → [−1, 1]. Patches `--patch` (z, y, x) with foreground
 oversampling (ct_augment.py) and heavy augmentation (rotation, scaling, elastic, gamma, noise, blur).
@@ -36,10 +42,9 @@ from safetensors.torch import load_file
 
 from common import DATA, RunFolder, recipe_parser, start
 from ct_augment import augment, build_augmentation, sample_patch
-from datasets.totalseg import list_totalseg_cases, label_on_working_grid, load_shared_abdomen, load_totalseg_case
 from uqseg.ct.losses import LossWeights, ssn_loss
 from uqseg.ct.network import StochasticSegNet3d, load_weights, weights_to_save
-from uqseg.ct.preprocess import normalise_hu, pad_to_multiple, to_working_grid, working_grid
+from uqseg.ct.preprocess import normalise_hu, pad_to_multiple
 from uqseg.finetune.loop import WarmupCosine, fit
 from uqseg.metrics import dice_per_class
 
@@ -48,6 +53,9 @@ DEFAULT_STRIDES = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]
 
 
 def prepare(case, spacing: float, hu: tuple[float, float]):
+    from datasets.totalseg import label_on_working_grid
+    from uqseg.ct.preprocess import to_working_grid, working_grid
+
     grid = working_grid(case.image, spacing)
     vol = normalise_hu(to_working_grid(case.image, grid), hu)
     lab = label_on_working_grid(case, grid)
@@ -79,20 +87,29 @@ def dice_per_organ(pred: np.ndarray, truth: np.ndarray, organs: list[str]) -> di
             for i, organ in enumerate(organs, start=1)}
 
 
+def load_cache(path: Path, organs: list[str], hu: tuple[float, float]):
+    """(normalised volume, label) of a cache_ct_cases.py .npz, whose organ list must be `organs`."""
+    d = np.load(path)
+    if [str(o) for o in d["organs"]] != organs:
+        raise SystemExit(f"{path}: cached organs {list(d['organs'])} are not --organs {organs}")
+    return normalise_hu(d["hu"].astype(np.float32), hu), d["label"]
+
+
 @torch.no_grad()
 def evaluate(model, vol: np.ndarray, lab: np.ndarray, z_slab: tuple[int, int], organs: list[str], samples: int = 10):
     """Dice per organ on slices z_slab of one working-grid volume: μ arg-max, and (stochastic forms) E[softmax(η)]."""
     model.eval()
+    device = next(model.parameters()).device
     padded, shape = pad_to_multiple(vol, model.size_multiple)
-    dist = model(torch.from_numpy(padded)[None, None])
+    dist = model(torch.from_numpy(padded)[None, None].to(device))
     z0, z1 = z_slab
     crop = (slice(None), slice(z0, z1), slice(0, shape[1]), slice(0, shape[2]))
-    mean_label = dist.mean[0].argmax(0)[crop[1:]].numpy()
+    mean_label = dist.mean[0].argmax(0)[crop[1:]].cpu().numpy()
     out = {"dice_mu": dice_per_organ(mean_label, lab[z0:z1], organs)}
     if dist.form != "deterministic":
-        prob = sum(dist.sample(1, generator=torch.Generator().manual_seed(s))[0, 0].softmax(0)
+        prob = sum(dist.sample(1, generator=torch.Generator(device=device).manual_seed(s))[0, 0].softmax(0)
                    for s in range(samples)) / samples
-        out["dice_mc"] = dice_per_organ(prob[crop].argmax(0).numpy(), lab[z0:z1], organs)
+        out["dice_mc"] = dice_per_organ(prob[crop].argmax(0).cpu().numpy(), lab[z0:z1], organs)
     model.train()
     return out
 
@@ -107,10 +124,11 @@ class CtTraining:
     weight_decay = 1e-4
 
     def __init__(self, model, train: list, patch, rng: np.random.Generator, weights: LossWeights,
-                 head_lr_factor: float):
+                 head_lr_factor: float, scanner: bool = False, device=None, aug_device=None):
         self.model, self.train, self.patch, self.rng, self.weights = model, train, tuple(patch), rng, weights
         self.head_lr_factor = head_lr_factor
-        self.transform = build_augmentation(self.patch)
+        self.device, self.aug_device = device, aug_device
+        self.transform = build_augmentation(self.patch, scanner=scanner, device=aug_device)
 
     def optimizer(self, params, lr: float):
         """The backbone at lr, the stochastic heads (if any) at head_lr_factor × lr."""
@@ -125,10 +143,13 @@ class CtTraining:
         for _ in range(batch):
             v, lb, zr = self.train[self.rng.integers(len(self.train))]
             img, lab = sample_patch(v, lb, self.patch, self.rng, z_range=zr)
-            x, y = augment(self.transform, img, lab, int(self.rng.integers(2**31)))
+            x, y = augment(self.transform, img, lab, int(self.rng.integers(2**31)), device=self.aug_device)
             xs.append(x)
             ys.append(y)
-        yield (torch.stack(xs), torch.stack(ys)), batch
+        x, y = torch.stack(xs), torch.stack(ys)
+        if self.device is not None:
+            x, y = x.to(self.device), y.to(self.device)
+        yield (x, y), batch
 
     def loss(self, model, batch, gen, device):
         x, y = batch
@@ -163,6 +184,17 @@ def main(argv=None) -> int:
     ap.add_argument("--lambda-orth", type=float, default=1e-2)
     ap.add_argument("--lambda-w", type=float, default=1e-3)
     ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--cache", type=Path, default=None, help="a folder of cache_ct_cases.py .npz working-grid cases")
+    ap.add_argument("--train-cases", default="A,B", help="with --cache: the patients to train on")
+    ap.add_argument("--val-cases", default="", help="with --cache: whole held-out patients to validate on")
+    ap.add_argument("--val-slab", action="append", default=[],
+                    help="with --cache: NAME:Z0:Z1, a working-grid slab of a training patient held out for validation")
+    ap.add_argument("--scanner-aug", action="store_true", help="add the scanner / spacing augmentation")
+    ap.add_argument("--fit-minutes", type=float, default=None,
+                    help="after 30 steps, set the number of steps (and the cosine schedule's length) so that the "
+                         "run fills this wall time (at most --steps); for a fixed time budget on a shared GPU")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--aug-device", default=None)
     args = ap.parse_args(argv)
     gen = start(args)
     rng = np.random.default_rng(args.seed)
@@ -170,14 +202,41 @@ def main(argv=None) -> int:
 
     # ---- data ----
     train, val = [], []  # (volume, label, z_range)
-    shared = load_shared_abdomen(Path(args.data), organs)
-    vol, lab = prepare(shared, args.spacing, tuple(args.hu))
-    zc = vol.shape[0] - args.val_slices
-    train.append((vol, lab, (0, zc)))
-    val.append((shared.name, vol, lab, (zc, vol.shape[0])))
-    split = {"shared": {"case": shared.name, "train_slices": [0, zc], "val_slices": [zc, int(vol.shape[0])],
-                        "working_shape": list(vol.shape)}}
+    if args.cache:
+        split = {"cache": str(args.cache), "train_cases": {}, "val_cases": {}}
+        slabs = {}
+        for spec in args.val_slab:
+            name, z0, z1 = spec.split(":")
+            slabs[name] = (int(z0), int(z1))
+        for name in [c for c in args.train_cases.split(",") if c]:
+            v, lb = load_cache(args.cache / f"{name}.npz", organs, tuple(args.hu))
+            if name in slabs:
+                z0, z1 = slabs[name]
+                train += [(v, lb, r) for r in ((0, z0), (z1, v.shape[0])) if r[1] - r[0] > 0]
+                val.append((f"{name}_slab", v, lb, (z0, z1)))
+                split["train_cases"][name] = {"train_slices": [[0, z0], [z1, int(v.shape[0])]],
+                                              "val_slices": [z0, z1], "working_shape": list(v.shape)}
+            else:
+                train.append((v, lb, (0, v.shape[0])))
+                split["train_cases"][name] = {"train_slices": [[0, int(v.shape[0])]], "working_shape": list(v.shape)}
+        for name in [c for c in args.val_cases.split(",") if c]:
+            v, lb = load_cache(args.cache / f"{name}.npz", organs, tuple(args.hu))
+            val.append((name, v, lb, (0, v.shape[0])))
+            split["val_cases"][name] = {"working_shape": list(v.shape)}
+        vol = train[0][0]
+    else:
+        from datasets.totalseg import load_shared_abdomen
+
+        shared = load_shared_abdomen(Path(args.data), organs)
+        vol, lab = prepare(shared, args.spacing, tuple(args.hu))
+        zc = vol.shape[0] - args.val_slices
+        train.append((vol, lab, (0, zc)))
+        val.append((shared.name, vol, lab, (zc, vol.shape[0])))
+        split = {"shared": {"case": shared.name, "train_slices": [0, zc], "val_slices": [zc, int(vol.shape[0])],
+                            "working_shape": list(vol.shape)}}
     if args.totalseg:
+        from datasets.totalseg import list_totalseg_cases, load_totalseg_case
+
         cases = list_totalseg_cases(Path(args.totalseg))
         held = set(cases[4::5])
         for c in cases:
@@ -185,7 +244,7 @@ def main(argv=None) -> int:
             (val.append((c.name, v, lb, (0, v.shape[0]))) if c in held else train.append((v, lb, (0, v.shape[0]))))
         split["totalseg"] = {"root": args.totalseg, "train": [c.name for c in cases if c not in held],
                              "val": [c.name for c in sorted(held)]}
-    print(f"organs {organs}; train volumes {len(train)}, val {len(val)}; shared working grid {vol.shape}", flush=True)
+    print(f"organs {organs}; train volumes {len(train)}, val {len(val)}; first working grid {vol.shape}", flush=True)
 
     # ---- model ----
     model = StochasticSegNet3d(classes=len(organs) + 1, form=args.form, rank=args.rank, bases=args.bases,
@@ -201,7 +260,11 @@ def main(argv=None) -> int:
     if any(p % m for p, m in zip(patch, model.size_multiple)):
         raise SystemExit(f"--patch {patch} must be a multiple of {model.size_multiple}")
     weights = LossWeights(args.train_samples, args.lambda_kl, args.lambda_orth, args.lambda_w)
-    recipe = CtTraining(model, train, patch, rng, weights, args.head_lr_factor)
+    device = torch.device(args.device)
+    model.to(device)
+    recipe = CtTraining(model, train, patch, rng, weights, args.head_lr_factor, scanner=args.scanner_aug,
+                        device=device if device.type != "cpu" else None,
+                        aug_device=torch.device(args.aug_device) if args.aug_device else None)
     config = {"form": args.form, "organs": organs, "architecture": model.architecture(),
               "preprocessing": {"spacing_mm": args.spacing, "hu_window": list(args.hu), "grid": "axis-aligned LPS"},
               "training": {k: v for k, v in vars(args).items() if k not in ("out",)}, "split": split,
@@ -215,6 +278,11 @@ def main(argv=None) -> int:
         return {name: evaluate(m, v, lb, zr, organs) for name, v, lb, zr in val}
 
     def on_epoch(s):
+        if args.fit_minutes and s.step == 30:
+            total = max(31, min(args.steps, int(args.fit_minutes * 60 / (s.seconds / 30))))
+            s.epochs = total
+            schedule.set_total(total)
+            print(f"--fit-minutes {args.fit_minutes}: {s.seconds / 30:.3f} s/step -> {total} steps", flush=True)
         rec = {"step": s.step, "loss": round(s.train["loss"], 4),
                **{k: round(v, 4) for k, v in s.train.items() if k != "loss"}, "minutes": round(s.seconds / 60, 2)}
         row = {**rec, "lr": f"{s.lr:.4g}"}
@@ -228,13 +296,16 @@ def main(argv=None) -> int:
             print(json.dumps(rec), flush=True)
         run.log(row, rec)
 
-    warm = max(1, args.steps // 20)
+    warm = max(1, args.steps // 20) if not args.fit_minutes else max(1, min(args.steps // 20, 25))
+    schedule = WarmupCosine(args.steps, warm, floor=0.05)
     result = fit(recipe, model, train, epochs=args.steps, lr=args.lr, batch=args.batch, gen=gen,
-                 schedule=WarmupCosine(args.steps, warm, floor=0.05), evaluate=validate, eval_every=args.eval_every,
+                 schedule=schedule, evaluate=validate, eval_every=args.eval_every,
                  on_epoch=on_epoch, stop_after_minutes=args.minutes or 0.0)
     if result["stopped"]:
         print(f"stopping after {result['steps']} steps: --minutes {args.minutes} reached", flush=True)
+    model.cpu()
     run.save_weights(weights_to_save(model))
+    model.to(device)
     config["training"]["steps_done"] = result["steps"]
     config["training"]["minutes"] = round(result["seconds"] / 60, 1)
     config["final_val"] = validate(model, None)

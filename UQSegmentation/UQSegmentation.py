@@ -105,6 +105,7 @@ class UQSegmentationParameterNode:
     cpuFallback: bool = True
     overlayOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.6
     overlayThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.05
+    showOodMap: bool = False
     regionThreshold: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0
 
 
@@ -225,6 +226,7 @@ class UQSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._selectItem(self.ui.deviceComboBox, p.device)
         self.ui.taskDescriptionLabel.text = self.ui.taskComboBox.itemData(self.ui.taskComboBox.currentIndex,
                                                                           qt.Qt.ToolTipRole) or ""
+        self.logic.show_ood_map(bool(p.showOodMap), p.overlayOpacity)
         self.logic.set_overlay_display(p.overlayOpacity, p.overlayThreshold)
         self.updateRunState()
 

@@ -406,6 +406,16 @@ class UQSegmentationLogic:
         set_overlay_threshold(self.scene, overlay, None if f <= 0 else base + f * (float(hi) - base))
         return True
 
+    def show_ood_map(self, on: bool, opacity: float | None = None) -> bool:
+        """ct-organs: the out-of-distribution map (on) or the variance (off) as the slice views' overlay
+        (UQSegmentationLib.display.ood). False when the last result has no OOD map."""
+        nodes = getattr(self.status.results, "nodes", None) or {}
+        if nodes.get("ood") is None:
+            return False
+        from UQSegmentationLib.display.ood import show_ct_overlay
+
+        return show_ct_overlay(self.scene, nodes, "ood" if on else "variance", opacity)
+
     # ------------------------------------------------------------------------------------------------ clean-up
     def _delete_run_dir(self) -> None:
         if self._run_dir is not None:

@@ -147,7 +147,7 @@ def _units(summary: dict, key: str, default: str | None) -> str | None:
 
 
 def _load_overlay_task(scene, case_dir, summary, input_volume_node, folder_item, overlay_key, overlay_default,
-                       title, default_units, extra_volumes=()) -> dict:
+                       title, default_units, extra_volumes=(), more=None) -> dict:
     from .. import nodes_io
     case_dir = Path(case_dir)
     case = summary.get("case") or case_dir.name
@@ -167,6 +167,8 @@ def _load_overlay_task(scene, case_dir, summary, input_volume_node, folder_item,
                               units=_units(summary, overlay_key, default_units),
                               lower_threshold=float(threshold) if isinstance(threshold, (int, float)) else "auto")
         out.add("legend", legend)
+        if more is not None:
+            more(scene, case_dir, summary, out, case)
     except BaseException:
         if not folder_item:
             out.discard()
@@ -181,6 +183,10 @@ def load_breast_results(scene, case_dir, summary: dict, input_volume_node=None, 
 
 
 def load_ct_results(scene, case_dir, summary: dict, input_volume_node=None, folder_item=None) -> dict:
-    """ct-organs: organ segments + the predictive-variance overlay (variance.nrrd); probability.nrrd loaded."""
+    """ct-organs: organ segments + the predictive-variance overlay (variance.nrrd); probability.nrrd loaded; the
+    out-of-distribution map (ood.nrrd, display/ood.py) loaded and styled, not shown until asked for."""
+    from .ood import load_ct_ood
+
     return _load_overlay_task(scene, case_dir, summary, input_volume_node, folder_item, "variance",
-                              "variance.nrrd", "variance", None, extra_volumes=(("probability", "probability.nrrd"),))
+                              "variance.nrrd", "variance", None, extra_volumes=(("probability", "probability.nrrd"),),
+                              more=load_ct_ood)

@@ -15,6 +15,9 @@ entropy; kept samples' labels by nearest neighbour. `samples=0` is the determini
 sampling): the same pipeline, which `uqseg bench` times against k = 30.
 Window size: `roi` voxels (z, y, x), clipped to the padded volume, a multiple of the size multiple and the noise
 tile; the overlap is chosen so the window stride stays a multiple of them too (so windows and tiles align).
+Out-of-distribution map (`ood`, a `uqseg.ct.ood.ContextKnn`): the k-NN distance of each working-grid cell's
+intensity-context descriptor to the training patients' (`uqseg.ct.ood.ood_map`), computed once from the working-grid
+HU (not per window or sample) — `work_ood` on the working grid, `ood` on the input grid (trilinear).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from uqseg.ct.mc_estimate import class_argmax, mc_moments
 from uqseg.ct.network import StochasticSegNet3d
 from uqseg.ct.noise import NoiseField
+from uqseg.ct.ood import ContextKnn, ood_map
 from uqseg.ct.preprocess import (WorkingGrid, normalise_hu, pad_to_multiple, to_input_grid, to_working_grid,
                                  working_grid)
 from uqseg.io.image import Image
@@ -60,6 +64,8 @@ class CtPrediction:
     active_fraction: float = 0.0
     windows: int = 1
     timings_ms: dict = field(default_factory=dict)
+    work_ood: np.ndarray | None = field(repr=False, default=None)  # k-NN context distance (uqseg.ct.ood) on the working grid
+    ood: np.ndarray | None = field(repr=False, default=None)  # the same on the input grid
 
 
 def _window(padded_shape, roi, multiple) -> tuple[tuple[int, ...], float]:
@@ -76,7 +82,8 @@ def _window(padded_shape, roi, multiple) -> tuple[tuple[int, ...], float]:
 @torch.inference_mode()
 def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_window, organs: list[str],
                device: torch.device | str = "cpu", samples: int = DEFAULT_SAMPLES, seed: int = 0, keep: int = 0,
-               roi=DEFAULT_ROI, sparse: bool = True, progress=None, noise_tile=NOISE_TILE) -> CtPrediction:
+               roi=DEFAULT_ROI, sparse: bool = True, progress=None, noise_tile=NOISE_TILE,
+               ood: ContextKnn | None = None) -> CtPrediction:
     from monai.inferers import sliding_window_inference
 
     device = torch.device(device)
@@ -133,13 +140,17 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
     variance = to_input_grid(var_np[1:].sum(0), grid, image)
     kept = None
     if kept_n:
-        kept = to_input_grid(out[2 * c:].round().to(torch.uint8).numpy(), grid, image, label=True)
+        kept = to_input_grid(out[2 * c: 2 * c + kept_n].round().to(torch.uint8).numpy(), grid, image, label=True)
+    work_ood = ood_in = None
+    if ood is not None:
+        work_ood = ood_map(work_hu, ood)
+        ood_in = to_input_grid(work_ood, grid, image).astype(np.float32)
     t3 = time.perf_counter()
     return CtPrediction(
         organs=list(organs), samples=samples, grid=grid, work_hu=work_hu, work_probability=mean_np, work_variance=var_np,
         work_label=work_label, label=label, organ_probability=np.clip(organ_p, 0, 1).astype(np.float32),
         variance=variance.astype(np.float32), entropy=np.clip(entropy, 0, None).astype(np.float32),
         kept_labels=kept, active_fraction=round(stats["active"] / max(1, stats["windows"]), 4),
-        windows=stats["windows"],
+        windows=stats["windows"], work_ood=work_ood, ood=ood_in,
         timings_ms={"preprocess": round((t1 - t0) * 1000, 1), "network_and_sampling": round((t2 - t1) * 1000, 1),
                     "map_back": round((t3 - t2) * 1000, 1)})

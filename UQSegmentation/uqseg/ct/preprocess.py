@@ -7,6 +7,10 @@ input is resampled onto it with trilinear interpolation, −1024 HU (air) outsid
 Results on the working grid go back onto the input's own grid (same size, spacing, origin, direction) by
 `to_input_grid`: trilinear for probabilities / variances, nearest neighbour for labels.
 
+An input that already IS its working grid (axis-aligned, the working spacing, same origin and shape — e.g. a
+cached training volume, or the benchmark's 2 mm volume) is taken as is, without a resampling, and so are the results
+going back; SimpleITK is imported only when a resampling is needed.
+
 HU normalisation (`normalise_hu`): clip to [hu_min, hu_max], then map linearly onto [−1, 1]; the range is in the
 model card (`preprocessing.hu_window`).
 """
@@ -16,9 +20,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 
 from uqseg.io.image import Image
+
+
+class _LazySitk:
+    """SimpleITK, imported on first use (the module's pure-numpy parts work without it)."""
+
+    def __getattr__(self, name):
+        import SimpleITK
+
+        return getattr(SimpleITK, name)
+
+
+sitk = _LazySitk()
 
 AIR_HU = -1024.0
 
@@ -31,7 +46,7 @@ class WorkingGrid:
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float]
 
-    def reference(self) -> sitk.Image:
+    def reference(self):
         ref = sitk.Image([int(s) for s in self.shape[::-1]], sitk.sitkFloat32)
         ref.SetSpacing([float(s) for s in self.spacing])
         ref.SetOrigin([float(o) for o in self.origin])
@@ -42,7 +57,7 @@ class WorkingGrid:
         return Image(array=array, spacing=self.spacing, origin=self.origin, direction=np.eye(3), meta=meta or {})
 
 
-def to_sitk(image: Image, array: np.ndarray | None = None) -> sitk.Image:
+def to_sitk(image: Image, array: np.ndarray | None = None):
     """An `Image` (or another array on its grid) as a SimpleITK image with the same LPS geometry."""
     a = image.array if array is None else array
     out = sitk.GetImageFromArray(np.ascontiguousarray(a))
@@ -70,15 +85,24 @@ def working_grid(image: Image, spacing: float) -> WorkingGrid:
                        origin=tuple(float(v) for v in lo))
 
 
+def is_working_grid(image: Image, grid: WorkingGrid) -> bool:
+    """Whether `image`'s voxels are exactly those of `grid` (no resampling needed either way)."""
+    return (tuple(image.shape) == tuple(grid.shape) and np.allclose(image.spacing, grid.spacing)
+            and np.allclose(image.origin, grid.origin) and np.allclose(image.direction, np.eye(3)))
+
+
 def to_working_grid(image: Image, grid: WorkingGrid, default: float = AIR_HU,
-                    interpolation=sitk.sitkLinear) -> np.ndarray:
-    """The input's voxels resampled onto `grid`: float32 (z, y, x)."""
+                    interpolation=None) -> np.ndarray:
+    """The input's voxels resampled onto `grid` (trilinear unless `interpolation` says otherwise): float32 (z, y, x)."""
+    if is_working_grid(image, grid):
+        return np.ascontiguousarray(image.array, np.float32)
+    interpolation = sitk.sitkLinear if interpolation is None else interpolation
     out = sitk.Resample(to_sitk(image, image.array.astype(np.float32)), grid.reference(), sitk.Transform(),
                         interpolation, float(default), sitk.sitkFloat32)
     return sitk.GetArrayFromImage(out)
 
 
-def _resample_label(label: Image, reference: sitk.Image) -> np.ndarray:
+def _resample_label(label: Image, reference) -> np.ndarray:
     out = sitk.Resample(to_sitk(label, label.array.astype(np.uint8)), reference, sitk.Transform(),
                         sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.GetArrayFromImage(out)
@@ -103,6 +127,8 @@ def to_input_grid(work: np.ndarray, grid: WorkingGrid, image: Image, label: bool
     """A (z, y, x) or (C, z, y, x) working-grid volume back onto the input's own grid (its shape, float32 or uint8)."""
     if work.ndim == 4:
         return np.stack([to_input_grid(w, grid, image, label) for w in work])
+    if is_working_grid(image, grid):
+        return np.ascontiguousarray(work, np.uint8 if label else np.float32)
     src = grid.as_image(np.ascontiguousarray(work))
     ref = to_sitk(image, np.zeros(image.shape, np.uint8))
     pixel = sitk.sitkUInt8 if label else sitk.sitkFloat32

@@ -13,11 +13,18 @@ direction as the input volume):
   (for a one-organ model: Var[p] of that organ; at most 0.25 per class);
 - entropy.nrrd — float32, entropy of p̄ in nats;
 - sample_<i>.seg.nrrd — the label maps of the first `keep` samples (default 3), for "accept the alternative";
+- ood.nrrd — float32, the out-of-distribution score (uqseg.ct.ood: k-NN distance of each cell's intensity-context
+  descriptor to the training patients', Sun et al. 2022; dimensionless), written when the model
+  ships an `ood.safetensors` (card section `ood`); above the card's `ood.threshold` a voxel is unlike the training
+  patients' tissue;
 - preview.png — the axial working-grid slice with the most variance in the organs: outlines + variance overlay;
 - summary.json — `image_uncertainty` = the mean of variance.nrrd over the voxels labelled as any organ, computed
   on the working grid (isotropic model spacing, so independent of the input resolution), probability²; per organ:
-  volume (ml), mean variance and mean entropy inside it; `ood` = image_uncertainty above the card's
-  `uncertainty.ood_threshold` (when the card gives one); `variance_display_threshold` (the card's, used by the preview
+  volume (ml), mean variance and mean entropy inside it and, with an OOD map, `ood_fraction` (share of its voxels
+  above the OOD threshold) and `ood` (that share > 0.5: the organ lies mostly in tissue unlike the training data);
+  `ood_map` (threshold, units, share of body voxels (HU > −500) above it, their 95th percentile); `ood` = any
+  predicted organ `ood`, or image_uncertainty above the card's `uncertainty.ood_threshold` (when it gives one);
+  `variance_display_threshold` (the card's, used by the preview
   and by Slicer to start colouring the overlay); `active_fraction` = share of the working grid that needed sampling.
 
 Options: `samples` (k, default 30; 0 or `fast` = one deterministic pass: softmax(μ), zero variance), `seed`.
@@ -31,6 +38,7 @@ import numpy as np
 
 from uqseg.ct.inference import DEFAULT_SAMPLES, CtPrediction, predict_ct
 from uqseg.ct.network import StochasticSegNet3d, load_weights
+from uqseg.ct.ood import BODY_HU, ContextKnn, organ_ood_fractions
 from uqseg.ct.preview import render_ct_preview
 from uqseg.io.ct import require_ct
 from uqseg.io.geometry import volume_geometry
@@ -38,7 +46,7 @@ from uqseg.io.image import Image
 from uqseg.io.input_checks import CT, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.metrics.information import entropy
-from uqseg.models.registry import ModelCard, load_network
+from uqseg.models.registry import ModelCard, ModelError, load_network, sha256_of
 from uqseg.tasks.base import CaseResult, RunOptions
 from uqseg.tasks.table import task_identity
 
@@ -48,6 +56,9 @@ ORGAN_COLOURS = {"liver": (0.87, 0.51, 0.40), "spleen": (0.62, 0.42, 0.64), "sto
                  "pulmonary_artery": (0.0, 0.59, 0.81)}
 DEFAULT_KEEP = 3
 VARIANCE_QUANTUM = 1.0 / 2**16
+OOD_QUANTUM = 1.0 / 2**10
+#: an organ is out of distribution when more than this share of its voxels is (the issue's "mostly")
+ORGAN_OOD_SHARE = 0.5
 
 
 def build_model(card: ModelCard) -> StochasticSegNet3d:
@@ -57,24 +68,48 @@ def build_model(card: ModelCard) -> StochasticSegNet3d:
                               log_var_min=float(a["log_var_range"][0]), log_var_max=float(a["log_var_range"][1]))
 
 
+def load_ood(card: ModelCard) -> ContextKnn | None:
+    """The card's OOD statistics (the training patients' context descriptors) (`ood.file` beside the weights, its sha256 checked against `ood.sha256`), with the
+    card's `ood.threshold`; None when the card has no `ood` section."""
+    spec = card.card.get("ood") or {}
+    if not spec.get("file"):
+        return None
+    path = card.folder / spec["file"]
+    if not path.is_file():
+        raise ModelError(f"{card.folder}: the card names the OOD statistics {spec['file']}, which are missing")
+    if spec.get("sha256") and sha256_of(path) != spec["sha256"]:
+        raise ModelError(f"{card.folder}: {spec['file']} does not match the sha256 its card records")
+    try:
+        knn = ContextKnn.load(path)
+    except Exception as e:  # a truncated or foreign file: the model folder's fault, said as such
+        raise ModelError(f"{card.folder}: {spec['file']} cannot be read as OOD statistics ({e})") from None
+    if spec.get("threshold") is not None:
+        knn.threshold = float(spec["threshold"])
+    return knn
+
+
 def predict_organs(image: Image, model, card: ModelCard, device, samples=None, seed: int = 0, fast: bool = False,
                    keep: int = DEFAULT_KEEP) -> CtPrediction:
     """The model's prediction for a CT volume (`uqseg.ct.inference.predict_ct` with the card's working spacing, HU
-    window and organs); `samples` k (default DEFAULT_SAMPLES; 0 or `fast`: one deterministic pass, no samples kept)."""
+    window and organs); `samples` k (default DEFAULT_SAMPLES; 0 or `fast`: one deterministic pass, no samples kept).
+    The OOD map comes with it (from the same network passes, fast included) when the loaded model carries one
+    (`model.ood_statistics`, set by CtOrgansTask.load)."""
     require_ct(image, image.meta.get("path"))
     samples = DEFAULT_SAMPLES if samples is None else int(samples)
     if fast or samples <= 0:
         samples, keep = 0, 0
     prep = card["preprocessing"]
     return predict_ct(image, model, float(prep["spacing_mm"]), tuple(prep["hu_window"]), list(card["organs"]),
-                      device, samples=samples, seed=seed, keep=keep)
+                      device, samples=samples, seed=seed, keep=keep, ood=getattr(model, "ood_statistics", None))
 
 
 class CtOrgansTask:
     id, ndim, description = task_identity("ct-organs")
 
     def load(self, card: ModelCard, device):
-        return load_network(card, lambda arch: build_model(card), device, apply=load_weights)
+        net = load_network(card, lambda arch: build_model(card), device, apply=load_weights)
+        net.ood_statistics = load_ood(card)
+        return net
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
         checked = check_input(image, CT)  # refuses what the model cannot see; fills NaN voxels with air (flagged)
@@ -95,8 +130,9 @@ def segments_for(organs: list[str]) -> list[dict]:
             for i, o in enumerate(organs, start=1)]
 
 
-def summary_numbers(pred: CtPrediction) -> dict:
-    """image_uncertainty and the per-organ numbers, on the working grid (module docstring)."""
+def summary_numbers(pred: CtPrediction, threshold: float | None = None) -> dict:
+    """image_uncertainty, the per-organ numbers and the OOD summary (with the OOD map's `threshold`), on the working
+    grid (module docstring)."""
     var = pred.work_variance[1:].sum(0)
     ent = entropy(pred.work_probability, axis=0)
     organ = pred.work_label > 0
@@ -108,12 +144,27 @@ def summary_numbers(pred: CtPrediction) -> dict:
                            "mean_variance": round(float(var[m].mean()), 6) if m.any() else None,
                            "mean_entropy_nats": round(float(ent[m].mean()), 5) if m.any() else None}
     score = float(var[organ].mean()) if organ.any() else None
-    return {"image_uncertainty": score, "organs": per_organ}
+    out = {"image_uncertainty": score, "organs": per_organ, "ood_map": None}
+    if pred.work_ood is not None and threshold is not None:
+        fractions = organ_ood_fractions(pred.work_ood, pred.work_label, pred.organs, threshold)
+        for name, f in fractions.items():
+            per_organ[name]["ood_fraction"] = f
+            per_organ[name]["ood"] = bool(f is not None and f > ORGAN_OOD_SHARE)
+        body = pred.work_hu > BODY_HU
+        vals = pred.work_ood[body] if body.any() else pred.work_ood.ravel()
+        out["ood_map"] = {"threshold": round(float(threshold), 4),
+                          "units": "k-NN distance of the intensity-context descriptor to the training patients' "
+                                   "(dimensionless)",
+                          "body_fraction_above": round(float((vals > threshold).mean()), 4),
+                          "body_p95": round(float(np.percentile(vals, 95)), 3),
+                          "organs_ood": [n for n, f in fractions.items() if f is not None and f > ORGAN_OOD_SHARE]}
+    return out
 
 
 def summarise(pred: CtPrediction, card: ModelCard, seed: int = 0, checks: CheckedInput | None = None) -> dict:
     """summary.json without `files` (module docstring): image_uncertainty, the per-organ numbers and the flags."""
-    numbers = summary_numbers(pred)
+    ood_spec = card.get("ood") or {}
+    numbers = summary_numbers(pred, ood_spec.get("threshold"))
     unc = card.get("uncertainty", {})
     threshold = unc.get("ood_threshold")
     score = numbers["image_uncertainty"]
@@ -130,8 +181,10 @@ def summarise(pred: CtPrediction, card: ModelCard, seed: int = 0, checks: Checke
         "samples": pred.samples,
         "seed": seed,
         "multimodal": False,
-        "ood": bool(not fast and threshold is not None and score is not None and score > threshold),
+        "ood": bool((not fast and threshold is not None and score is not None and score > threshold)
+                    or (numbers["ood_map"] is not None and numbers["ood_map"]["organs_ood"])),
         "ood_threshold": threshold,
+        "ood_map": numbers["ood_map"],
         "variance_display_threshold": unc.get("display_threshold"),
         "organs": numbers["organs"],
         "working_grid": {"shape_zyx": list(pred.grid.shape), "spacing_mm": list(pred.grid.spacing),
@@ -158,6 +211,10 @@ def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, 
     files["variance"] = "variance.nrrd"
     write_volume_nrrd(out / "entropy.nrrd", (np.round(pred.entropy / q) * q).astype(np.float32), **geom)
     files["entropy"] = "entropy.nrrd"
+    if pred.ood is not None:
+        write_volume_nrrd(out / "ood.nrrd", (np.round(pred.ood / OOD_QUANTUM) * OOD_QUANTUM).astype(np.float32),
+                          **geom)
+        files["ood"] = "ood.nrrd"
     if pred.kept_labels is not None:
         files["samples"] = []
         for i, lab in enumerate(pred.kept_labels):

@@ -625,6 +625,9 @@ def test_ct_overlay_3d_view_paint_undo_errors_and_save(folder, start_server, ope
     no_traceback(d)
     click(d, "uq-next")
     wait_for(lambda: state(d, "current_region") == 1, 30, what="region 1")
+    # paint the last listed organ (the model labels region 1 as liver or background; painting the label a voxel already
+    # has changes nothing, as it should)
+    set_state(d, "paint_segment", state(d, "paint_segments")[-1])
     before = settled_view(d)
     ActionChains(d).move_to_element(view).click().perform()  # the view's centre is the region's focus
     wait_for(lambda: "voxels changed" in (state(d, "message") or ""), 30, what="the paint")

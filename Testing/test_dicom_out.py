@@ -272,3 +272,22 @@ def test_segment_codes_agree_with_the_slicer_terminology():
         assert parts[2].split("^")[:2] == ["SCT", s.code], name
         modifier = parts[3].split("^")[1] or None
         assert modifier == (LATERALITY[s.laterality][0] if s.laterality else None), name
+
+
+def test_every_organ_of_every_shipped_ct_model_has_a_code_in_dicom_and_slicer():
+    """A shipped model's organ without a code would go out as a generic segment (ct-organs-mob 2.0.0 names its kidneys
+    kidney_left / kidney_right, as TotalSegmentator does)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "UQSegmentation"))
+    from UQSegmentationLib.display.terminology import term_for
+
+    from uqseg.dicom_out.codes import structure_for
+
+    cards = [json.loads(p.read_text()) for p in (REPO / "Resources" / "Models").glob("*/model.json")]
+    organs = {o for c in cards if c.get("task") == "ct-organs" for o in c.get("organs", [])}
+    assert {"liver", "kidney_left", "kidney_right"} <= organs
+    for organ in organs:
+        assert structure_for(organ) is not None, organ
+        assert term_for(organ) is not None, organ
+    assert structure_for("kidney_left").laterality == "L" and structure_for("kidney_right").laterality == "R"

@@ -42,6 +42,8 @@ TERMS = {
     "aorta": entry("15825003", "Aorta"),
     "right_kidney": entry("64033007", "Kidney", _RIGHT),
     "left_kidney": entry("64033007", "Kidney", _LEFT),
+    "kidney_right": entry("64033007", "Kidney", _RIGHT),  # TotalSegmentator's names (ct-organs-mob 2.0.0)
+    "kidney_left": entry("64033007", "Kidney", _LEFT),
 }
 
 TAG = "TerminologyEntry"

@@ -36,6 +36,8 @@ STRUCTURES = {
     "aorta": Structure("15825003", "Aorta"),
     "right_kidney": Structure("64033007", "Kidney", "R"),
     "left_kidney": Structure("64033007", "Kidney", "L"),
+    "kidney_right": Structure("64033007", "Kidney", "R"),  # TotalSegmentator's names (ct-organs-mob 2.0.0)
+    "kidney_left": Structure("64033007", "Kidney", "L"),
     "pulmonary_artery": Structure("81040000", "Pulmonary artery"),
 }
 

@@ -144,7 +144,7 @@ def run_ct_demo(out: Path, device: str = "auto") -> bool:
           "20): as a DICOM series and as NIfTI")
     return _predict_and_show("ct-organs", inputs, out, device,
                              "one folder per case: segmentation.seg.nrrd, probability.nrrd, variance.nrrd, "
-                             "entropy.nrrd, sample_*.seg.nrrd, summary.json, preview.png", sheet=False)
+                             "entropy.nrrd, ood.nrrd, sample_*.seg.nrrd, summary.json, preview.png", sheet=False)
 
 
 def run_demo(out: Path, device: str = "auto") -> int:

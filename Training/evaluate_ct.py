@@ -31,25 +31,14 @@ import torch
 from scipy import ndimage
 
 from datasets.totalseg import label_on_working_grid, load_shared_abdomen
-from safetensors.torch import load_file
+from ct_runs import load_run
 from uqseg.ct.inference import predict_ct
-from uqseg.ct.network import StochasticSegNet3d, load_weights
 from uqseg.metrics.calibration import (auroc, dice, error_vs_uncertainty, plot_reliability,
                                            segmentation_calibration)
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {"deterministic": "Deterministic", "diagonal": "Diagonal", "lowrank": "Low-rank",
           "single_basis": "Single-Basis", "mixture_of_bases": "Mixture-of-Bases"}
-
-
-def load_run(run: Path) -> tuple[StochasticSegNet3d, dict]:
-    cfg = json.loads((run / "config.json").read_text())
-    a = cfg["architecture"]
-    model = StochasticSegNet3d(classes=a["classes"], form=a["form"], rank=a["rank"], bases=a["bases"],
-                               block=a["block"], filters=tuple(a["filters"]), strides=a["strides"],
-                               log_var_min=a["log_var_range"][0], log_var_max=a["log_var_range"][1])
-    load_weights(model, load_file(str(run / "weights.safetensors")))
-    return model.eval(), cfg
 
 
 def evaluate_run(run: Path, data: Path, samples: int, seed: int = 0) -> tuple[dict, object, dict]:

@@ -36,26 +36,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from scipy import ndimage
 
+from ct_runs import load_run
 from uqseg.ct.inference import predict_ct
-from uqseg.ct.network import StochasticSegNet3d, load_weights
 from uqseg.ct.ood import BODY_HU, fit_context_knn
 from uqseg.io.image import Image
 
 WRONG_DICE = 0.5
 MIN_ML = 1.0
-
-
-def load_run(run: Path, device) -> tuple[StochasticSegNet3d, dict]:
-    cfg = json.loads((run / "config.json").read_text())
-    a = cfg["architecture"]
-    model = StochasticSegNet3d(classes=a["classes"], form=a["form"], rank=a["rank"], bases=a["bases"],
-                               block=a["block"], filters=tuple(a["filters"]), strides=a["strides"],
-                               log_var_min=a["log_var_range"][0], log_var_max=a["log_var_range"][1])
-    load_weights(model, load_file(str(run / "weights.safetensors")))
-    return model.to(device).eval(), cfg
 
 
 def cached_image(path: Path) -> tuple[Image, np.ndarray, np.ndarray]:

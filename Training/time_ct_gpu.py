@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evaluate_ct_lopo import load_run
+from ct_runs import load_run
 from uqseg.ct.inference import predict_ct
 from uqseg.ct.ood import ContextKnn, fit_context_knn
 from uqseg.io.image import Image

@@ -13,8 +13,9 @@ dimensionless; so is the score (an L2 distance between square-rooted histograms,
 
 Why not the network's own features (Lee et al., NeurIPS 2018 Mahalanobis on the bottleneck, tried first): measured
 on the leave-one-patient-out model trained on patient A only, the DynUNet's bottleneck, pre-norm and decoder features
-put no more of patient B's pelvis, the thorax crops or an MR-like remap above their 99th training percentile than of
-A itself (0–11 %; README, "Out-of-distribution map"): instance normalisation in every block removes what differs.
+put at most 13 % of patient B's body, the thorax crops or an MR-like remap above their cross-fitted 99th training
+percentile (Training/ood_feature_probe.py; README, "Out-of-distribution map"): instance normalisation in every block
+removes much of what differs.
 
 Fit (`fit_context_knn`): the bank is every cell of the training patients' kept voxels whose widest context holds
 any tissue (cells in air far from the body score 0: nothing to judge there). Threshold (`percentile` of

@@ -115,3 +115,32 @@ def test_predict_ct_writes_the_ood_map_on_the_input_grid_without_changing_the_pr
     assert np.allclose(pred.work_probability, base.work_probability, atol=1e-6)
     assert np.isfinite(pred.ood).all() and pred.ood.min() >= 0
     assert np.allclose(pred.work_ood, ood_map(pred.work_hu, knn))
+
+
+def test_the_card_s_ood_statistics_are_checked_like_the_weights(tmp_path):
+    """Missing, replaced, outside the model folder or unreadable OOD statistics: one ModelError naming the file."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from uqseg.models.registry import ModelCard, ModelError
+    from uqseg.tasks.ct_organs import load_ood
+
+    src = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "ct-organs-mob"
+    folder = tmp_path / "m"
+    shutil.copytree(src, folder)
+    card = json.loads((folder / "model.json").read_text())
+    assert load_ood(ModelCard(folder, card, source="test")).threshold == card["ood"]["threshold"]
+
+    def refusal(spec, setup=None) -> str:
+        if setup:
+            setup()
+        with pytest.raises(ModelError) as e:
+            load_ood(ModelCard(folder, {**card, "ood": {**card["ood"], **spec}}, source="test"))
+        return str(e.value)
+
+    assert "lies outside the model folder" in refusal({"file": "../ood.safetensors"})
+    assert "OOD statistics file missing" in refusal({"file": "none.safetensors"})
+    assert "corrupt or replaced OOD statistics" in refusal({"sha256": "0" * 64})
+    (folder / "bad.safetensors").write_bytes(b"not a safetensors file")
+    assert "cannot be read as OOD statistics" in refusal({"file": "bad.safetensors", "sha256": None})

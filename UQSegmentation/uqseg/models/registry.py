@@ -223,6 +223,22 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def checked_file(model: ModelCard, path: Path, expected: str | None, what: str) -> str | None:
+    """Refuse a file the card names (`what`: "weights", "OOD statistics", ...) that lies outside the model folder, is
+    missing, or whose sha256 differs from `expected` (not checked when None); returns its sha256 (None unchecked)."""
+    if _resolved(model.folder) not in _resolved(path).parents:
+        raise ModelError(f"{model.folder}: the card's {what} file {str(path.name)!r} lies outside the model folder")
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} file missing for model {model.id}")
+    if expected is None:
+        return None
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the model card of {model.id} "
+                         f"({expected[:12]}...): corrupt or replaced {what}")
+    return actual
+
+
 def load_state_dict(model: ModelCard, device: str = "cpu") -> dict:
     """The model's tensors, after checking the card's sha256 and that every floating-point value is finite."""
     import torch
@@ -235,14 +251,7 @@ def load_state_dict(model: ModelCard, device: str = "cpu") -> dict:
         raise ModelError(f"{model.folder}: the model card has {what}: its weights cannot be checked, refused "
                          "(record the file's sha256 in model.json)")
     path = model.weights_path
-    if _resolved(model.folder) not in _resolved(path).parents:
-        raise ModelError(f"{model.folder}: the card's weights file {str(path.name)!r} lies outside the model folder")
-    if not path.is_file():
-        raise ModelError(f"{path}: weights file missing for model {model.id}")
-    actual = sha256_of(path)
-    if actual != expected.lower():
-        raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the model card of {model.id} "
-                         f"({expected[:12]}...): corrupt or replaced weights")
+    actual = checked_file(model, path, expected, "weights")
     try:
         tensors = load_file(str(path), device=device)
     except Exception as e:  # safetensors raises its own error types for a damaged header

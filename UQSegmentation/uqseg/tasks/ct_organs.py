@@ -46,7 +46,7 @@ from uqseg.io.image import Image
 from uqseg.io.input_checks import CT, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.metrics.information import entropy
-from uqseg.models.registry import ModelCard, ModelError, load_network, sha256_of
+from uqseg.models.registry import ModelCard, ModelError, checked_file, load_network
 from uqseg.tasks.base import CaseResult, RunOptions
 from uqseg.tasks.table import task_identity
 
@@ -69,20 +69,18 @@ def build_model(card: ModelCard) -> StochasticSegNet3d:
 
 
 def load_ood(card: ModelCard) -> ContextKnn | None:
-    """The card's OOD statistics (the training patients' context descriptors) (`ood.file` beside the weights, its sha256 checked against `ood.sha256`), with the
-    card's `ood.threshold`; None when the card has no `ood` section."""
+    """The card's OOD statistics (`ood.file` beside the weights: the training patients' context descriptors, checked
+    like the weights by `checked_file` against `ood.sha256`) with the card's `ood.threshold`; None when the card has
+    no `ood` section."""
     spec = card.card.get("ood") or {}
     if not spec.get("file"):
         return None
     path = card.folder / spec["file"]
-    if not path.is_file():
-        raise ModelError(f"{card.folder}: the card names the OOD statistics {spec['file']}, which are missing")
-    if spec.get("sha256") and sha256_of(path) != spec["sha256"]:
-        raise ModelError(f"{card.folder}: {spec['file']} does not match the sha256 its card records")
+    checked_file(card, path, spec.get("sha256"), "OOD statistics")
     try:
         knn = ContextKnn.load(path)
     except Exception as e:  # a truncated or foreign file: the model folder's fault, said as such
-        raise ModelError(f"{card.folder}: {spec['file']} cannot be read as OOD statistics ({e})") from None
+        raise ModelError(f"{path}: cannot be read as OOD statistics ({e})") from None
     if spec.get("threshold") is not None:
         knn.threshold = float(spec["threshold"])
     return knn
@@ -92,7 +90,7 @@ def predict_organs(image: Image, model, card: ModelCard, device, samples=None, s
                    keep: int = DEFAULT_KEEP) -> CtPrediction:
     """The model's prediction for a CT volume (`uqseg.ct.inference.predict_ct` with the card's working spacing, HU
     window and organs); `samples` k (default DEFAULT_SAMPLES; 0 or `fast`: one deterministic pass, no samples kept).
-    The OOD map comes with it (from the same network passes, fast included) when the loaded model carries one
+    The OOD map comes with it (from the working-grid HU, fast included) when the loaded model carries OOD statistics
     (`model.ood_statistics`, set by CtOrgansTask.load)."""
     require_ct(image, image.meta.get("path"))
     samples = DEFAULT_SAMPLES if samples is None else int(samples)
@@ -157,7 +155,7 @@ def summary_numbers(pred: CtPrediction, threshold: float | None = None) -> dict:
                                    "(dimensionless)",
                           "body_fraction_above": round(float((vals > threshold).mean()), 4),
                           "body_p95": round(float(np.percentile(vals, 95)), 3),
-                          "organs_ood": [n for n, f in fractions.items() if f is not None and f > ORGAN_OOD_SHARE]}
+                          "organs_ood": [n for n in fractions if per_organ[n]["ood"]]}
     return out
 
 

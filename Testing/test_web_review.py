@@ -863,3 +863,85 @@ def test_command_line_refusals_and_a_task_run_first(folder, tmp_path, start_serv
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(one.url + path, timeout=30)
         assert refused.value.code == 503 and words in refused.value.read().decode()
+
+
+@pytest.fixture
+def thorax_folder(tmp_path):
+    """A ct-organs prediction of a real thorax CT (the pulmonary report crop of ../shared: anatomy outside the
+    abdomen the model was trained on), in its own review folder."""
+    from ct_ood_checks import THORAX
+
+    from uqseg.tasks.run import run_cases, write_queue
+
+    src = THORAX["thorax_pulmonary"]
+    if not src.is_file():
+        pytest.skip(f"{src}: ../shared/data is absent")
+    inputs, out = tmp_path / "inputs", tmp_path / "review"
+    inputs.mkdir()
+    shutil.copyfile(src, inputs / "thorax_ct.nii.gz")
+    report = run_cases("ct-organs", [str(inputs / "thorax_ct.nii.gz")], out, device="cpu", samples=5, seed=0)
+    assert not report.errors, report.errors
+    write_queue(out, report.summaries)
+    return out
+
+
+def test_ct_ood_map_switch_legend_and_colours(thorax_folder, start_server, open_browser):
+    """The out-of-distribution map in the browser (issue 18): the thorax case is flagged `ood` in the queue; the
+    switch puts the OOD map in the slice view — viridis from the model's OOD threshold up, its own legend and
+    threshold — and back to the variance as it was."""
+    import nrrd
+
+    summary = json.loads((thorax_folder / "thorax_ct" / "summary.json").read_text())
+    threshold = summary["ood_map"]["threshold"]
+    ood, _ = nrrd.read(str(thorax_folder / "thorax_ct" / "ood.nrrd"))
+    assert summary["ood"] and (ood > threshold).mean() > 0.1  # the input: a real OOD case
+    server = start_server(thorax_folder)
+    d = open_browser()
+    d.get(server.url)
+    wait_for(lambda: state(d, "current_case") == "thorax_ct" and not state(d, "busy"), 120, what="the thorax CT")
+    row = wait_for(lambda: queue_row(d, "thorax_ct"), 30, what="the case in the queue")
+    assert "ood" in row.text.replace(",", " ").split(), row.text
+    assert state(d, "has_ood") and not state(d, "show_ood")
+    assert state(d, "legend")["title"] == "variance"
+    viridis = colormap_table("viridis")
+    set_state(d, "opacity", 0.0)
+    plain = view_until(d, lambda img: img.shape, lambda _: True)  # the CT and the segment outlines, no overlay
+    set_state(d, "opacity", 1.0)
+    variance_view = view_after_change(d, plain)  # the variance above its display threshold
+    variance_threshold = state(d, "threshold")
+
+    def image_part(img):  # left of the in-view colour legend (Slicer draws one per overlay at the right edge)
+        return img[:, : int(0.78 * img.shape[1])]
+
+    def overlay(img):
+        return np.abs(image_part(img).astype(int) - image_part(plain).astype(int)).max(axis=2) > 30
+
+    def coloured(img, table):
+        shown = overlay(img)
+        part = image_part(img)
+        return int(shown.sum()), round(float((colour_distance(part[shown], table) < 25).mean()), 3) if shown.any() else 0.0
+
+    click(d, "uq-ood")
+    wait_for(lambda: state(d, "show_ood") and (state(d, "legend") or {}).get("title") == "out of distribution", 30,
+             what="the OOD legend")
+    legend = state(d, "legend")
+    assert legend["units"] == "k-NN distance" and legend["min"] == pytest.approx(threshold, rel=1e-4)
+    assert state(d, "threshold") == pytest.approx(threshold, rel=1e-4)
+    ood_view = view_until(d, lambda img: coloured(img, viridis), lambda v: v[0] > 2000 and v[1] > 0.9,
+                          what="viridis OOD pixels (count, share)")
+    screenshot(d, "ct-ood")
+    # raising the threshold past the map's maximum leaves nothing coloured; back at the model's threshold, as before
+    set_state(d, "threshold", state(d, "threshold_max") * 0.999)
+    view_until(d, lambda img: int(overlay(img).sum()), lambda n: n < 200, what="OOD pixels above the maximum")
+    set_state(d, "threshold", threshold)
+    view_until(d, lambda img: changed_pixels(image_part(img), image_part(ood_view)), lambda n: n < 50,
+               what="the OOD view as before")
+    click(d, "uq-ood")  # back to the variance, as it was
+    wait_for(lambda: not state(d, "show_ood") and state(d, "legend")["title"] == "variance", 30,
+             what="the variance legend")
+    # the variance's own threshold again (a slider snapping to the OOD map's steps once set it to 0)
+    wait_for(lambda: state(d, "threshold") == pytest.approx(variance_threshold, rel=1e-6), 10,
+             what=f"the variance threshold {variance_threshold}, not {state(d, 'threshold')}")
+    view_until(d, lambda img: changed_pixels(image_part(img), image_part(variance_view)), lambda n: n < 50,
+               what="the variance view")
+    no_traceback(d)

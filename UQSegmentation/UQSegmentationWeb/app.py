@@ -3,7 +3,8 @@ review of the case on screen — all through `UQSegmentationLib`, the code the S
 
 What happens where:
 - opening a case: `UQSegmentationLib.input_volume.load_input_volume` + `UQSegmentationLib.load_results` (the task's
-  display: ±σ band + curve, node-coloured curves with a legend, variance / entropy overlay with a legend), then a
+  display: ±σ band + curve, node-coloured curves with a legend, variance / entropy overlay with a legend; for CT
+  the out-of-distribution map as the other overlay, `UQSegmentationLib.display.ood`), then a
   `ReviewSession` (`UQSegmentationLib.review.session`) — regions, Previous / Next (centring the slice views),
   Accept / Mark corrected, the model-aware corrections, undo, save. The previous case's nodes are removed first, so
   one scene serves any number of cases.
@@ -68,14 +69,34 @@ def pin_segment_colours(segmentation_node, seg_path: Path) -> int:
     return done
 
 
-def legend_of(results) -> dict | None:
-    """What the page's legend shows for the loaded result: title, units, colormap stops, value range."""
+def shown_overlay(results, ood: bool):
+    """The overlay volume node on screen: the OOD map (ct-organs, when asked for and present) or the task's
+    variance / entropy overlay (None when the result has neither)."""
+    if results is None:
+        return None
+    if ood and results.nodes.get("ood") is not None:
+        return results.nodes["ood"]
+    return results.overlay
+
+
+def legend_of(results, ood: bool = False) -> dict | None:
+    """What the page's legend shows for the loaded result: title, units, colormap stops, value range. `ood`: the
+    out-of-distribution map is the overlay on screen (ct-organs)."""
     from UQSegmentationLib.display.colormaps import colormap_rgb
 
     def stops(name):
         return [[round(255 * c) for c in colormap_rgb(name, k / (LEGEND_SAMPLES - 1))] for k in range(LEGEND_SAMPLES)]
 
     task, summary = results.task, results.summary
+    if ood and results.nodes.get("ood") is not None:
+        from UQSegmentationLib.display.ood import OOD_COLORMAP, OOD_TITLE, OOD_UNITS
+        from UQSegmentationLib.display.variance import get_overlay_threshold
+
+        node = results.nodes["ood"]
+        lo, hi = node.GetImageData().GetScalarRange()
+        threshold = get_overlay_threshold(node)
+        return {"title": OOD_TITLE, "units": OOD_UNITS, "stops": stops(OOD_COLORMAP),
+                "min": float(threshold if threshold is not None else lo), "max": float(hi)}
     if task in OVERLAY_TASKS and results.overlay is not None:
         from UQSegmentationLib.display.variance import get_overlay_threshold
 
@@ -147,6 +168,7 @@ class ReviewApp:
         s.error, s.message = "", ""
         s.legend = None
         s.has_overlay, s.opacity, s.threshold, s.threshold_min, s.threshold_max = False, 0.6, 0.0, 0.0, 1.0
+        s.has_ood, s.show_ood = False, False
         s.alternatives, s.alternative = [], 0
         s.can_undo, s.can_correct, s.corrections_ready, s.can_paint = False, False, False, False
         s.paint_mode, s.paint_segment, s.paint_segments, s.paint_radius_mm, s.paint_erase = False, "", [], 5.0, False
@@ -154,6 +176,7 @@ class ReviewApp:
         s.refit_ms, s.refits = None, 0
         s.change("opacity")(self._on_opacity)
         s.change("threshold")(self._on_threshold)
+        s.change("show_ood")(self._on_show_ood)
 
     async def _on_ready(self, **_):
         asyncio.ensure_future(poll_forever(self.runner, self._on_polled))
@@ -305,15 +328,9 @@ class ReviewApp:
         u = case.image_uncertainty
         s.case_info = (f"rank {case.rank} of {len(self.cases)} · {case.task} · image uncertainty "
                        f"{'n/a' if u is None else f'{u:.4g}'}" + (f" · {', '.join(case.flags)}" if case.flags else ""))
-        s.legend = legend_of(self.results)
+        s.has_ood, s.show_ood = self.results.nodes.get("ood") is not None, False
         s.has_overlay = self.results.overlay is not None
-        if s.has_overlay:
-            from UQSegmentationLib.display.variance import get_overlay_opacity, get_overlay_threshold
-
-            lo, hi = self.results.overlay.GetImageData().GetScalarRange()
-            s.threshold_min, s.threshold_max = float(lo), float(hi)
-            s.threshold = float(get_overlay_threshold(self.results.overlay) or lo)
-            s.opacity = float(get_overlay_opacity(self.scene, self.results.overlay))
+        self._overlay_state()
         s.alternatives = self.session.alternatives()
         s.alternative = 0
         s.can_paint = case.task in PAINT_TASKS
@@ -323,6 +340,33 @@ class ReviewApp:
             segs = [sid for sid in label_segments(seg)]
             s.paint_segments = segs
             s.paint_segment = segs[0] if segs else ""
+
+    def _overlay_state(self) -> None:
+        """The legend and the opacity / threshold sliders of the overlay on screen (variance or OOD map)."""
+        from UQSegmentationLib.display.variance import get_overlay_opacity, get_overlay_threshold
+
+        s = self.state
+        s.legend = legend_of(self.results, bool(s.show_ood))
+        node = shown_overlay(self.results, bool(s.show_ood))
+        if node is not None:
+            lo, hi = node.GetImageData().GetScalarRange()
+            s.threshold_min, s.threshold_max = float(lo), float(hi)
+            threshold = get_overlay_threshold(node)
+            s.threshold = float(lo if threshold is None else threshold)
+            s.opacity = float(get_overlay_opacity(self.scene, node))
+
+    def _on_show_ood(self, show_ood, **_):
+        """ct-organs: put the out-of-distribution map (or back the variance) in the slice views, with its legend
+        and its threshold on the sliders (`UQSegmentationLib.display.ood.show_ct_overlay`)."""
+        if self.results is None or self.results.nodes.get("ood") is None:
+            return
+        from UQSegmentationLib.display.ood import show_ct_overlay
+
+        def run():
+            show_ct_overlay(self.scene, self.results.nodes, "ood" if show_ood else "variance", float(self.state.opacity))
+            self._overlay_state()
+
+        self.action("out-of-distribution map", run)
 
     def _fit_threed_views(self) -> None:
         """Look at the segmentation from below (as the axial slice is drawn), fitted to the view's current size; done
@@ -471,20 +515,22 @@ class ReviewApp:
         return self.action("save", run)
 
     def _on_opacity(self, opacity, **_):
-        if self.results is None or self.results.overlay is None:
+        node = shown_overlay(self.results, bool(self.state.show_ood))
+        if node is None:
             return
         from UQSegmentationLib.display.variance import set_overlay_opacity
 
-        self.action("opacity", set_overlay_opacity, self.scene, self.results.overlay, float(opacity))
+        self.action("opacity", set_overlay_opacity, self.scene, node, float(opacity))
 
     def _on_threshold(self, threshold, **_):
-        if self.results is None or self.results.overlay is None:
+        node = shown_overlay(self.results, bool(self.state.show_ood))
+        if node is None:
             return
         from UQSegmentationLib.display.variance import set_overlay_threshold
 
         def run():
-            set_overlay_threshold(self.scene, self.results.overlay, float(threshold))
-            self.state.legend = legend_of(self.results)
+            set_overlay_threshold(self.scene, node, float(threshold))
+            self.state.legend = legend_of(self.results, bool(self.state.show_ood))
 
         self.action("threshold", run)
 

@@ -3,7 +3,8 @@ calls `ReviewApp` (app.py); nothing here computes or touches MRML.
 
 Left panel, top to bottom: the folder's case queue (rank, case, task, image uncertainty, flags, review status; a
 click opens the case), the case line and a warning when another reviewer is editing it, the legend of the task's
-uncertainty display, the overlay's opacity and threshold (ct-organs, mammo-breast), the uncertain regions
+uncertainty display, the overlay's opacity and threshold (ct-organs, mammo-breast), for CT the switch between the
+variance and the out-of-distribution map, the uncertain regions
 (Previous / Next centre the views on them; a click on a row too), Accept / Mark corrected, accept the alternative,
 paint inside the region (ct-organs, mammo-breast; brush radius in mm), Undo, Save. Right: the Slicer views (slice
 view; with the 3-D view for CT). A progress bar runs while anything is loading or the model is working; errors are
@@ -66,11 +67,13 @@ def build_page(server, app):
                         html.Span("{{ legend.min.toPrecision(3) }}")
                         v3.VSpacer()
                         html.Span("{{ legend.max.toPrecision(3) }}")
+                v3.VCheckbox(v_if="has_ood", v_model=("show_ood",), label="Show the out-of-distribution map",
+                             density="compact", hide_details=True, id="uq-ood")
                 with html.Div(v_if="has_overlay"):
                     v3.VSlider(v_model=("opacity",), min=0, max=1, step=0.05, label="opacity", density="compact",
                                hide_details=True, id="uq-opacity")
                     v3.VSlider(v_model=("threshold",), min=("threshold_min",), max=("threshold_max",),
-                               step=("(threshold_max - threshold_min) / 100",), label="threshold",
+                               step=0, label="threshold",
                                density="compact", hide_details=True, id="uq-threshold")
                 html.Div("{{ region_summary }}", id="uq-region-summary", classes="text-body-2 mt-2")
                 with html.Div(classes="d-flex flex-wrap ga-1 my-1"):

@@ -88,13 +88,34 @@ def test_organ_fractions_and_file_round_trip(tmp_path):
     label[:, :3, :2] = 1  # 8 of its 12 voxels lie where ood = 5
     fr = organ_ood_fractions(ood, label, ["liver", "spleen"], threshold=2.0)
     assert fr == {"liver": pytest.approx(8 / 12, abs=1e-4), "spleen": None}
-    g = ContextKnn(torch.randn(30, 4), k=7, threshold=0.75, percentile=99.0)
+    d = (len(HU_EDGES) + 1) * len(SCALES)
+    g = ContextKnn(torch.randn(30, d), k=7, threshold=0.75, percentile=99.0)
     g.save(tmp_path / "ood.safetensors")
     back = ContextKnn.load(tmp_path / "ood.safetensors")
     assert torch.equal(back.bank, g.bank) and back.k == 7 and back.threshold == 0.75 and back.percentile == 99.0
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(Exception):
         ContextKnn.load(tmp_path / "bad.safetensors")
+
+
+def test_a_bank_of_another_descriptor_is_refused(tmp_path):
+    """A bank fitted with other context scales (e.g. a model folder of an older version) has distances that mean
+    nothing against this code's descriptors: loading it names the file and what differs, instead of a wrong map."""
+    from safetensors.torch import save_file
+
+    import uqseg.ct.ood as ood
+
+    d = (len(HU_EDGES) + 1) * len(SCALES)
+    old = {"bank": torch.randn(30, d - 9), "k": torch.tensor([10]), "threshold": torch.tensor([0.8]),
+           "cell": torch.tensor(CELL), "hu_edges": torch.tensor(HU_EDGES, dtype=torch.float32),
+           "scales": torch.tensor(SCALES[:-1])}
+    save_file(old, str(tmp_path / "old.safetensors"))
+    with pytest.raises(ValueError, match=r"old\.safetensors: made with another context descriptor \(scales"):
+        ContextKnn.load(tmp_path / "old.safetensors")
+    save_file({k: v for k, v in old.items() if k != "scales"}, str(tmp_path / "unversioned.safetensors"))
+    with pytest.raises(ValueError, match="scales none"):
+        ContextKnn.load(tmp_path / "unversioned.safetensors")
+    assert ood.descriptor_size() == d
 
 
 def test_predict_ct_writes_the_ood_map_on_the_input_grid_without_changing_the_probabilities():

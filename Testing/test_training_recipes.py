@@ -289,3 +289,35 @@ def test_every_exporter_writes_through_the_card_writer(exporter):
     source = (TRAINING / f"{exporter}.py").read_text()
     assert "model_card(" in source and "write_model(" in source
     assert "model.json\").write_text" not in source and "shutil" not in source
+
+
+def test_forms_comparison_adds_slices_up_to_the_library_metrics():
+    """compare_ct_forms.py keeps per-slice sums so that its bootstrap only adds them up: over all slices they must
+    give the library's Dice, NLL, ECE and MCE of the organ region (uqseg.metrics.calibration) — a wrong sum would
+    put a wrong number in the card's comparison of the covariance forms."""
+    from compare_ct_forms import BINS, metrics, slice_stats
+    from scipy import ndimage
+
+    from uqseg.metrics.calibration import segmentation_calibration
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((4, 20, 20), np.uint8)
+    truth[:, 5:12, 4:10] = 1
+    truth[1:3, 12:16, 12:17] = 2
+    logits = rng.normal(0, 1.5, (3, 4, 20, 20)) + 3.0 * np.eye(3)[truth].transpose(3, 0, 1, 2)
+    prob = np.exp(logits) / np.exp(logits).sum(0)
+    var = rng.random((4, 20, 20))
+    rows = slice_stats(prob, var, truth, 3)
+    got = metrics(rows, ["liver", "spleen"], stochastic=True)
+    label = prob.argmax(0)
+    near = ndimage.binary_dilation((truth > 0) | (label > 0), iterations=5)
+    want = segmentation_calibration(prob, truth, n_bins=BINS, mask=near)
+    for c, organ in ((1, "liver"), (2, "spleen")):
+        assert got["dice"][organ] == pytest.approx(want["dice"][c], abs=1e-9)
+    assert got["nll_organ_region"] == pytest.approx(want["nll"], rel=1e-6)
+    assert got["ece_organ_region"] == pytest.approx(want["ece"], abs=1e-9)
+    assert got["mce_organ_region"] == pytest.approx(want["mce"], abs=1e-9)
+    assert 0 < got["variance_auroc"] < 1
+    # a bootstrap draw that repeats slices weighs them twice
+    twice = metrics(rows + rows[:1], ["liver", "spleen"], stochastic=False)
+    assert twice["nll_organ_region"] != pytest.approx(got["nll_organ_region"], rel=1e-9)

@@ -5,11 +5,12 @@
 Two-patient models (issue 18) — the run trained on the working-grid caches, its evaluate_ct_lopo.py folder (its
 validation slabs, and the OOD bank fitted on its own training patients) and the leave-one-patient-out folders:
 
-    python Training/export_ct.py --run runs/i18/final_mixture_of_bases --lopo-eval runs/i18/eval_final \
-        --lopo runs/i18/eval_AtoB runs/i18/eval_BtoA --version 2.0.0
+    python Training/export_ct.py --run runs/long_mixture_of_bases --lopo-eval runs/eval_final \
+        --lopo runs/eval_AtoB runs/eval_BtoA --forms runs/forms --version 2.1.0
 
-writes weights.safetensors, ood.safetensors (card section `ood`: file, sha256, threshold) and the card with the
-LOPO numbers per organ, the validation-slab numbers and the rate at which wrong organs / components are flagged.
+writes weights.safetensors, ood.safetensors (card section `ood`: file, sha256, threshold), comparison.md (the five
+covariance forms, compare_ct_forms.py) and the card with the LOPO numbers per organ, the validation-slab numbers,
+the rate at which wrong organs / components are flagged and the forms' comparison.
 
 The card records the architecture (form, rank, bases, block, filters, strides), the preprocessing (working-grid
 spacing, HU window), the organs, the training data and recipe with the two stages, the measured validation numbers
@@ -27,6 +28,7 @@ from datasets.totalseg import TOTALSEG_V2_LABELS
 from run_chain import init_chain
 from uqseg.ct.inference import DEFAULT_SAMPLES
 from uqseg.ct.mc_estimate import SETTLED_MARGIN, SETTLED_Z
+from uqseg.ct.ood import CELL, HU_EDGES, SCALES, descriptor_size
 from uqseg.models.registry import sha256_of
 
 
@@ -48,6 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval", type=Path, default=None)
     ap.add_argument("--lopo-eval", type=Path, default=None, help="evaluate_ct_lopo.py folder of --run (two patients)")
     ap.add_argument("--lopo", type=Path, nargs="*", default=[], help="evaluate_ct_lopo.py folders of the LOPO runs")
+    ap.add_argument("--forms", type=Path, default=None, help="compare_ct_forms.py folder (two patients)")
+    ap.add_argument("--recipe", default="Training/gpu/issue18_cpu_runs.sh, then Training/gpu/issue18_cpu_continue.sh")
     ap.add_argument("--hardware", default=None)
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
@@ -214,7 +218,7 @@ def export_two_patients(args) -> int:
                       "augmentation Training/ct_augment.py with --scanner-aug (coarser acquisition 0.5-1.0, "
                       "+-15 % / +-45 HU intensity, scanner noise sigma <= 30 HU); random crops anywhere in the "
                       "volume (patient B: pelvis and lung bases included) besides the foreground-centred ones; "
-                      "commands: Training/gpu/issue18_cpu_runs.sh",
+                      f"commands: {args.recipe}",
             "stages": stages(args.run),
             "loss_weights": cfg["loss_weights"],
             **({"hardware": args.hardware} if args.hardware else {})},
@@ -231,8 +235,7 @@ def export_two_patients(args) -> int:
                               "run's own training patients)",
                       "leave_one_patient_out": flag_summary(list(lopo.values())),
                       "this_model_validation_slabs": flag_summary([own])},
-            "comparison_note": "the five covariance forms were not re-trained for 2.0.0 (no GPU was lent to the "
-                               "task; see notes); comparison.md keeps 1.1.0's comparison"},
+            **forms_section(args.forms)},
         uncertainty={
             "image_uncertainty": "mean predictive variance (sum over organ classes of Var[p_c]) over the voxels "
                                  "predicted as an organ, on the working grid; probability^2",
@@ -250,9 +253,11 @@ def export_two_patients(args) -> int:
                                "against the bank without its own patient's cells within 1 z-cell (the cells that "
                                "share its context)",
              "method": "distance to the k-th (k = 10) nearest training descriptor (Sun et al. 2022 Eq. 2); "
-                       "descriptor of each 4 x 8 x 8-voxel working-grid cell: the fractions of its voxels in 9 HU "
-                       "bins, box-averaged over 1x1x1, 1x3x3, 1x7x7 and 3x7x7 cells, square-rooted (36 numbers; "
-                       "Criminisi et al. 2013 context features); trilinear to the voxels (uqseg.ct.ood)",
+                       f"descriptor of each {' x '.join(map(str, CELL))}-voxel working-grid cell: the fractions of "
+                       f"its voxels in {len(HU_EDGES) + 1} HU bins, box-averaged over "
+                       f"{', '.join('x'.join(map(str, sc)) for sc in SCALES)} cells, square-rooted "
+                       f"({descriptor_size()} numbers; Criminisi et al. 2013 context features); trilinear to the "
+                       "voxels (uqseg.ct.ood)",
              "cells": own["ood_cells"], "units": "k-NN distance between square-rooted tissue histograms "
                                                  "(dimensionless)",
              "organ_rule": "an organ is ood when more than half of its predicted voxels are above the threshold; the "
@@ -261,8 +266,33 @@ def export_two_patients(args) -> int:
         license="Apache-2.0 (weights trained on the TotalSegmentator test data, Apache-2.0)",
     )
     write_model(dest, card, args.run / "weights.safetensors", [ood_file])
+    if args.forms:
+        (dest / "comparison.md").write_text(forms_markdown(args.forms, args.version))
     print(f"wrote {dest}")
     return 0
+
+
+def forms_section(forms: Path | None) -> dict:
+    """The card's `comparison` of the five covariance forms (compare_ct_forms.py), or a note that there is none."""
+    if forms is None:
+        return {"comparison_note": "the five covariance forms were not compared for this version"}
+    meta = json.loads((forms / "comparison.json").read_text())
+    keep = ("form", "run", "steps", "samples", "dice", "mean_dice", "nll_organ_region", "ece_organ_region",
+            "mce_organ_region", "ece_slab", "variance_auroc", "minus_mixture_of_bases_95ci", "within_noise")
+    out = {"comparison": {"tool": "Training/compare_ct_forms.py", "slabs": meta["slabs"], "boot": meta["boot"],
+                          "forms": [{k: r[k] for k in keep if k in r} for r in meta["forms"]]}}
+    seed = forms / "seed_noise.json"
+    if seed.is_file():
+        out["comparison"]["training_noise"] = json.loads(seed.read_text())
+    return out
+
+
+def forms_markdown(forms: Path, version: str) -> str:
+    text = (forms / "comparison.md").read_text()
+    head = (f"Five covariance forms of **version {version}** (two patients; the same backbone, the same stage-2 "
+            "steps and settings; validation slabs of both patients; Training/compare_ct_forms.py, k = 30).\n\n")
+    seed = forms / "seed_noise.md"
+    return head + text + ("\n" + seed.read_text() if seed.is_file() else "")
 
 
 if __name__ == "__main__":

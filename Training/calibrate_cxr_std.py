@@ -1,0 +1,236 @@
+"""Calibrate the per-node std of cxr-landmarks on the JSRT validation images (issue 19, point 2).
+
+Two steps, so the network runs once:
+
+    # 1. the task's own inference (uqseg predict: load_image, the input checks, N = 50 latent samples, seed 0) on the
+    #    21 val images → mean, RAW std per node (before any calibration the card may carry), truth, Dice → an .npz
+    python Training/calibrate_cxr_std.py collect --out runs/cxr_calib/val_predictions.npz --threads 1
+    # 2. the calibration forms of uqseg.cxr.calibration, scored by 7-fold CV (3 images a fold, pooled held-out
+    #    Spearman) and by a nested CV of the choice; the chosen form fitted on all 21 → node_calibration.json;
+    #    calibration.json (every number) and the binned std-vs-error plot before / after
+    python Training/calibrate_cxr_std.py fit --predictions runs/cxr_calib/val_predictions.npz \
+        --out runs/cxr_calib
+
+Definitions (issue 19): node std = ½ (std_x + std_y) over N = 50 latent samples; node error = Euclidean distance of
+the mean node to the reference landmark (px of the 512 × 512 images = input px); Spearman over all (node, image)
+pairs pooled. The map is fitted on validation images only (the network never trained on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+OUTER_FOLDS = 7
+INNER_FOLDS = 6
+BINS = 8
+
+
+def collect(args) -> None:
+    import torch
+
+    from datasets.jsrt_landmarks import list_cases, load_case
+    from uqseg.cxr.rasterise import LABELS, labelmap
+    from uqseg.io.load import load_image
+    from uqseg.metrics import dice
+    from uqseg.models.registry import find_model
+    from uqseg.tasks import RunOptions, get_task
+
+    torch.set_num_threads(args.threads)
+    task = get_task("cxr-landmarks")
+    card = find_model("cxr-landmarks", args.model)
+    model = task.load(card, "cpu")
+    names = list_cases(args.data)["val"]
+    opts = RunOptions(card=card, device="cpu", samples=args.samples, seed=0)
+    mean, raw, truth, dices, unc = [], [], [], [], []
+    t0 = time.perf_counter()
+    for name in names:
+        _, nodes, mask = load_case(args.data, name)
+        image = load_image(args.data / "images" / f"{name}.png")
+        r = task.predict(image, model, opts).prediction
+        raw_std = r.raw_std if getattr(r, "raw_std", None) is not None else r.std
+        mean.append(r.mean)
+        raw.append(raw_std)
+        truth.append(nodes)
+        lm = labelmap(r.mean, mask.shape)
+        dices.append([dice(lm == k, mask == k) for k in LABELS.values()])
+        unc.append(r.image_uncertainty_ref)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, names=np.array(names), mean=np.stack(mean), raw_std=np.stack(raw), truth=np.stack(truth),
+             dice=np.array(dices), organs=np.array(list(LABELS)), image_uncertainty_ref=np.array(unc),
+             model=np.array(f"{card.id} {card.version}"), samples=np.array(args.samples))
+    d = np.array(dices)
+    print(f"{len(names)} images in {time.perf_counter() - t0:.1f} s; Dice lungs {d[:, :2].mean():.4f} heart "
+          f"{d[:, 2].mean():.4f} → {args.out}")
+
+
+def isotonic(x, y):
+    """Pool-adjacent-violators: the non-decreasing least-squares fit of y on x → (sorted x, fitted values)."""
+    order = np.argsort(x, kind="stable")
+    xs, ys = np.asarray(x)[order], np.asarray(y, dtype=float)[order]
+    vals, wts, counts = [], [], []
+    for v in ys:
+        vals.append(v), wts.append(1.0), counts.append(1)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            w = wts[-2] + wts[-1]
+            v2 = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / w
+            c = counts[-2] + counts[-1]
+            vals[-2:], wts[-2:], counts[-2:] = [v2], [w], [c]
+    return xs, np.repeat(vals, counts)
+
+
+def fit_isotonic_per_node(S, E):
+    """Diagnostic form (not storable as scale/offset): per node an isotonic map of E on S, applied by linear
+    interpolation (flat outside the fitted range), plus 1e-6·S so ties between images keep the std's order."""
+    maps = [isotonic(S[:, i], E[:, i]) for i in range(S.shape[1])]
+
+    def apply(Sa):
+        return np.stack([np.interp(Sa[:, i], *maps[i]) for i in range(Sa.shape[1])], 1) + 1e-6 * Sa
+    return apply
+
+
+def cv_isotonic(S, E, folds):
+    from uqseg.cxr.calibration import pooled_spearman
+
+    held = np.full(S.shape, np.nan)
+    for test in folds:
+        train = np.setdiff1d(np.arange(S.shape[0]), test)
+        held[test] = fit_isotonic_per_node(S[train], E[train])(S[test])
+    return pooled_spearman(held, E)
+
+
+def cv_node_prior(S, E, folds):
+    """Diagnostic: the node's mean training error alone (ignores the MC std: not a calibration of it)."""
+    from uqseg.cxr.calibration import pooled_spearman
+
+    held = np.full(S.shape, np.nan)
+    for test in folds:
+        train = np.setdiff1d(np.arange(S.shape[0]), test)
+        held[test] = E[train].mean(0) + 1e-6 * S[test]
+    return pooled_spearman(held, E)
+
+
+def binned(std, err, bins=BINS):
+    from uqseg.cxr.checks import binned_std_vs_error
+
+    return [v.round(4).tolist() for v in binned_std_vs_error(std.reshape(-1), err.reshape(-1), bins)]
+
+
+def plot(path: Path, curves: list, err: np.ndarray, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 4.2))
+    for ax, (label, std, rho) in zip(np.atleast_1d(axes), curves):
+        bs, be = binned(std, err)
+        ax.scatter(std.reshape(-1), err.reshape(-1), s=3, alpha=0.12, color="grey", label="nodes (120 × 21)")
+        ax.plot(bs, be, "o-", color="tab:blue", label=f"{BINS} equal-count bins")
+        ax.plot([0, max(bs) * 1.1], [0, max(bs) * 1.1 * np.sqrt(np.pi / 2)], "k:", lw=1,
+                label="E|e| = σ √(π/2) (calibrated)")
+        ax.set_xlim(0, np.percentile(std, 99.5) * 1.1)
+        ax.set_ylim(0, np.percentile(err, 99.5) * 1.1)
+        ax.set_xlabel(f"{label} node std ½(σx+σy) (px)")
+        ax.set_ylabel("node error |mean − truth| (px)")
+        ax.set_title(f"{label}: pooled Spearman {rho:.3f}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def fit(args) -> None:
+    from uqseg.cxr import calibration as cal
+
+    z = np.load(args.predictions)
+    mean, raw, truth = z["mean"], z["raw_std"], z["truth"]
+    S = raw.mean(axis=2)  # (images, 120) node std ½ (σx + σy)
+    E = np.linalg.norm(mean - truth, axis=2)  # (images, 120) node error
+    n = S.shape[0]
+    folds = cal.contiguous_folds(n, args.folds)
+    baseline = cal.pooled_spearman(S, E)
+    cv = {name: cal.cross_validated(f, S, E, folds) for name, f in cal.FITS.items()}
+    in_sample = {name: cal.pooled_spearman(cal.calibrated_node_std(f, S, E, S), E) for name, f in cal.FITS.items()}
+    diagnostics = {"isotonic_per_node_cv": cv_isotonic(S, E, folds),
+                   "isotonic_per_node_in_sample": cal.pooled_spearman(fit_isotonic_per_node(S, E)(S), E),
+                   "node_mean_error_alone_cv": cv_node_prior(S, E, folds)}
+    nested = cal.nested_cross_validated(cal.FITS, S, E, folds, args.inner_folds)
+    best = max(cv, key=lambda k: cv[k])
+    ship = best if cv[best] > baseline else None
+    per_image = {"raw": float(np.nanmean([cal.spearman(S[i], E[i]) for i in range(n)]))}
+    result = {
+        "predictions": str(args.predictions), "model": str(z["model"]), "samples": int(z["samples"]),
+        "images": n, "names": z["names"].tolist(),
+        "definitions": "node std = 1/2 (std_x + std_y) over N latent samples; node error = Euclidean distance of "
+                       "the mean node to the reference (px of the 512x512 images); Spearman over all (node, image) "
+                       "pairs pooled",
+        "dice": {o: float(z["dice"][:, k].mean()) for k, o in enumerate(z["organs"].tolist())}
+                | {"lungs": float(z["dice"][:, :2].mean())},
+        "landmark_error_px": float(E.mean()),
+        "baseline_pooled_spearman": baseline,
+        "baseline_per_image_spearman_mean": per_image["raw"],
+        "folds": {"outer": args.folds, "images_per_fold": [len(f) for f in folds], "inner": args.inner_folds,
+                  "order": "consecutive in the sorted val names"},
+        "cv_pooled_spearman": cv,
+        "in_sample_pooled_spearman": in_sample,
+        "diagnostics_not_shippable": diagnostics,
+        "nested_cv": {"pooled_spearman": nested["spearman"], "chosen_per_outer_fold": nested["chosen"]},
+        "chosen": ship,
+    }
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    curves = [("raw", S, baseline)]
+    if ship:
+        scale, offset = cal.FITS[ship](S, E)
+        calib = cal.NodeCalibration(scale, offset, ship)
+        calib.save(out / "node_calibration.json")
+        held = cal.held_out_predictions(cal.FITS[ship], S, E, folds)
+        shipped = calib.apply_node_std(S)
+        result["shipped"] = {
+            "form": ship, "fitted_on": f"all {n} val images", "cv_pooled_spearman": cv[ship],
+            "in_sample_pooled_spearman": in_sample[ship],
+            "cv_per_image_spearman_mean": float(np.nanmean([cal.spearman(held[i], E[i]) for i in range(n)])),
+            "scale_range": [float(scale.min()), float(scale.max())], "scale_median": float(np.median(scale)),
+            "offset_max": float(offset.max()),
+            "binned_raw": binned(S, E), "binned_cv_held_out": binned(held, E), "binned_in_sample": binned(shipped, E),
+            "mean_node_std_raw": float(S.mean()), "mean_node_std_calibrated": float(shipped.mean()),
+            "region_threshold_p90_calibrated": float(np.percentile(shipped, 90)),
+        }
+        curves += [(f"{ship}, held out (7-fold CV)", held, cv[ship]),
+                   (f"{ship}, fitted on all 21 (in-sample)", shipped, in_sample[ship])]
+    plot(out / "std_vs_error_calibration.png", curves, E,
+         f"cxr-hybridgnet-vae, 21 JSRT val images, N = {int(z['samples'])}: binned node std vs node error "
+         "(CheXmask-U Fig. 5)")
+    (out / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("baseline_pooled_spearman", "cv_pooled_spearman",
+                                             "in_sample_pooled_spearman", "diagnostics_not_shippable", "nested_cv",
+                                             "chosen", "dice")}, indent=1))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("collect")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--data", type=Path, default=SHARED / "cxr_jsrt")
+    c.add_argument("--model", default="cxr-hybridgnet-vae")
+    c.add_argument("--samples", type=int, default=50)
+    c.add_argument("--threads", type=int, default=1)
+    f = sub.add_parser("fit")
+    f.add_argument("--predictions", type=Path, required=True)
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--folds", type=int, default=OUTER_FOLDS)
+    f.add_argument("--inner-folds", type=int, default=INNER_FOLDS)
+    args = ap.parse_args(argv)
+    collect(args) if args.cmd == "collect" else fit(args)
+
+
+if __name__ == "__main__":
+    main()

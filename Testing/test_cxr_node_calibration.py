@@ -326,3 +326,26 @@ def test_folds_must_fit_the_images():
     with pytest.raises(ValueError):
         cal.contiguous_folds(3, 4)
     assert [len(f) for f in cal.contiguous_folds(21, 7)] == [3] * 7
+
+
+def test_the_batch_nodes_table_carries_both_stds(predictions):
+    """The `uqseg batch` nodes table (split from a replica batch as the driver does, no Ray needed): std_x / std_y
+    calibrated, raw_std_x / raw_std_y the MC std, equal to landmarks.csv."""
+    import datetime as dt
+
+    pa = pytest.importorskip("pyarrow", reason="uqseg[batch] (pyarrow) is part of the test extras")
+    from uqseg.batch.tables import DETAIL_TABLES, REPLICA_SCHEMA, case_row, split_replica_batch
+
+    case, summary, case_dir, _ = predictions["calibrated"]
+    details = DETAIL_TABLES["cxr-landmarks"].rows(case, summary)
+    row = case_row({"case_id": "chest", "input_path": str(SAMPLE), "sha256": "0" * 64}, "cxr-landmarks",
+                   _card(SHIPPED), {"samples": 50, "seed": 0, "fast": False}, summary, None, device="cpu",
+                   worker="test", load_input_ms=1.0, predict_ms=1.0,
+                   finished_at=dt.datetime.now(dt.timezone.utc), details=details)
+    _, nodes = split_replica_batch(pa.Table.from_pylist([row], schema=REPLICA_SCHEMA), "cxr-landmarks")
+    assert nodes.num_rows == 120 and nodes.column_names[-4:] == ["std_x", "std_y", "raw_std_x", "raw_std_y"]
+    with open(case_dir / "landmarks.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for key in ("std_x", "std_y", "raw_std_x", "raw_std_y"):
+        assert nodes.column(key).to_pylist() == [float(r[key]) for r in rows], key
+    assert nodes.column("std_x").to_pylist() != nodes.column("raw_std_x").to_pylist()

@@ -30,7 +30,7 @@ from uqseg.io.picture import write_png
 TASK = "cxr-landmarks"
 FILES = ("summary.json", "landmarks.csv", "segmentation.seg.nrrd", "right_lung.mrk.json", "left_lung.mrk.json",
          "heart.mrk.json", "preview.png")
-HEADER = ["node", "organ", "mean_x", "mean_y", "std_x", "std_y"]
+HEADER = ["node", "organ", "mean_x", "mean_y", "std_x", "std_y", "raw_std_x", "raw_std_y"]
 MM_SPACING, MM_ORIGIN = (0.7, 0.5), (10.0, -20.0)
 
 
@@ -126,7 +126,8 @@ def test_case_files_and_landmarks_csv(batch, key):
     assert np.all(np.isfinite(values)) and np.all(values[:, 2:] >= 0)
     s = json.loads((c["dir"] / "summary.json").read_text())
     assert s["task"] == TASK and s["samples"] == 50 and isinstance(s["ood"], bool)
-    assert s["image_uncertainty"] == pytest.approx(values[:, 2:].mean(), abs=1e-3)
+    # image_uncertainty: the mean RAW node std (the MC std; the shown std_x / std_y are calibrated per node)
+    assert s["image_uncertainty"] == pytest.approx(values[:, 4:6].mean(), abs=1e-3)
     assert s["model"]["id"] and s["files"]["curves"]["heart"] == "heart.mrk.json"
     # the mean contours lie on the image (a frontal chest: lungs left and right of the heart)
     h, w = s["input_geometry"]["shape"]
@@ -146,7 +147,7 @@ def test_chexmask_u_batch_csv_and_queue(batch):
         r = by_id[c["dir"].name]
         _, _, values = read_landmarks_csv(c["dir"])
         np.testing.assert_allclose(batch_csv.unflatten(r["Landmarks (Mean)"]), values[:, :2], atol=0.006)
-        np.testing.assert_allclose(batch_csv.unflatten(r["Landmarks (Std)"]), values[:, 2:], atol=0.006)
+        np.testing.assert_allclose(batch_csv.unflatten(r["Landmarks (Std)"]), values[:, 2:4], atol=0.006)
         s = json.loads((c["dir"] / "summary.json").read_text())
         assert [int(r["Height"]), int(r["Width"])] == s["input_geometry"]["shape"]
         assert int(r["ood"]) == int(s["ood"])

@@ -334,7 +334,9 @@ def test_moving_a_cxr_node_refits_the_contour_and_recolours_it(cxr, cxr_predicti
 
     truth, _ = read_landmarks(cxr_prediction["truth"])
     timer = ManualTimer()
-    session = ReviewSession(cxr, timer=timer)
+    # threshold 8 px: with the calibrated node std of cxr-hybridgnet-vae 1.1.0 this well-predicted image has no node
+    # above the card's region threshold (12.3 px, the 90th percentile over all val nodes); the test needs an arc
+    session = ReviewSession(cxr, timer=timer, threshold=8.0)
     session.start_corrections()
     corrector = session.corrector
     region = session.next()  # the most uncertain arc; the view is zoomed on it

@@ -8,6 +8,7 @@ not have, so it is read as source (ast) here; it runs inside Slicer only.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 import xml.etree.ElementTree as ET
@@ -81,8 +82,15 @@ def test_scripted_module_macro_generic_tests_and_self_test():
 def test_shipped_models_are_installed_where_the_engine_looks():
     text = MODULE_CMAKE.read_text()
     listed = cmake_set(text, "MODULE_MODEL_FILES")
+    named = set()  # files beside the weights that a card's loader checks and needs (cxr: node_calibration)
+    for card_file in MODELS.glob("*/model.json"):
+        spec = json.loads(card_file.read_text()).get("node_calibration") or {}
+        if spec.get("file"):
+            named.add(f"{card_file.parent.name}/{spec['file']}")
     on_disk = sorted(str(p.relative_to(MODELS).as_posix()) for p in MODELS.glob("*/*")
-                     if p.name in ("model.json", "weights.safetensors"))
+                     if p.name in ("model.json", "weights.safetensors")
+                     or str(p.relative_to(MODELS).as_posix()) in named)
+    assert named <= set(on_disk), "a card names a node calibration that is not in its folder"
     assert on_disk, "no shipped model under Resources/Models"
     assert sorted(listed) == on_disk
     for model_dir in {Path(f).parent for f in on_disk}:

@@ -9,8 +9,9 @@ the result `image_uncertainty` (the task's own definition and units, as in summa
 `finished_at` (UTC); `summary_json`: the task's whole summary.json entry set (without `files`) as JSON text.
 
 The second table (DETAIL_TABLES), each row carrying `case_id` and `input_sha256`:
-- cxr-landmarks → `nodes`: `node, organ, mean_x, mean_y, std_x, std_y` — 120 rows per case, the CheXmask-U node
-  columns, exactly the rows of the case's landmarks.csv (input pixels);
+- cxr-landmarks → `nodes`: `node, organ, mean_x, mean_y, std_x, std_y, raw_std_x, raw_std_y` — 120 rows per case,
+  the CheXmask-U node columns (std_* calibrated per node, raw_std_* the MC std), exactly the rows of the case's
+  landmarks.csv (input pixels);
 - mammo-pectoral → `rows`: `row, mean_col, std_col, multimodal` — one per muscle row, exactly boundary.csv;
 - mammo-breast → `classes`: `class` (breast, pectoral), `area_mm2`, `mean_class_variance` (the class probability's
   MC-dropout variance averaged over the tissue pixels; null with --fast) — two rows per case: the per-pixel maps
@@ -82,7 +83,8 @@ def _ct_organs(result, summary) -> list[tuple]:
 DETAIL_TABLES = {
     "cxr-landmarks": DetailTable("nodes", [("node", pa.int16()), ("organ", pa.string()), ("mean_x", pa.float64()),
                                            ("mean_y", pa.float64()), ("std_x", pa.float64()),
-                                           ("std_y", pa.float64())], _cxr_nodes),
+                                           ("std_y", pa.float64()), ("raw_std_x", pa.float64()),
+                                           ("raw_std_y", pa.float64())], _cxr_nodes),
     "mammo-pectoral": DetailTable("rows", [("row", pa.int32()), ("mean_col", pa.float64()), ("std_col", pa.float64()),
                                            ("multimodal", pa.bool_())], _pectoral_rows),
     "mammo-breast": DetailTable("classes", [("class", pa.string()), ("area_mm2", pa.float64()),

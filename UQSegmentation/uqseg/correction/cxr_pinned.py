@@ -220,7 +220,9 @@ def refit_with_pins(model: HybridGNet, image_or_encoded: Image | np.ndarray | En
     if samples < 2:
         raise ValueError(f"samples must be at least 2 to estimate a standard deviation, got {samples}")
     to_ref = REF_SIDE  # constants in px of the reference square → normalised units: / 512
-    mean, std = result.mean.copy(), result.std.copy()
+    # the MC std of every organ (refitted organs replace theirs); a calibrated result is calibrated again at the end
+    # with its own node calibration, so a refitted organ's std means what the unpinned organs' does
+    mean, std = result.mean.copy(), result.mc_std.copy()
     mode = (result.mode if result.mode is not None else result.mean).copy()
     by_organ: dict[str, dict[int, np.ndarray]] = {}
     for node, xy in pins.items():
@@ -232,6 +234,8 @@ def refit_with_pins(model: HybridGNet, image_or_encoded: Image | np.ndarray | En
         mean[sl], std[sl], mode[sl] = frame.from_normalised(m), frame.std_to_pixels(s), frame.from_normalised(f)
         for node, xy in organ_pins.items():
             mean[node] = pins[node]  # the user's pixels exactly, not a round trip through the normalised frame
+    if result.calibration is not None:
+        return replace(result, mean=mean, std=result.calibration.apply(std), raw_std=std, mode=mode, samples=samples)
     return replace(result, mean=mean, std=std, mode=mode, samples=samples)
 
 

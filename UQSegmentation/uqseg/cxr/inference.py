@@ -10,12 +10,17 @@ predict_landmarks(image, model, samples=N):
 5. the latent σ = exp(½ log σ²) (the "latent uncertainty", one value per dimension, and its mean);
 6. node std (one number per node, px) = ½ (σ_x + σ_y); image_uncertainty = its mean over the 120 nodes (input px);
    image_uncertainty_ref = the same in pixels of a 512-pixel square (σ_u · 512: the training images' frame, so it
-   does not depend on the input resolution) — the card's `ood_threshold_ref` applies to it.
+   does not depend on the input resolution) — the card's `ood_threshold_ref` applies to it;
+7. when the loaded model carries a node calibration (`model.node_calibration`, set by the task's `load` from the
+   card's `node_calibration` file, `uqseg.cxr.calibration`), `std` becomes the calibrated per-axis std
+   (offset_i + scale_i · σ, per node index i) and the MC std of step 4 is kept as `raw_std`. image_uncertainty (and
+   _ref, hence `ood`) stays the mean of the RAW node std: the card's OOD threshold and its checks (non-chest images,
+   noise) were derived on it, and the per-node map is fitted on in-distribution errors only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -43,15 +48,30 @@ class LandmarkResult:
     latent_sigma: np.ndarray  # (L,)
     frame: SquareFrame
     mode: np.ndarray = field(repr=False, default=None)  # (120, 2) the decoding of z = μ
+    #: (120, 2) the MC std before the node calibration (None: not calibrated, `std` is the MC std)
+    raw_std: np.ndarray = field(repr=False, default=None)
+    #: the `uqseg.cxr.calibration.NodeCalibration` that made `std` from `raw_std` (None: none)
+    calibration: object = field(repr=False, default=None)
 
     @property
     def node_std(self) -> np.ndarray:
-        """(120,) ½ (σ_x + σ_y) per node, input px."""
+        """(120,) ½ (σ_x + σ_y) per node, input px: the std the user sees (calibrated when the model has a map)."""
         return self.std.mean(axis=1)
 
     @property
+    def mc_std(self) -> np.ndarray:
+        """(120, 2) the MC std of the latent samples (before any calibration)."""
+        return self.std if self.raw_std is None else self.raw_std
+
+    @property
+    def raw_node_std(self) -> np.ndarray:
+        """(120,) ½ (σ_x + σ_y) of the MC std (before any calibration), input px."""
+        return self.mc_std.mean(axis=1)
+
+    @property
     def image_uncertainty(self) -> float:
-        return float(self.node_std.mean())
+        """Mean RAW node std over the 120 nodes (step 7 of the module docstring says why raw)."""
+        return float(self.raw_node_std.mean())
 
     @property
     def image_uncertainty_ref(self) -> float:
@@ -116,7 +136,17 @@ def predict_landmarks(image: Image, model: HybridGNet, device: torch.device | st
     pos, mode, sigma = sample_positions(model, x.to(device), samples, seed)
     pos = pos.double().cpu().numpy()
     mean_u, std_u = pos.mean(0), pos.std(0)
-    return LandmarkResult(shape=tuple(image.shape), mean=frame.from_normalised(mean_u),
-                          std=frame.std_to_pixels(std_u), samples=samples,
-                          latent_sigma=sigma.double().cpu().numpy(), frame=frame,
-                          mode=frame.from_normalised(mode.double().cpu().numpy()))
+    result = LandmarkResult(shape=tuple(image.shape), mean=frame.from_normalised(mean_u),
+                            std=frame.std_to_pixels(std_u), samples=samples,
+                            latent_sigma=sigma.double().cpu().numpy(), frame=frame,
+                            mode=frame.from_normalised(mode.double().cpu().numpy()))
+    return calibrate(result, getattr(model, "node_calibration", None))
+
+
+def calibrate(result: LandmarkResult, calibration) -> LandmarkResult:
+    """Step 7: `result` with `std` calibrated by `calibration` (a NodeCalibration; None: unchanged) and the MC std
+    kept as `raw_std`. The means are untouched."""
+    if calibration is None:
+        return result
+    raw = result.mc_std
+    return replace(result, std=calibration.apply(raw), raw_std=raw, calibration=calibration)

@@ -68,12 +68,31 @@ def fine_tuned_card(base: ModelCard, new_id: str, new_version: str, fine_tuning:
                                                "validation images), not re-derived",
                            **fine_tuning}
     card.pop("weights", None)
+    if card.get("node_calibration"):  # the file travels with the card (base_files), unchanged: same sha256
+        card["fine_tuning"]["node_calibration_note"] = ("the base model's per-node std calibration, fitted on the "
+                                                        "base weights' validation errors, not re-fitted")
     return card
 
 
-def write_model_folder(models_dir: str | os.PathLike, model_id: str, state_dict: dict, card: dict) -> Path:
+#: card sections naming a file beside the weights that a fine-tuned model keeps from its base (copied unchanged)
+CARRIED_FILES = ("node_calibration",)
+
+
+def base_files(base: ModelCard) -> dict[str, Path]:
+    """{file name: path in the base model's folder} of the CARRIED_FILES sections of `base`'s card."""
+    out = {}
+    for section in CARRIED_FILES:
+        name = (base.get(section) or {}).get("file")
+        if name:
+            out[Path(name).name] = base.folder / name
+    return out
+
+
+def write_model_folder(models_dir: str | os.PathLike, model_id: str, state_dict: dict, card: dict,
+                       files: dict[str, Path] | None = None) -> Path:
     """Write MODELS_DIR/<model_id>/{weights.safetensors, model.json} atomically (module docstring); the card gets
-    `weights` {file, sha256, bytes}. Returns the folder. FileExistsError when it already exists."""
+    `weights` {file, sha256, bytes}; `files` {name: source} are copied beside them (e.g. `base_files`). Returns the
+    folder. FileExistsError when it already exists."""
     from safetensors.torch import save_file
 
     models_dir = Path(models_dir)
@@ -90,6 +109,8 @@ def write_model_folder(models_dir: str | os.PathLike, model_id: str, state_dict:
                    if isinstance(v, torch.Tensor)}, str(weights))
         card = {**card, "weights": {"file": WEIGHTS_FILE, "sha256": sha256_of(weights),
                                     "bytes": weights.stat().st_size}}
+        for name, source in (files or {}).items():
+            shutil.copyfile(source, folder / name)
         write_json(folder / "model.json", card)
         if final.exists():
             raise FileExistsError(f"{final} appeared while the model was written; not overwritten")

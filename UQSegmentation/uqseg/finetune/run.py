@@ -33,7 +33,7 @@ from uqseg.finetune.cases import collect_cases
 from uqseg.finetune.cxr import CxrRecipe
 from uqseg.finetune.errors import CaseSkipped, FinetuneError
 from uqseg.finetune.loop import case_losses, fit, mean_losses
-from uqseg.finetune.model_folder import fine_tuned_card, next_name, write_model_folder
+from uqseg.finetune.model_folder import base_files, fine_tuned_card, next_name, write_model_folder
 from uqseg.finetune.pectoral import PectoralRecipe
 
 RECIPES = {r.task: r for r in (PectoralRecipe, CxrRecipe, BreastRecipe)}
@@ -120,6 +120,6 @@ def run_finetune(task: str, corrections: str | os.PathLike, models_dir: str | os
     }
     report(0.95, f"writing {new_id}")
     card = fine_tuned_card(base, new_id, new_version, fine_tuning)
-    folder = write_model_folder(models_dir, new_id, model.state_dict(), card)
+    folder = write_model_folder(models_dir, new_id, model.state_dict(), card, base_files(base))
     report(1.0, f"{new_id} written")
     return {"id": new_id, "version": new_version, "folder": folder, "card": card, "skipped": fine_tuning["skipped"]}

@@ -3,14 +3,19 @@
 
 Files written per case (the contract: docs/cli-contract.md); positions are pixel-centre indices (x = column, y = row) of
 the input image, stds in input pixels unless stated:
-- landmarks.csv — `node, organ, mean_x, mean_y, std_x, std_y`, 120 lines (right_lung 0..43, left_lung 44..93,
-  heart 94..119, each organ a closed ring in annotation order); mean and population std over N latent samples.
+- landmarks.csv — `node, organ, mean_x, mean_y, std_x, std_y, raw_std_x, raw_std_y`, 120 lines (right_lung 0..43,
+  left_lung 44..93, heart 94..119, each organ a closed ring in annotation order); mean and population std over N
+  latent samples (`raw_std_*`); `std_*` = the std every other output shows: the raw std calibrated per node by the
+  model's node calibration (`uqseg.cxr.calibration`, cxr-hybridgnet-vae 1.1.0 on), equal to raw_std_* for a model
+  without one.
 - segmentation.seg.nrrd — segments right_lung (1), left_lung (2), heart (3): the mean rings filled (pixel centres
   inside), heart painted last; the input's own grid and geometry.
 - right_lung.mrk.json, left_lung.mrk.json, heart.mrk.json — closed curves through the mean nodes (LPS mm), the
-  per-node std ½ (σ_x·spacing_x + σ_y·spacing_y) in mm as the control-point measurement `std`.
-- preview.png — the image, contours, nodes coloured by their std with a colour bar.
-- summary.json — `image_uncertainty` = mean node std ½ (σ_x + σ_y) over the 120 nodes in input pixels;
+  per-node (calibrated) std ½ (σ_x·spacing_x + σ_y·spacing_y) in mm as the control-point measurement `std`.
+- preview.png — the image, contours, nodes coloured by their (calibrated) std with a colour bar.
+- summary.json — `image_uncertainty` = mean RAW node std ½ (σ_x + σ_y) over the 120 nodes in input pixels (the MC
+  std: the OOD threshold was derived on it, see uqseg.cxr.inference step 7); `organ_uncertainty` likewise raw;
+  `node_calibration` = the map applied to the per-node std (file, form) or null;
   `image_uncertainty_ref` = the same in pixels of a 512-pixel square (resolution independent); `ood` =
   image_uncertainty_ref above the model card's `ood_threshold_ref` (derived from the validation images);
   `latent_sigma` (mean latent σ), `samples`, `seed`.
@@ -25,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from uqseg.cxr import batch_csv
+from uqseg.cxr.calibration import load_calibration
 from uqseg.cxr.graph import node_organs, organ_slices
 from uqseg.cxr.hybridgnet import HybridGNet
 from uqseg.cxr.inference import DEFAULT_SAMPLES, LandmarkResult, predict_landmarks
@@ -53,7 +59,10 @@ class CxrLandmarksTask:
     id, ndim, description = task_identity("cxr-landmarks")
 
     def load(self, card: ModelCard, device):
-        return load_network(card, build_model, device)
+        net = load_network(card, build_model, device)
+        # the card's node calibration, checked like the weights (None for a card without one: raw std, as before)
+        net.node_calibration = load_calibration(card)
+        return net
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
         samples = options.samples
@@ -77,14 +86,26 @@ def node_std_mm(image: Image, result: LandmarkResult) -> np.ndarray:
     return 0.5 * (result.std[:, 0] * sx + result.std[:, 1] * sy)
 
 
-LANDMARK_COLUMNS = ["node", "organ", "mean_x", "mean_y", "std_x", "std_y"]
+LANDMARK_COLUMNS = ["node", "organ", "mean_x", "mean_y", "std_x", "std_y", "raw_std_x", "raw_std_y"]
 
 
 def landmark_rows(result: LandmarkResult) -> list[tuple]:
-    """The 120 rows of landmarks.csv (`LANDMARK_COLUMNS`): input pixels, means to 3 and stds to 4 decimals."""
+    """The 120 rows of landmarks.csv (`LANDMARK_COLUMNS`): input pixels, means to 3 and stds to 4 decimals; std_* the
+    std shown (calibrated when the model has a node calibration), raw_std_* the MC std of the latent samples."""
     organs = node_organs()
-    return [(i, organs[i], round(float(m[0]), 3), round(float(m[1]), 3), round(float(s[0]), 4), round(float(s[1]), 4))
-            for i, (m, s) in enumerate(zip(result.mean, result.std))]
+    return [(i, organs[i], round(float(m[0]), 3), round(float(m[1]), 3), round(float(s[0]), 4), round(float(s[1]), 4),
+             round(float(r[0]), 4), round(float(r[1]), 4))
+            for i, (m, s, r) in enumerate(zip(result.mean, result.std, result.mc_std))]
+
+
+def _calibration_entry(result: LandmarkResult, card: ModelCard) -> dict | None:
+    cal = result.calibration
+    if cal is None:
+        return None
+    return {"file": Path(cal.file).name if cal.file else None, "form": cal.form,
+            "sha256": (card.get("node_calibration") or {}).get("sha256"),
+            "applies_to": "std_x, std_y of landmarks.csv, the curves' std, the preview colours, chexmask_u.csv; "
+                          "raw_std_x, raw_std_y and image_uncertainty are the MC std"}
 
 
 def summarise(result: LandmarkResult, card: ModelCard, seed: int = 0, checks: CheckedInput | None = None) -> dict:
@@ -94,14 +115,17 @@ def summarise(result: LandmarkResult, card: ModelCard, seed: int = 0, checks: Ch
     summary = {
         "task": "cxr-landmarks",
         "image_uncertainty": round(result.image_uncertainty, 4),
-        "image_uncertainty_units": "input pixels (mean over the 120 nodes of ½ (std_x + std_y))",
+        "image_uncertainty_units": "input pixels (mean over the 120 nodes of ½ (raw_std_x + raw_std_y), the MC std "
+                                   "before the node calibration)",
         "image_uncertainty_ref": round(result.image_uncertainty_ref, 4),
         "ood_threshold_ref": threshold,
         "ood": ood,
         "latent_sigma": round(result.latent_sigma_mean, 5),
         "samples": result.samples,
         "seed": seed,
-        "organ_uncertainty": {o: round(float(result.node_std[sl].mean()), 4) for o, sl in organ_slices().items()},
+        "organ_uncertainty": {o: round(float(result.raw_node_std[sl].mean()), 4)
+                              for o, sl in organ_slices().items()},
+        "node_calibration": _calibration_entry(result, card),
         "square_frame": {"size": result.frame.size, "pad_top": result.frame.pad_top,
                          "pad_left": result.frame.pad_left},
     }
@@ -136,7 +160,7 @@ def write_outputs(image: Image, result: LandmarkResult, card: ModelCard, out: Pa
     why = f" ({', '.join(checks.ood_flags)})" if checks and checks.ood_flags else ""
     path = image.meta.get("path", "")
     title = (f"{Path(path).name if path else 'image'}  {result.shape[1]}x{result.shape[0]}  N={result.samples}\n"
-             f"mean node std {result.image_uncertainty:.2f} px ({result.image_uncertainty_ref:.2f} px @512)  "
+             f"mean MC node std {result.image_uncertainty:.2f} px ({result.image_uncertainty_ref:.2f} px @512)  "
              f"latent σ {result.latent_sigma_mean:.3f}  {'OOD' + why if ood else 'in distribution'}")
     render_landmark_preview(image.array, result.mean, result.node_std, out / "preview.png", title=title)
     files["preview"] = "preview.png"

@@ -14,12 +14,7 @@ import pytest
 import ct_ood_checks as checks
 
 pytestmark = pytest.mark.skipif(not checks.THORAX["thorax_aorta"].is_file(), reason="../shared/data is absent")
-#: measured with ct-organs-mob 2.1.0 (Testing/ct_ood_checks.py): the MR-like remap of patient A lights up 50 % of the
-#: body and the case is `ood` (its "spleen" is flagged), but a small "liver" predicted there (5 ml) has 42 % of its
-#: voxels above the threshold — less than the half the organ rule needs: not flagged, so the issue's check still
-#: fails for this input (2.0.0: 39 % of the body, a 587 ml liver with 0.3 % above)
-NOT_YET = pytest.mark.xfail(strict=True, reason="ct-organs-mob 2.1.0 does not flag every organ it predicts on an "
-                                                  "MR-like remap of patient A (README, ct-organs)")
+
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +46,10 @@ def test_thorax_crop_lights_up_and_what_the_model_predicts_there_is_flagged(ship
     assert r["image_ood"] or not r["organs"]
 
 
-@NOT_YET
 def test_mr_like_remap_lights_up(shipped, sample):
+    """On the shipped sample (patient A downsampled) the MR-like remap lights up and every organ predicted there is
+    flagged (ct-organs-mob 2.1.0; 2.0.0 failed this). On A's full-resolution series Testing/ct_ood_checks.py still
+    finds a 5 ml "liver" with 42 % of it above the threshold, unflagged (README, ct-organs)."""
     card, model = shipped
     r = checks.check_one("A_mr_like", checks.mr_like(sample), model, card, 0, set())
     assert r["body_fraction_above"] >= checks.LIGHT_UP, r

@@ -129,9 +129,9 @@ def test_outputs_read_back_through_slicer_with_the_input_geometry(mrml_scene, ct
 def test_oblique_result_is_the_same_anatomy(ct_run):
     """The liver found on the oblique copy overlaps the reference liver resampled onto the oblique grid, inside the
     original field of view (a flipped or shifted geometry would give ~0; the exact geometry is asserted by the Slicer
-    read-back test above). Measured: 0.79 with ct-organs-mob 1.1.0, 0.56 with 2.0.0 — the oblique slab cuts the thin
-    40 mm sample, and 2.0.0, trained on two patients at a small CPU budget, under-segments it there (its axial Dice
-    on the sample is 0.887 against 1.1.0's 0.972)."""
+    read-back test above). Measured: 0.79 with ct-organs-mob 1.1.0, 0.56 with 2.0.0 (trained at a small CPU budget;
+    axial Dice on the sample 0.887), 0.872 with 2.1.0 (axial 0.963; 1.1.0's axial 0.972) — the oblique slab cuts the
+    thin 40 mm sample, so the bound stays at 0.5."""
     seg = sitk.ReadImage(str(ct_run["out"] / "oblique" / "segmentation.seg.nrrd"))
     ref = sitk.ReadImage(str(ct_run["sample"] / "liver.nii.gz"))
     ct = sitk.ReadImage(str(ct_run["sample"] / "ct.nii.gz"))
@@ -139,7 +139,9 @@ def test_oblique_result_is_the_same_anatomy(ct_run):
     inside = sitk.GetArrayFromImage(sitk.Resample(ct * 0 + 1, seg, sitk.Transform(), sitk.sitkNearestNeighbor, 0)) > 0
     found = (sitk.GetArrayFromImage(seg) == 1) & inside
     truth &= inside
-    assert 2 * (found & truth).sum() / (found.sum() + truth.sum()) > 0.5
+    dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
+    print(f"\n[measured] oblique liver Dice = {dice:.3f}")
+    assert dice > 0.5
 
 
 def test_the_shared_real_ct_volumes_run_end_to_end(shared_data, tmp_path):

@@ -134,4 +134,15 @@ def test_pectoral_bench_times_the_same_pipeline_with_and_without_sigma(shipped_m
     r = run_bench(["mammo-pectoral"], "cpu", repeats=2)["mammo-pectoral"]
     _timings_are_positive(r, ("single_pass_ms", "uncertainty_ms", "network_ms"))
     assert r["ratio"] == pytest.approx(r["uncertainty_ms"] / r["single_pass_ms"], rel=1e-2)
-    assert r["single_pass_ms"] > r["network_ms"] * 0.9  # the baseline includes the pipeline around the network
+    # the baseline runs the network itself, once, as the full inference does (counted, not timed: on a shared machine
+    # the network pass alone has measured both faster and slower than the whole baseline)
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        predict_pectoral_boundary_only(Image(image), model)
+        assert len(calls) == 1
+        predict_pectoral(Image(image), model)
+        assert len(calls) == 2
+    finally:
+        hook.remove()
+    assert r["network_ms"] > 0

@@ -36,20 +36,21 @@ def _median_ms(fn, repeats: int, sync) -> float:
     return round(statistics.median(times), 2)
 
 
-def _alternating_medians_ms(single, uncertainty, repeats: int, sync) -> tuple[float, float]:
-    """Medians (ms) of `repeats` runs of each after one warm-up each; the two alternate, so that a change of machine
-    load affects both medians alike."""
-    times = {single: [], uncertainty: []}
-    for fn in times:
+def _alternating_medians_ms(single, uncertainty, repeats: int, sync, *more) -> tuple[float, ...]:
+    """Medians (ms) of `repeats` runs of each after one warm-up each; the functions alternate, so that a change of
+    machine load affects every median alike. Returns (single, uncertainty, *more)."""
+    fns = (single, uncertainty, *more)
+    times = [[] for _ in fns]
+    for fn in fns:
         fn()
         sync()
     for _ in range(repeats):
-        for fn in times:
+        for fn, t in zip(fns, times):
             t0 = time.perf_counter()
             fn()
             sync()
-            times[fn].append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times[single]), 2), round(statistics.median(times[uncertainty]), 2)
+            t.append((time.perf_counter() - t0) * 1000)
+    return tuple(round(statistics.median(t), 2) for t in times)
 
 
 def process_peak_memory_mb() -> Optional[float]:
@@ -77,7 +78,8 @@ def bench_mammo_pectoral(dev: torch.device, repeats: int) -> dict:
     """The same pipeline with and without its uncertainty outputs (as for cxr-landmarks): `single_pass_ms` =
     `predict_pectoral_boundary_only` (orientation, network, mean boundary, mapping back), `uncertainty_ms` =
     `predict_pectoral` (the same + σ per row, multimodality, the row distributions), timed alternately;
-    `network_ms` = the network pass alone, for reference."""
+    `network_ms` = the network pass alone, for reference, in the same alternation (a load change on a shared machine
+    then moves all three alike)."""
     from uqseg.io.image import Image
     from uqseg.io.phantoms import mlo_phantom
     from uqseg.mammo.pectoral import network_input, predict_pectoral, predict_pectoral_boundary_only
@@ -95,9 +97,9 @@ def bench_mammo_pectoral(dev: torch.device, repeats: int) -> dict:
         with torch.no_grad():
             model(x)
 
-    network_ms = _median_ms(network, repeats, sync)
-    single_ms, unc_ms = _alternating_medians_ms(lambda: predict_pectoral_boundary_only(img, model, dev),
-                                                lambda: predict_pectoral(img, model, dev), repeats, sync)
+    single_ms, unc_ms, network_ms = _alternating_medians_ms(lambda: predict_pectoral_boundary_only(img, model, dev),
+                                                            lambda: predict_pectoral(img, model, dev), repeats, sync,
+                                                            network)
     return {"single_pass_ms": single_ms, "uncertainty_ms": unc_ms, "samples": 1,
             "ratio": round(unc_ms / single_ms, 3), "network_ms": network_ms, "mc_dropout_ms": None,
             "peak_memory_mb": _peak_memory_mb(dev), "input": "synthetic MLO phantom 960x480", "device": str(dev)}

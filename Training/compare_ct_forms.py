@@ -142,17 +142,17 @@ def main(argv=None) -> int:
         again = metrics(flat_of["repeat"], organs, True)
         training_noise = {k: (None if again[k] is None or reference[k] is None else abs(again[k] - reference[k]))
                           for k in SCALARS}
+    reference_drawn = [metrics([per_form[REFERENCE]["rows"][s][i] for s, idx in enumerate(d) for i in idx], organs, True)
+                       for d in draws]
     result = []
     for form, f in per_form.items():
         if form == "repeat":
             continue
-        flat = [r for slab in f["rows"] for r in slab]
-        point = metrics(flat, organs, form != "deterministic")
+        point = metrics(flat_of[form], organs, form != "deterministic")
         diffs = {k: [] for k in SCALARS}
         if form != REFERENCE:
-            for d in draws:
+            for d, ref in zip(draws, reference_drawn):
                 mine = metrics([f["rows"][s][i] for s, idx in enumerate(d) for i in idx], organs, form != "deterministic")
-                ref = metrics([per_form[REFERENCE]["rows"][s][i] for s, idx in enumerate(d) for i in idx], organs, True)
                 for k in SCALARS:
                     if mine[k] is not None and ref[k] is not None:
                         diffs[k].append(mine[k] - ref[k])

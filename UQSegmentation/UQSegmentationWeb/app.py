@@ -88,24 +88,22 @@ def legend_of(results, ood: bool = False) -> dict | None:
         return [[round(255 * c) for c in colormap_rgb(name, k / (LEGEND_SAMPLES - 1))] for k in range(LEGEND_SAMPLES)]
 
     task, summary = results.task, results.summary
-    if ood and results.nodes.get("ood") is not None:
-        from UQSegmentationLib.display.ood import OOD_COLORMAP, OOD_TITLE, OOD_UNITS
+    overlay = shown_overlay(results, ood)
+    if overlay is not None and (overlay is not results.overlay or task in OVERLAY_TASKS):
         from UQSegmentationLib.display.variance import get_overlay_threshold
 
-        node = results.nodes["ood"]
-        lo, hi = node.GetImageData().GetScalarRange()
-        threshold = get_overlay_threshold(node)
-        return {"title": OOD_TITLE, "units": OOD_UNITS, "stops": stops(OOD_COLORMAP),
-                "min": float(threshold if threshold is not None else lo), "max": float(hi)}
-    if task in OVERLAY_TASKS and results.overlay is not None:
-        from UQSegmentationLib.display.variance import get_overlay_threshold
+        if overlay is not results.overlay:  # the OOD map
+            from UQSegmentationLib.display.ood import OOD_COLORMAP, OOD_TITLE, OOD_UNITS
 
-        lo, hi = results.overlay.GetImageData().GetScalarRange()
-        title = "entropy" if task == "mammo-breast" else "variance"
-        units = summary.get("uncertainty_units" if task == "mammo-breast" else "variance_units")
-        units = units if isinstance(units, str) else ("nats" if task == "mammo-breast" else "")
-        threshold = get_overlay_threshold(results.overlay)
-        return {"title": title, "units": units, "stops": stops("inferno"),
+            title, units, colormap = OOD_TITLE, OOD_UNITS, OOD_COLORMAP
+        else:
+            title = "entropy" if task == "mammo-breast" else "variance"
+            units = summary.get("uncertainty_units" if task == "mammo-breast" else "variance_units")
+            units = units if isinstance(units, str) else ("nats" if task == "mammo-breast" else "")
+            colormap = "inferno"
+        lo, hi = overlay.GetImageData().GetScalarRange()
+        threshold = get_overlay_threshold(overlay)
+        return {"title": title, "units": units, "stops": stops(colormap),
                 "min": float(threshold if threshold is not None else lo), "max": float(hi)}
     if task == "cxr-landmarks":
         from UQSegmentationLib.display.node_colormap import curve_values

@@ -51,7 +51,7 @@ import torch
 
 from uqseg.cxr.graph import N_NODES, ORGANS, organ_slices
 from uqseg.cxr.hybridgnet import HybridGNet
-from uqseg.cxr.inference import REF_SIDE, LandmarkResult, sample_latents
+from uqseg.cxr.inference import REF_SIDE, LandmarkResult, calibrate, sample_latents
 from uqseg.cxr.preprocess import SquareFrame, network_input
 from uqseg.io.image import Image
 
@@ -234,9 +234,8 @@ def refit_with_pins(model: HybridGNet, image_or_encoded: Image | np.ndarray | En
         mean[sl], std[sl], mode[sl] = frame.from_normalised(m), frame.std_to_pixels(s), frame.from_normalised(f)
         for node, xy in organ_pins.items():
             mean[node] = pins[node]  # the user's pixels exactly, not a round trip through the normalised frame
-    if result.calibration is not None:
-        return replace(result, mean=mean, std=result.calibration.apply(std), raw_std=std, mode=mode, samples=samples)
-    return replace(result, mean=mean, std=std, mode=mode, samples=samples)
+    refitted = replace(result, mean=mean, std=std, raw_std=None, calibration=None, mode=mode, samples=samples)
+    return calibrate(refitted, result.calibration)
 
 
 # ------------------------------------------------------------------------------------------- simulated user

@@ -12,7 +12,10 @@ For a row of `slicer_rows.json` (e.g. "5.8": Python 3.9, numpy 1.26.4, pydicom 2
 3. `install_engine_packages`: the engine's packages installed the way the module's dependency installer does
    (`UQSegmentationLib/dependencies.py`, run inside the environment): pip with the bundled packages pinned;
 4. `install_plan`: what ``pip install --dry-run --report`` would install for all the engine's requirements in that
-   environment, and `replaced_bundled` — the bundled packages it would replace (must be none).
+   environment, and `replaced_bundled` — the bundled packages it would replace (must be none). In Slicer torch is
+   installed by the PyTorch extension before the engine's packages, so the requirements that need torch (monai) are
+   planned without their dependencies and `unmet_dependencies` checks what they declare instead: otherwise pip would
+   download a multi-GB CUDA torch (no CPU wheel of that Python on the index) just to plan.
 """
 
 from __future__ import annotations
@@ -171,14 +174,59 @@ def constraints_file(python: Path, modules: Path, folder: Path) -> Path:
         f"print(dependencies.write_constraints_file(dependencies.bundled_constraints(), {str(folder)!r}))").strip())
 
 
-def install_plan(python: Path, requirements: list[str], constraints: Path | None, report: Path) -> list[tuple]:
-    """(name, version) of every package ``pip install --dry-run`` would install or replace for `requirements`."""
+def install_plan(python: Path, requirements: list[str], constraints: Path | None, report: Path,
+                 no_deps: bool = False) -> list[tuple]:
+    """(name, version) of every package ``pip install --dry-run`` would install or replace for `requirements`
+    (`no_deps`: those alone, their dependencies not resolved; the report keeps what they declare)."""
     cmd = [python, "-m", "pip", "install", "-q", "--dry-run", "--report", report]
     if constraints is not None:
         cmd += ["--constraint", constraints]
+    if no_deps:
+        cmd += ["--no-deps"]
     _run(cmd + list(requirements), "pip's install plan")
     plan = json.loads(Path(report).read_text())
     return [(item["metadata"]["name"], item["metadata"]["version"]) for item in plan.get("install", [])]
+
+
+#: Distributions installed in Slicer by the PyTorch extension before the engine's packages (never by our pip).
+PREINSTALLED_BY_PYTORCH_EXTENSION = ("torch",)
+
+_UNMET_CODE = """
+import importlib.metadata, json, sys
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+report, planned, preinstalled = sys.argv[1], json.loads(sys.argv[2]), set(json.loads(sys.argv[3]))
+planned = {canonicalize_name(name): version for name, version in planned}
+unmet = []
+for item in json.load(open(report)).get("install", []):
+    owner = item["metadata"]["name"]
+    for text in item["metadata"].get("requires_dist") or []:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name in preinstalled:
+            continue
+        version = planned.get(name)
+        if version is None:
+            try:
+                version = importlib.metadata.version(req.name)
+            except importlib.metadata.PackageNotFoundError:
+                unmet.append(f"{owner} needs {text}: neither installed nor planned")
+                continue
+        if not req.specifier.contains(version, prereleases=True):
+            unmet.append(f"{owner} needs {text}: {req.name} {version} is what this Python gets")
+print(json.dumps(unmet))
+"""
+
+
+def unmet_dependencies(python: Path, no_deps_report: Path, planned: list[tuple]) -> list[str]:
+    """What the packages of a ``no_deps`` plan declare (`requires_dist`, markers evaluated in `python`) that neither
+    the installed packages nor `planned` (name, version) satisfy, torch excepted: ``"monai needs numpy<2: numpy 2.0.2
+    is what this Python gets"``. Runs in `python` with the `packaging` it has."""
+    result = _run([python, "-c", _UNMET_CODE, str(no_deps_report), json.dumps(planned),
+                   json.dumps(list(PREINSTALLED_BY_PYTORCH_EXTENSION))], "checking the declared dependencies")
+    return json.loads(result.stdout)
 
 
 def replaced_bundled(plan: list[tuple], bundled: dict) -> list[str]:

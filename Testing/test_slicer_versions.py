@@ -169,8 +169,15 @@ def test_installing_the_engine_replaces_no_bundled_package(environment):
     for name, version in row.bundled.items():
         if name.lower() in dependencies.SLICER_BUNDLED:
             assert f"{name.lower()}=={version}" in pinned
-    plan = slicer_compat.install_plan(python, list(dependencies.REQUIREMENTS), constraints, work / "plan.json")
+    # monai needs torch, which the PyTorch extension installs first: planned alone, its declared needs checked.
+    needs_torch = [r for r in dependencies.REQUIREMENTS if r.startswith("monai")]
+    rest = [r for r in dependencies.REQUIREMENTS if r not in needs_torch]
+    plan = slicer_compat.install_plan(python, rest, constraints, work / "plan.json")
     assert slicer_compat.replaced_bundled(plan, row.bundled) == [], plan
+    alone = slicer_compat.install_plan(python, needs_torch, constraints, work / "plan_torch_users.json", no_deps=True)
+    assert [name for name, _ in alone] == ["monai"]
+    assert slicer_compat.replaced_bundled(alone, row.bundled) == [], alone
+    assert slicer_compat.unmet_dependencies(python, work / "plan_torch_users.json", plan) == []
 
 
 def test_the_checks_fail_where_they_must(tmp_path, dicom_inputs):
@@ -179,6 +186,9 @@ def test_the_checks_fail_where_they_must(tmp_path, dicom_inputs):
     python = slicer_compat.create_environment(row, ROOT)
     plan = slicer_compat.install_plan(python, ["pylibjpeg-openjpeg==2.5.0"], None, tmp_path / "plan.json")
     assert any(item.startswith("numpy 1.26.4 → 2.") for item in slicer_compat.replaced_bundled(plan, row.bundled))
+    alone = slicer_compat.install_plan(python, ["pylibjpeg-openjpeg==2.5.0"], None, tmp_path / "alone.json", no_deps=True)
+    unmet = slicer_compat.unmet_dependencies(python, tmp_path / "alone.json", alone)
+    assert any(line.startswith("pylibjpeg-openjpeg needs numpy") and "numpy 1.26.4" in line for line in unmet), unmet
 
     modules = slicer_compat.lay_out_extension(tmp_path / "install", row)
     (modules / "uqseg" / "io" / "uses_pixels.py").write_text("from pydicom.pixels import apply_modality_lut\n")

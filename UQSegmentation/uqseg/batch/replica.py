@@ -5,8 +5,9 @@ Ray Data constructs one `CaseReplica` per worker (`map_batches(CaseReplica, conc
 table); it returns one row per case (`uqseg.batch.tables.REPLICA_SCHEMA`). Everything a case runs is the task
 contract (`uqseg.tasks.base`) that `uqseg predict` runs — `load_image`, the resource checks
 (`uqseg.resources.check_case`), `task.predict`, then `task.summarise` (nothing written) or, with --per-case-files,
-`task.write` into the `uqseg predict` folder layout through the driver's staging (`uqseg.io.outdir.CaseStaging`:
-the case folder appears complete or not at all, queue.csv is merged under the folder lock). The same seed is set
+`task.write` into the `uqseg predict` folder layout through a staging folder opened for the case and removed
+before its row is returned (`uqseg.io.outdir.CaseStaging`: the case folder appears complete or not at all,
+queue.csv is merged under the folder lock; Ray ends actors without finalisers, so nothing may outlive a case). The same seed is set
 as `run_cases` sets it, and every task draws its samples from its own seeded generator per case, so a case's
 numbers do not depend on the replica, the batch or the order it runs in. They are those of `uqseg predict` run with
 the same number of torch threads (`--cpus-per-worker`; `OMP_NUM_THREADS` for predict): with another thread count
@@ -63,11 +64,6 @@ class CaseReplica:
         self.detail = DETAIL_TABLES[task_id]
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.out = Path(per_case_out) if per_case_out else None
-        self.staging = None
-        if self.out is not None:
-            from uqseg.io.outdir import CaseStaging
-
-            self.staging = CaseStaging(self.out).open()
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -94,7 +90,7 @@ class CaseReplica:
             load_ms = (t1 - t0) * 1000
             check_case(self.task_id, image, self.card, self.options.samples, self.options.fast)
             stage = "predict"
-            if self.staging is None:
+            if self.out is None:
                 result = self.task.predict(image, self.model, self.options)
                 summary = self.task.summarise(result)
             else:
@@ -123,8 +119,13 @@ class CaseReplica:
         from uqseg.io.write import write_json
         from uqseg.tasks.run import case_summary, write_queue
 
-        case_dir = self.staging.case_dir(name)
+        from uqseg.io.outdir import CaseStaging
+
+        # One staging folder per case, closed before the case's row is returned: Ray ends its actors without running
+        # finalisers, so a staging folder kept for the replica's lifetime was left behind in `out`.
+        staging = CaseStaging(self.out).open()
         try:
+            case_dir = staging.case_dir(name)
             result = self.task.predict(image, self.model, self.options)
             summary = self.task.write(result, case_dir)
             t2 = time.perf_counter()
@@ -132,13 +133,7 @@ class CaseReplica:
                 "load_model": round(self.load_model_ms, 1), "load_input": round((t1 - t0) * 1000, 1),
                 "predict_and_write": round((t2 - t1) * 1000, 1)})
             write_json(case_dir / "summary.json", full)
-            self.staging.commit(name, lambda: write_queue(self.out, [full], keep_existing=True, newest=full))
-        except BaseException:
-            self.staging.discard(name)
-            raise
+            staging.commit(name, lambda: write_queue(self.out, [full], keep_existing=True, newest=full))
+        finally:
+            staging.close()  # removes whatever of the case was not committed
         return result, summary
-
-    def __del__(self):
-        staging, self.staging = getattr(self, "staging", None), None
-        if staging is not None:
-            staging.close()

@@ -163,5 +163,12 @@ def test_the_card_s_ood_statistics_are_checked_like_the_weights(tmp_path):
     assert "lies outside the model folder" in refusal({"file": "../ood.safetensors"})
     assert "OOD statistics file missing" in refusal({"file": "none.safetensors"})
     assert "corrupt or replaced OOD statistics" in refusal({"sha256": "0" * 64})
+    # a card that does not fingerprint its bank: refused, never read unchecked
+    assert "has no ood.sha256: its OOD statistics cannot be checked" in refusal({"sha256": None})
+    assert "a malformed ood.sha256" in refusal({"sha256": "abc"})
     (folder / "bad.safetensors").write_bytes(b"not a safetensors file")
-    assert "cannot be read as OOD statistics" in refusal({"file": "bad.safetensors", "sha256": None})
+    from uqseg.models.registry import sha256_of
+
+    bad = {"file": "bad.safetensors", "sha256": sha256_of(folder / "bad.safetensors")}
+    assert "cannot be read as OOD statistics" in refusal(bad)
+

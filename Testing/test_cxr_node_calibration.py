@@ -101,7 +101,7 @@ def test_card_without_calibration_gives_none(tmp_path):
     ("nan", "NaN"),
     ("missing", "file missing"),
     ("not_json", "not a node calibration"),
-    ("no_sha_in_card", "no valid node_calibration.sha256"),
+    ("no_sha_in_card", "no node_calibration.sha256"),
 ])
 def test_a_bad_calibration_file_is_refused_with_one_line_naming_it(tmp_path, damage, words):
     folder = _model_folder(tmp_path)

@@ -50,7 +50,7 @@ class Case:
 CASES = [
     # ---------------------------------------------------------------------------------------------------- models
     Case("mammo-pectoral", "model card without sha256", "copy of the shipped pectoral model, weights altered, "
-         "`weights.sha256` removed from the card", REFUSED, "model folder", ("no weights.sha256", "refused"),
+         "`weights.sha256` removed from the card", REFUSED, "weights file", ("no weights.sha256", "refused"),
          "refused at load: the card has no weights.sha256, its weights cannot be checked", "no_sha256",
          args=("--model", "{model}")),
     Case("mammo-pectoral", "weights that do not match the card's sha256", "copy of the shipped pectoral model, one "

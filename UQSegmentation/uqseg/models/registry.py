@@ -19,7 +19,8 @@ Which model a name picks (`find_model`):
 
 Loading (`load_state_dict`, `load_network`), each failure a `ModelError` "<folder or file>: <reason>" (one line):
 - the card must record `weights.sha256` (64 hex digits): a card without it is refused (every shipped and fine-tuned
-  card has one); the file's sha256 must match it; the weights file must lie inside the model folder;
+  card has one); the file's sha256 must match it; the weights file must lie inside the model folder. The same rule
+  (`checked_file`) holds for every other file a card names (`ood.sha256`, `node_calibration.sha256`);
 - weights are read with safetensors (never unpickled); every floating-point tensor must be finite (NaN / inf
   refused);
 - the card's `architecture` must build the network, and the tensors must fit it exactly: no missing or unexpected
@@ -223,15 +224,18 @@ def _one_line(e: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def checked_file(model: ModelCard, path: Path, expected: str | None, what: str) -> str | None:
-    """Refuse a file the card names (`what`: "weights", "OOD statistics", ...) that lies outside the model folder, is
-    missing, or whose sha256 differs from `expected` (not checked when None); returns its sha256 (None unchecked)."""
+def checked_file(model: ModelCard, path: Path, expected, what: str, field: str) -> str:
+    """Refuse a file the card names (`what`: "weights", "OOD statistics", ...) whose sha256 the card does not record
+    as 64 hex digits under `field` (e.g. "weights.sha256"), that lies outside the model folder, is missing, or whose
+    sha256 differs from `expected`. Every file a card names is checked by this one rule; returns the sha256."""
+    if not isinstance(expected, str) or not _SHA256.match(expected.lower()):
+        problem = f"no {field}" if not expected else f"a malformed {field} ({str(expected)[:20]!r})"
+        raise ModelError(f"{path}: the model card of {model.id} has {problem}: its {what} cannot be checked, refused "
+                         "(record the file's sha256 in model.json)")
     if _resolved(model.folder) not in _resolved(path).parents:
         raise ModelError(f"{model.folder}: the card's {what} file {str(path.name)!r} lies outside the model folder")
     if not path.is_file():
         raise ModelError(f"{path}: {what} file missing for model {model.id}")
-    if expected is None:
-        return None
     actual = sha256_of(path)
     if actual != expected.lower():
         raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the model card of {model.id} "
@@ -246,12 +250,8 @@ def load_state_dict(model: ModelCard, device: str = "cpu") -> dict:
 
     weights = model.get("weights")
     expected = weights.get("sha256") if isinstance(weights, dict) else None
-    if not isinstance(expected, str) or not _SHA256.match(expected.lower()):
-        what = "no weights.sha256" if not expected else f"a malformed weights.sha256 ({str(expected)[:20]!r})"
-        raise ModelError(f"{model.folder}: the model card has {what}: its weights cannot be checked, refused "
-                         "(record the file's sha256 in model.json)")
     path = model.weights_path
-    actual = checked_file(model, path, expected, "weights")
+    actual = checked_file(model, path, expected, "weights", "weights.sha256")
     try:
         tensors = load_file(str(path), device=device)
     except Exception as e:  # safetensors raises its own error types for a damaged header

@@ -76,7 +76,7 @@ def load_ood(card: ModelCard) -> ContextKnn | None:
     if not spec.get("file"):
         return None
     path = card.folder / spec["file"]
-    checked_file(card, path, spec.get("sha256"), "OOD statistics")
+    checked_file(card, path, spec.get("sha256"), "OOD statistics", "ood.sha256")
     try:
         knn = ContextKnn.load(path)
     except Exception as e:  # a truncated or foreign file: the model folder's fault, said as such

@@ -113,7 +113,7 @@ def predict_ct(image: Image, model: StochasticSegNet3d, spacing_mm: float, hu_wi
             progress(stats["windows"])
         # the window's own variance: stitching averages variances, not second moments, so that two windows whose
         # network outputs differ slightly near their edges add no between-window spread (a seam) to the variance
-        parts = [m.mean, (m.second - m.mean ** 2).clamp_min(0)] + ([m.kept.float()] if kept_n else [])
+        parts = [m.mean, m.variance] + ([m.kept.float()] if kept_n else [])
         return torch.cat(parts)[None]
 
     inp = torch.from_numpy(padded)[None, None].to(device)

@@ -34,11 +34,13 @@ at least one unsettled voxel are sampled, the others take softmax(μ) and zero v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from uqseg.ct.covariance import LogitDistribution
+from uqseg.ct.linearised_moments import LINEARISED_MAX_STD, binary_spread, diagonal_spread, lognormal_moments
 from uqseg.ct.noise import VOXEL_STREAM, NoiseField
 
 SETTLED_MARGIN = 10.0
@@ -49,23 +51,33 @@ SLAB_VOXELS = 32768
 
 @dataclass
 class WindowMoments:
-    mean: torch.Tensor  # (C, *S)
-    second: torch.Tensor  # (C, *S)
+    mean: torch.Tensor  # (C, *S) probabilities
+    variance: torch.Tensor  # (C, *S) probability²
     kept: torch.Tensor | None  # (keep, *S) uint8
     active_fraction: float
 
 
-def _unsettled_difference(delta: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Two classes: δ = μ_1 − μ_0 and s_δ (any layout) → bool, some sample could flip the label."""
-    return delta.abs() - SETTLED_Z * std < SETTLED_MARGIN
+def _unsettled_difference(delta: torch.Tensor, std: torch.Tensor, margin: float = SETTLED_MARGIN) -> torch.Tensor:
+    """Two classes: δ = μ_1 − μ_0 and s_δ (any layout) → bool, not settled (`margin` = 0: some sample could flip
+    the label)."""
+    return delta.abs() - SETTLED_Z * std < margin
 
 
-def _unsettled_classes(mu: torch.Tensor, std: torch.Tensor, axis: int) -> torch.Tensor:
-    """C classes along `axis`: μ and the marginal stds s_c → bool (axis removed), some sample could flip the label."""
-    top = mu.argmax(axis, keepdim=True)
-    margin = mu.gather(axis, top) - mu - SETTLED_Z * (std.gather(axis, top) + std)
-    margin = margin.scatter(axis, top, float("inf"))  # the top class itself
-    return (margin < SETTLED_MARGIN).any(axis)
+def _top_class_gap(mu: torch.Tensor, std: torch.Tensor, axis: int) -> torch.Tensor:
+    """C classes along `axis`: min over c ≠ t of μ_t − μ_c − SETTLED_Z (s_t + s_c), t the top class (axis removed);
+    −inf where two classes tie for the top. (Max and masks rather than arg-max: torch's arg-max over a strided
+    axis is slow on the CPU.)"""
+    top = mu.amax(axis, keepdim=True)
+    is_top = mu == top
+    s_top = torch.where(is_top, std, torch.zeros_like(std)).amax(axis, keepdim=True)
+    gap = (top - mu - SETTLED_Z * (s_top + std)).masked_fill(is_top, float("inf")).amin(axis)
+    return gap.masked_fill(is_top.sum(axis) > 1, float("-inf"))
+
+
+def _unsettled_classes(mu: torch.Tensor, std: torch.Tensor, axis: int, margin: float = SETTLED_MARGIN) -> torch.Tensor:
+    """C classes along `axis`: μ and the marginal stds s_c → bool (axis removed), not settled (`margin` = 0: some
+    sample could flip the label)."""
+    return _top_class_gap(mu, std, axis) < margin
 
 
 def unsettled_voxels(dist: LogitDistribution) -> torch.Tensor:
@@ -161,35 +173,61 @@ class _LowRankSlabs:
             basis = (basis[1] - basis[0])[None] if binary else basis
             eps = noise.global_noise(k, rank, distinct_only=True).float()
             self.g = (eps[:, None, :] * basis[None]).reshape(-1, rank)  # (m·ch, R): B diag(ε_s)
-            self.basis2 = basis.pow(2)
+            self.basis, self.basis2 = basis, basis.pow(2)
             return
         bb = dist.block_bases()[0].float()  # (Kz, Ky, Kx, C, R), Eq. 6
         bb = (bb[..., 1, :] - bb[..., 0, :])[..., None, :] if binary else bb
-        eps = noise.block_noise(k, 1, dist.block_grid(), rank, offset, dist.block, distinct_only=True)[:, 0]
-        self.g_grid = (eps.permute(1, 2, 3, 0, 4)[..., None, :] * bb[..., None, :, :])  # (Kz, Ky, Kx, m, ch, R)
-        self.bb2_grid = bb.pow(2)
+        self.bb_grid, self.bb2_grid = bb, bb.pow(2)
+        self.g_grid = None  # drawn when a slab of the window is first sampled (`_block_products`)
+        self._draw = lambda: noise.block_noise(k, 1, dist.block_grid(), rank, offset, dist.block, distinct_only=True)
 
     def start_slab(self, zs: slice, ys: slice) -> None:
         """Select the voxel slab [zs, ys, :] (whole tiles)."""
         if self.form == "diagonal":
             return
         self.f_slab = _to_blocks(self.factor[:, zs, ys], self.tile, self.block)  # (nb, R or ch·R, P³)
+        self.a2 = self.f_slab.pow(2)
         if self.form == "mixture_of_bases":
             p = self.block
-            bz, by = slice(zs.start // p, zs.stop // p), slice(ys.start // p, ys.stop // p)
-            g = _slab_of_grid(self.g_grid, bz, by, self.tile_blocks)  # (nb, m, ch, R)
-            self.g_slab = g.reshape(g.shape[0], -1, g.shape[-1])
-            self.bb2_slab = _slab_of_grid(self.bb2_grid, bz, by, self.tile_blocks)  # (nb, ch, R)
+            self.bz, self.by = slice(zs.start // p, zs.stop // p), slice(ys.start // p, ys.stop // p)
+            self.bb_slab = _slab_of_grid(self.bb_grid, self.bz, self.by, self.tile_blocks)  # (nb, ch, R)
+            self.bb2_slab = _slab_of_grid(self.bb2_grid, self.bz, self.by, self.tile_blocks)
+
+    def _block_products(self) -> torch.Tensor:
+        """Mixture: B̃_k diag(ε_{k,s}) of the slab's blocks for the m drawn samples, (nb, m·ch, R)."""
+        if self.g_grid is None:
+            eps = self._draw()[:, 0]  # (m, Kz, Ky, Kx, R)
+            self.g_grid = eps.permute(1, 2, 3, 0, 4)[..., None, :] * self.bb_grid[..., None, :, :]  # (Kz, Ky, Kx, m, ch, R)
+        g = _slab_of_grid(self.g_grid, self.bz, self.by, self.tile_blocks)  # (nb, m, ch, R)
+        return g.reshape(g.shape[0], -1, g.shape[-1])
 
     def marginal(self) -> torch.Tensor | None:
         if self.form == "diagonal":
             return None
-        a2 = self.f_slab.pow(2)
+        a2 = self.a2
         if self.form == "lowrank":
             return a2.view(a2.shape[0], self.channels, -1, a2.shape[-1]).sum(2)
         if self.form == "single_basis":
             return torch.matmul(self.basis2, a2)
         return torch.bmm(self.bb2_slab, a2)
+
+    def spread(self, p: torch.Tensor) -> torch.Tensor | None:
+        """The low-rank part of w_c = (e_c − p)ᵀ Σ (e_c − p) (`uqseg.ct.linearised_moments`) for the slab's blocks,
+        p (nb, C, P³) = softmax(μ): Σ_r ((e_c − p)ᵀ P_{:,r})², (nb, C, P³). C > 2 classes only (for two classes the
+        marginal variance of the difference is all that is needed)."""
+        if self.form == "diagonal":
+            return None
+        a2 = self.a2
+        if self.form == "lowrank":
+            f = self.f_slab.view(a2.shape[0], self.channels, -1, a2.shape[-1])  # (nb, C, R, P³)
+            return (f - (p[:, :, None] * f).sum(1, keepdim=True)).pow(2).sum(2)
+        if self.form == "single_basis":  # P_cr = B_cr a_r; b̄_r = Σ_j p_j B_jr
+            b_bar = torch.einsum("cr,bcv->brv", self.basis, p)
+            u = a2 * b_bar
+            return torch.matmul(self.basis2, a2) - 2 * torch.matmul(self.basis, u) + (u * b_bar).sum(1, keepdim=True)
+        b_bar = torch.bmm(self.bb_slab.transpose(1, 2), p)  # (nb, R, P³)
+        u = a2 * b_bar
+        return torch.bmm(self.bb2_slab, a2) - 2 * torch.bmm(self.bb_slab, u) + (u * b_bar).sum(1, keepdim=True)
 
     def add(self, n: torch.Tensor, blocks: torch.Tensor | None) -> None:
         if self.form == "diagonal":
@@ -201,21 +239,59 @@ class _LowRankSlabs:
         elif self.form == "single_basis":
             flat += torch.matmul(self.g, f)
         else:
-            flat.baddbmm_(self.g_slab if blocks is None else self.g_slab[blocks], f)
+            g = self._block_products()
+            flat.baddbmm_(g if blocks is None else g[blocks], f)
+
+
+def _closed_form_slab(loc: torch.Tensor, dvar: torch.Tensor, low_rank: "_LowRankSlabs", binary: bool,
+                      keep_labels: bool):
+    """The moments that need no samples, for a slab's blocks. loc, dvar (nb, ch, P³): μ and d (for two classes:
+    the mean and diagonal variance of δ = η_1 − η_0). Returns
+    - mean, variance (nb, C, P³): the closed form of `uqseg.ct.linearised_moments` where every class logit's std is
+      ≤ LINEARISED_MAX_STD (two classes: s_δ ≤ √2 · LINEARISED_MAX_STD), softmax(μ) and 0 elsewhere;
+    - exact (nb, P³): voxels where those values stand (the closed form holds, or the voxel is settled);
+    - need (nb, P³): voxels to sample — not exact, or (`keep_labels`) a label that some sample could change."""
+    lr = low_rank.marginal()
+    total = (dvar if lr is None else dvar + lr).clamp_min(0)
+    std = total.sqrt()
+    if binary:
+        delta, s = loc[:, 0], std[:, 0]
+        p1 = torch.sigmoid(delta)
+        p = torch.stack([1 - p1, p1], 1)
+        w = binary_spread(p, total[:, 0])
+        linear = s <= math.sqrt(2) * LINEARISED_MAX_STD
+        settled = ~_unsettled_difference(delta, s)
+        open_label = _unsettled_difference(delta, s, 0.0)
+    else:
+        p = loc.softmax(1)
+        w = diagonal_spread(p, dvar)
+        low = low_rank.spread(p)
+        w = w if low is None else w + low
+        linear = std.amax(1) <= LINEARISED_MAX_STD
+        gap = _top_class_gap(loc, std, 1)
+        settled, open_label = gap >= SETTLED_MARGIN, gap < 0
+    closed_mean, closed_var = lognormal_moments(p, w)
+    on = linear[:, None]
+    mean = torch.where(on, closed_mean, p)
+    variance = torch.where(on, closed_var, torch.zeros_like(closed_var))
+    exact = linear | settled
+    need = ~exact | open_label if keep_labels else ~exact
+    return mean, variance, exact, need
 
 
 def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple[int, int, int] = (0, 0, 0),
                keep: int = 0, sparse: bool = True) -> WindowMoments:
-    """Eq. (14) moments of one window (batch item 0) from k position-keyed samples; see the module docstring.
-    `sparse=False` samples every voxel (the reference the tests compare with)."""
+    """Eq. (14) moments of one window (batch item 0) from k position-keyed samples where they are needed, the
+    closed form (`uqseg.ct.linearised_moments`) or softmax(μ) elsewhere; see the module docstring.
+    `sparse=False` samples every voxel and uses the samples' moments everywhere (the pure Monte-Carlo reference)."""
     mu = dist.mean[0].float()
     c = mu.shape[0]
     shape = tuple(mu.shape[1:])
     p0 = mu.softmax(0)
-    mean, second = p0.clone(), p0 * p0
+    mean, variance = p0.clone(), torch.zeros_like(p0)
     kept = class_argmax(mu).expand(keep, *shape).clone() if keep else None
     if dist.form == "deterministic" or k == 0:
-        return WindowMoments(mean, second, kept, 0.0)
+        return WindowMoments(mean, variance, kept, 0.0)
     tile, block = noise.tile, noise.layout_block
     if any(o % t for o, t in zip(offset, tile)):
         raise ValueError(f"window offset {offset} is not a multiple of the noise tile {tile}")
@@ -238,6 +314,7 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
             zs = slice(zt * tile[0], (zt + 1) * tile[0])
             ys = slice(yt0 * tile[1], min(nt[1], yt0 + rows) * tile[1])
             slab_tiles = (min(nt[1], yt0 + rows) - yt0) * nt[2]
+            all_tiles = torch.arange(slab_tiles, device=mu.device)
             mu_r, var_r = mu[:, zs, ys], var[:, zs, ys]
             if binary:
                 loc = _to_blocks((mu_r[1] - mu_r[0])[None], tile, block)  # (nb, 1, P³) mean of δ
@@ -245,12 +322,12 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
             else:
                 loc, dvar = _to_blocks(mu_r, tile, block), _to_blocks(var_r, tile, block)
             low_rank.start_slab(zs, ys)
-            sel = torch.arange(slab_tiles, device=mu.device)
+            sel = all_tiles
             if sparse:
-                lr = low_rank.marginal()
-                std = (dvar if lr is None else dvar + lr).clamp_min(0).sqrt()
-                open_ = _unsettled_difference(loc[:, 0], std[:, 0]) if binary else _unsettled_classes(loc, std, 1)
-                sel = torch.nonzero(open_.view(slab_tiles, -1).any(1)).flatten()
+                closed_mean, closed_var, exact, need = _closed_form_slab(loc, dvar, low_rank, binary, keep > 0)
+                _from_blocks(closed_mean, mean[:, zs, ys], tile, block, all_tiles)
+                _from_blocks(closed_var, variance[:, zs, ys], tile, block, all_tiles)
+                sel = torch.nonzero(need.view(slab_tiles, -1).any(1)).flatten()
                 if sel.numel() == 0:
                     continue
             blocks = None
@@ -282,9 +359,14 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
             m1, m2 = s1 / k, s2 / k
             if binary:  # class 1 moments → both classes: p_0 = 1 − p_1
                 m1, m2 = torch.cat([1 - m1, m1], 1), torch.cat([1 - 2 * m1 + m2, m2], 1)
+            v1 = (m2 - m1 * m1).clamp_min(0)
+            if sparse:  # voxels of the sampled tiles that need no samples for their moments keep the closed form
+                pick = slice(None) if blocks is None else blocks
+                ex = exact[pick][:, None]
+                m1, v1 = torch.where(ex, closed_mean[pick], m1), torch.where(ex, closed_var[pick], v1)
             _from_blocks(m1, mean[:, zs, ys], tile, block, sel)
-            _from_blocks(m2, second[:, zs, ys], tile, block, sel)
+            _from_blocks(v1, variance[:, zs, ys], tile, block, sel)
             if keep:
                 _from_blocks(kept_r, kept[:, zs, ys], tile, block, sel)
             active += sel.numel()
-    return WindowMoments(mean, second, kept, active / (nt[0] * nt[1] * nt[2]))
+    return WindowMoments(mean, variance, kept, active / (nt[0] * nt[1] * nt[2]))

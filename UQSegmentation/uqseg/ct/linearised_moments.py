@@ -14,8 +14,10 @@ so log softmax(η)_c is approximately Gaussian with mean log p_c and variance
 and softmax(η)_c approximately log-normal:
     E ≈ p_c e^{w_c/2},   Var ≈ E² (e^{w_c} − 1).
 The means are renormalised to sum to 1. For a small class (p_c ≪ 1) log p_c ≈ η_c − η_top is exactly linear, so the
-log-normal form stays exact where the plain delta method on p_c (Var ≈ p_c² w_c) under-estimates; for the top class
-w_c is small and both agree.
+log-normal form stays exact where the plain delta method on p_c (Var ≈ p_c² w_c) under-estimates. For the top class
+t it is the complement 1 − p_t = Σ_{c≠t} p_c that is small, so its variance is that of log-normal 1 − p_t, with
+    w_rest = Var[log(1 − softmax(η)_t)] ≈ p_t² (e_t − π)ᵀ Σ (e_t − π),   π_c = p_c / (1 − p_t) for c ≠ t, π_t = 0
+(two classes: w_rest = w of the other class, so both classes get the same variance, as they must).
 
 Σ = diag(d) + P Pᵀ is never formed: w_c = d_c (1 − 2 p_c) + Σ_j p_j² d_j + Σ_r ((e_c − p)ᵀ P_{:,r})², the last term
 from the form's low-rank factor (`uqseg.ct.mc_estimate._LowRankSlabs.spread`). Two classes: with δ = η_1 − η_0 of
@@ -36,16 +38,39 @@ def diagonal_spread(p: torch.Tensor, d: torch.Tensor, axis: int = 1) -> torch.Te
     return d * (1 - 2 * p) + (p * p * d).sum(axis, keepdim=True)
 
 
+def diagonal_quadratic(u: torch.Tensor, d: torch.Tensor, axis: int = 1) -> torch.Tensor:
+    """The diagonal part of uᵀ Σ u = Σ_c u_c² d_c (keepdim)."""
+    return (u * u * d).sum(axis, keepdim=True)
+
+
 def binary_spread(p: torch.Tensor, difference_variance: torch.Tensor, axis: int = 1) -> torch.Tensor:
     """Two classes: w_c for c = 0, 1 from the variance s² of δ = η_1 − η_0 (shape of p without `axis`):
     w_0 = p_1² s², w_1 = p_0² s²."""
     return p.flip(axis).pow(2) * difference_variance.unsqueeze(axis)
 
 
-def lognormal_moments(p: torch.Tensor, w: torch.Tensor, axis: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def rest_direction(p: torch.Tensor, axis: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For the top class t (the first of tied ones): (is_top, q, u) with q = Σ_{c≠t} p_c = 1 − p_t (summed, so that it
+    does not round to 0 next to p_t ≈ 1) and u = e_t − π, π_c = p_c / q for c ≠ t (π_t = 0): the gradient of
+    log(1 − softmax(η)_t) at μ is −p_t u, so its variance is w_rest = p_t² uᵀ Σ u."""
+    is_top = p == p.amax(axis, keepdim=True)
+    is_top &= is_top.cumsum(axis) == 1
+    rest = p.masked_fill(is_top, 0.0)
+    q = rest.sum(axis, keepdim=True)
+    u = torch.where(is_top, torch.ones_like(p), -rest / q.clamp_min(torch.finfo(p.dtype).tiny))
+    return is_top, q, u
+
+
+def lognormal_moments(p: torch.Tensor, w: torch.Tensor, w_rest: torch.Tensor, is_top: torch.Tensor,
+                      axis: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, variance) of softmax(η) from p = softmax(μ) and the log-probability variances w (module docstring):
-    mean_c = p_c e^{w_c/2} / Σ_j p_j e^{w_j/2}, variance_c = mean_c² (e^{w_c} − 1)."""
+    mean_c = p_c e^{w_c/2} / Σ_j p_j e^{w_j/2}; variance_c = mean_c² (e^{w_c} − 1) for c ≠ t, and for the top class t
+    (`is_top`) the variance of the small complement 1 − p_t, log-normal the same way: m_rest² (e^{w_rest} − 1) with
+    m_rest = Σ_{c≠t} mean_c and w_rest (keepdim shape) from `rest_direction` — next to p_t ≈ 1 the complement, not
+    p_t, is what is log-linear; for two classes both classes get the same variance, as they must."""
     w = w.clamp_min(0)
     mean = p * (0.5 * w).exp()
     mean = mean / mean.sum(axis, keepdim=True)
-    return mean, mean * mean * torch.expm1(w)
+    m_rest = mean.masked_fill(is_top, 0.0).sum(axis, keepdim=True)
+    top_var = m_rest * m_rest * torch.expm1(w_rest.clamp_min(0))
+    return mean, torch.where(is_top, top_var.expand_as(p), mean * mean * torch.expm1(w))

@@ -206,9 +206,11 @@ def test_slab_by_slab_sampling_is_the_whole_window_sampling(form, monkeypatch):
             dist.factor[..., :8] *= 0.05
         field = NoiseField(9)
         m = mc_moments(dist, 12, field, (4, 8, 16), keep=2, sparse=True)
-        tiles = voxels_to_sample(dist, keep_labels=True).reshape(2, 4, 3, 8, 2, 8).any(5).any(3).any(1)
+        tiles_of = lambda voxels: voxels.reshape(2, 4, 3, 8, 2, 8).any(5).any(3).any(1)
+        tiles = tiles_of(voxels_to_sample(dist, keep_labels=True))
         assert m.active_fraction == pytest.approx(float(tiles.float().mean()))
         assert 0 < m.active_fraction < 1
+        assert (tiles & ~tiles_of(voxels_to_sample(dist, keep_labels=False))).any()  # tiles sampled for labels only
         on = tiles.repeat_interleave(4, 0).repeat_interleave(8, 1).repeat_interleave(8, 2)
         closed, settled = closed_form_voxels(dist), ~unsettled_voxels(dist)
         sampled = on & ~closed & ~settled

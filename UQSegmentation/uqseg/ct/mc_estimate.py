@@ -119,14 +119,16 @@ def voxels_to_sample(dist: LogitDistribution, keep_labels: bool) -> torch.Tensor
     return need | unsettled_voxels(dist, 0.0) if keep_labels else need
 
 
-def class_argmax(x: torch.Tensor) -> torch.Tensor:
-    """uint8 arg-max over axis 0 of (C, ...) by comparisons (torch's arg-max over a leading axis is slow on the
+def class_argmax(x: torch.Tensor, axis: int = 0) -> torch.Tensor:
+    """uint8 arg-max over `axis` (the classes) by comparisons (torch's arg-max over a strided axis is slow on the
     CPU); ties go to the lower class, as torch.argmax."""
-    best, label = x[0], torch.zeros(x.shape[1:], dtype=torch.uint8, device=x.device)
-    for c in range(1, x.shape[0]):
-        better = x[c] > best
-        label[better] = c
-        best = torch.where(better, x[c], best)
+    best = x.select(axis, 0)
+    label = torch.zeros(best.shape, dtype=torch.uint8, device=x.device)
+    for c in range(1, x.shape[axis]):
+        xc = x.select(axis, c)
+        better = xc > best
+        label.masked_fill_(better, c)
+        best = torch.where(better, xc, best)
     return label
 
 
@@ -289,8 +291,10 @@ def _closed_form_slab(loc: torch.Tensor, dvar: torch.Tensor, low_rank: "_LowRank
     the mean and diagonal variance of δ = η_1 − η_0). Returns
     - mean, variance (nb, C, P³): the closed form of `uqseg.ct.linearised_moments` where every class logit's std is
       ≤ LINEARISED_MAX_STD (two classes: s_δ ≤ √2 · LINEARISED_MAX_STD), softmax(μ) and 0 elsewhere;
-    - exact (nb, P³): voxels where those values stand (the closed form holds, or the voxel is settled);
-    - need (nb, P³): voxels to sample — not exact, or (`keep_labels`) a label that some sample could change."""
+    - exact (nb, P³): voxels where those values stand (the closed form holds, or the voxel is settled); the others
+      need samples for their moments;
+    - open_label (nb, P³), with `keep_labels` (else None): voxels whose label some sample could change — their
+      kept labels must come from real samples."""
     lr = low_rank.marginal()
     total = (dvar if lr is None else dvar + lr).clamp_min(0)
     std = total.sqrt()
@@ -322,8 +326,52 @@ def _closed_form_slab(loc: torch.Tensor, dvar: torch.Tensor, low_rank: "_LowRank
     mean = torch.where(on, closed_mean, p)
     variance = torch.where(on, closed_var, torch.zeros_like(closed_var))
     exact = linear | settled
-    need = ~exact | open_label if keep_labels else ~exact
-    return mean, variance, exact, need
+    return mean, variance, exact, (open_label if keep_labels else None)
+
+
+def _sample_tiles(sel: torch.Tensor, loc: torch.Tensor, dvar: torch.Tensor, low_rank: _LowRankSlabs,
+                  noise: NoiseField, k: int, keep: int, binary: bool, tile_of, buf: torch.Tensor, nblk: int,
+                  labels_only: bool):
+    """Draw the k samples of Eq. (13) for the slab's tiles `sel` (indices into the slab's tiles; `tile_of(t)` is
+    the whole-volume tile index of slab tile t) and return, for their blocks (the `_to_blocks` order), the moments
+    (m1, v1) (nb', C, P³) — None with `labels_only` — and the first `keep` samples' labels (nb', keep, P³) or None.
+    With `labels_only` only those `keep` samples are formed (the tiles' moments come from the closed form)."""
+    m, ch, p3 = noise.distinct(k), loc.shape[1], loc.shape[2]
+    blocks = None
+    if sel.numel() < loc.shape[0] // nblk:  # the blocks of the selected tiles
+        blocks = (sel[:, None] * nblk + torch.arange(nblk, device=loc.device)).flatten()
+        loc, dvar = loc[blocks], dvar[blocks]
+    for j, t in enumerate(sel.tolist()):  # ε_d of each tile: (blocks of a tile, m, ch, P³)
+        noise.tile_draws(k, ch, tile_of(t), VOXEL_STREAM, out=buf[j], distinct_only=True)
+    n = buf[: sel.numel()].view(-1, m, ch, p3).mul_(dvar.sqrt()[:, None])  # noise parts n_s
+    low_rank.add(n, blocks)
+    kept = torch.empty(n.shape[0], keep, p3, dtype=torch.uint8, device=loc.device) if keep else None
+    if labels_only:
+        first = min(keep, m)  # the drawn samples first, then their mirrors (as below)
+        parts = [torch.add(loc[:, None], n[:, :first])]
+        if keep > m:
+            parts.append(torch.sub(loc[:, None], n[:, : keep - m]))
+        eta = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+        kept[:] = (eta[:, :, 0] > 0) if binary else class_argmax(eta, 2)
+        return None, None, kept
+    s1 = torch.zeros(n.shape[0], ch, p3, device=loc.device)
+    s2 = torch.zeros_like(s1)
+    first = 0
+    for sign, count in ((1.0, m), (-1.0, k - m)):  # the drawn samples, then their mirrors
+        if count == 0:
+            continue
+        eta = torch.add(loc[:, None], n[:, :count], alpha=sign)  # (nb, count, ch, P³)
+        if keep and first < keep:
+            take = min(keep - first, count)
+            kept[:, first: first + take] = (eta[:, :take, 0] > 0) if binary else class_argmax(eta[:, :take], 2)
+        p = torch.sigmoid_(eta) if binary else eta.softmax(2)
+        s1 += p.sum(1)
+        s2 += p.mul_(p).sum(1)
+        first += count
+    m1, m2 = s1 / k, s2 / k
+    if binary:  # class 1 moments → both classes: p_0 = 1 − p_1
+        m1, m2 = torch.cat([1 - m1, m1], 1), torch.cat([1 - 2 * m1 + m2, m2], 1)
+    return m1, (m2 - m1 * m1).clamp_min(0), kept
 
 
 def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple[int, int, int] = (0, 0, 0),
@@ -347,13 +395,11 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
     nt = _tiles(shape, tile)
     binary = c == 2
     ch = 1 if binary else c
-    m = noise.distinct(k)
-    p3 = block ** 3
-    nblk = (tile[0] * tile[1] * tile[2]) // p3  # blocks of a tile
+    nblk = (tile[0] * tile[1] * tile[2]) // block ** 3  # blocks of a tile
     var = dist.variance[0].float()
     low_rank = _LowRankSlabs(dist, noise, k, offset, binary)
     rows = max(1, min(nt[1], SLAB_VOXELS // (tile[0] * tile[1] * shape[2])))  # tile rows per slab
-    buf = torch.empty(rows * nt[2], nblk, m, ch, p3, device=mu.device)
+    buf = torch.empty(rows * nt[2], nblk, noise.distinct(k), ch, block ** 3, device=mu.device)
     toff = tuple(o // t for o, t in zip(offset, tile))
     active = 0
     for zt in range(nt[0]):
@@ -369,51 +415,30 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
             else:
                 loc, dvar = _to_blocks(mu_r, tile, block), _to_blocks(var_r, tile, block)
             low_rank.start_slab(zs, ys)
-            sel = all_tiles
+            tile_of = lambda t: (zt + toff[0], yt0 + t // nt[2] + toff[1], t % nt[2] + toff[2])
+            moment_tiles, label_tiles = all_tiles, all_tiles[:0]
             if sparse:
-                closed_mean, closed_var, exact, need = _closed_form_slab(loc, dvar, low_rank, binary, keep > 0)
+                closed_mean, closed_var, exact, open_label = _closed_form_slab(loc, dvar, low_rank, binary, keep > 0)
                 _from_blocks(closed_mean, mean[:, zs, ys], tile, block, all_tiles)
                 _from_blocks(closed_var, variance[:, zs, ys], tile, block, all_tiles)
-                sel = torch.nonzero(need.view(slab_tiles, -1).any(1)).flatten()
+                needs_moments = (~exact).view(slab_tiles, -1).any(1)
+                moment_tiles = torch.nonzero(needs_moments).flatten()
+                if keep:
+                    label_tiles = torch.nonzero(open_label.view(slab_tiles, -1).any(1) & ~needs_moments).flatten()
+            for sel, labels_only in ((moment_tiles, False), (label_tiles, True)):
                 if sel.numel() == 0:
                     continue
-            blocks = None
-            if sel.numel() < slab_tiles:  # the blocks of the selected tiles
-                blocks = (sel[:, None] * nblk + torch.arange(nblk, device=mu.device)).flatten()
-                loc, dvar = loc[blocks], dvar[blocks]
-            for j, t in enumerate(sel.tolist()):  # ε_d of each tile: (blocks of a tile, m, ch, P³)
-                yt, xt = divmod(t, nt[2])
-                noise.tile_draws(k, ch, (zt + toff[0], yt0 + yt + toff[1], xt + toff[2]), VOXEL_STREAM,
-                                 out=buf[j], distinct_only=True)
-            n = buf[: sel.numel()].view(-1, m, ch, p3).mul_(dvar.sqrt()[:, None])  # noise parts n_s
-            low_rank.add(n, blocks)
-            s1 = torch.zeros(n.shape[0], ch, p3, device=mu.device)
-            s2 = torch.zeros_like(s1)
-            kept_r = torch.empty(n.shape[0], keep, p3, dtype=torch.uint8, device=mu.device) if keep else None
-            first = 0
-            for sign, count in ((1.0, m), (-1.0, k - m)):  # the drawn samples, then their mirrors
-                if count == 0:
+                m1, v1, kept_r = _sample_tiles(sel, loc, dvar, low_rank, noise, k, keep, binary, tile_of, buf,
+                                               nblk, labels_only)
+                if keep:
+                    _from_blocks(kept_r, kept[:, zs, ys], tile, block, sel)
+                active += sel.numel()
+                if labels_only:
                     continue
-                eta = torch.add(loc[:, None], n[:, :count], alpha=sign)  # (nb, count, ch, P³)
-                if keep and first < keep:
-                    take = min(keep - first, count)
-                    kept_r[:, first: first + take] = ((eta[:, :take, 0] > 0) if binary
-                                                      else eta[:, :take].argmax(2).to(torch.uint8))
-                p = torch.sigmoid_(eta) if binary else eta.softmax(2)
-                s1 += p.sum(1)
-                s2 += p.mul_(p).sum(1)
-                first += count
-            m1, m2 = s1 / k, s2 / k
-            if binary:  # class 1 moments → both classes: p_0 = 1 − p_1
-                m1, m2 = torch.cat([1 - m1, m1], 1), torch.cat([1 - 2 * m1 + m2, m2], 1)
-            v1 = (m2 - m1 * m1).clamp_min(0)
-            if sparse:  # voxels of the sampled tiles that need no samples for their moments keep the closed form
-                pick = slice(None) if blocks is None else blocks
-                ex = exact[pick][:, None]
-                m1, v1 = torch.where(ex, closed_mean[pick], m1), torch.where(ex, closed_var[pick], v1)
-            _from_blocks(m1, mean[:, zs, ys], tile, block, sel)
-            _from_blocks(v1, variance[:, zs, ys], tile, block, sel)
-            if keep:
-                _from_blocks(kept_r, kept[:, zs, ys], tile, block, sel)
-            active += sel.numel()
+                if sparse:  # voxels of the sampled tiles that need no samples for their moments keep the closed form
+                    pick = (sel[:, None] * nblk + torch.arange(nblk, device=mu.device)).flatten()
+                    ex = exact[pick][:, None]
+                    m1, v1 = torch.where(ex, closed_mean[pick], m1), torch.where(ex, closed_var[pick], v1)
+                _from_blocks(m1, mean[:, zs, ys], tile, block, sel)
+                _from_blocks(v1, variance[:, zs, ys], tile, block, sel)
     return WindowMoments(mean, variance, kept, active / (nt[0] * nt[1] * nt[2]))

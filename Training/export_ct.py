@@ -27,9 +27,22 @@ from common import export_parser, model_card, write_model
 from datasets.totalseg import TOTALSEG_V2_LABELS
 from run_chain import init_chain
 from uqseg.ct.inference import DEFAULT_SAMPLES
+from uqseg.ct.linearised_moments import LINEARISED_MAX_STD
 from uqseg.ct.mc_estimate import SETTLED_MARGIN, SETTLED_Z
 from uqseg.ct.ood import CELL, HU_EDGES, SCALES, descriptor_size
 from uqseg.models.registry import sha256_of
+
+
+#: how the predictive moments are computed (uqseg.ct.mc_estimate; docs/ct-sampling.md)
+CT_MOMENTS_METHOD = ("k samples of Eq. 13 in logit space from one network pass per sliding window (MONAI, Gaussian "
+                     "weights), position-keyed noise so overlapping windows draw the same samples, antithetic pairs "
+                     "(sample s + k/2 mirrors sample s: eta' = 2 mu - eta, each exactly N(mu, Sigma)); p = mean "
+                     "softmax (Eq. 14), variance = E[p^2] - E[p]^2 — where samples are needed: the closed form or "
+                     "softmax(mu) elsewhere (closed_form_voxels, settled_voxels)")
+CLOSED_FORM_RULE = (f"voxels whose class logits all have a std <= {LINEARISED_MAX_STD} nats take the closed-form "
+                    "moments (delta method on the log-probabilities, log-normal moments; uqseg.ct.linearised_moments"
+                    "), more accurate there than 30 samples (docs/ct-sampling.md); the kept sample label maps still "
+                    "come from samples wherever a sample could change the label")
 
 
 def stages(run: Path) -> list[dict]:
@@ -83,10 +96,8 @@ def main(argv=None) -> int:
         },
         inference={
             "samples": DEFAULT_SAMPLES,
-            "method": "k samples of Eq. 13 in logit space from one network pass per sliding window (MONAI, "
-                      "Gaussian weights), position-keyed noise so overlapping windows draw the same samples; "
-                      "antithetic pairs (sample s + k/2 mirrors sample s: eta' = 2 mu - eta, each exactly "
-                      "N(mu, Sigma)); p = mean softmax (Eq. 14), variance = E[p^2] - E[p]^2",
+            "method": CT_MOMENTS_METHOD,
+            "closed_form_voxels": CLOSED_FORM_RULE,
             "settled_voxels": f"voxels whose top-class margin exceeds {SETTLED_MARGIN} + {SETTLED_Z} x the "
                               "logit std (of the logit difference for one organ; else the sum of the two classes' "
                               "marginal stds) are not sampled (error bound < 2e-4 in probability)",
@@ -199,10 +210,8 @@ def export_two_patients(args) -> int:
                     "results resampled back onto the input grid (trilinear probabilities, label = their arg-max)"},
         inference={
             "samples": DEFAULT_SAMPLES,
-            "method": "k samples of Eq. 13 in logit space from one network pass per sliding window (MONAI, "
-                      "Gaussian weights), position-keyed noise so overlapping windows draw the same samples; "
-                      "antithetic pairs; p = mean softmax (Eq. 14), variance = E[p^2] - E[p]^2; the OOD map once "
-                      "per volume from the working-grid HU (uqseg.ct.ood)",
+            "method": CT_MOMENTS_METHOD + "; the OOD map once per volume from the working-grid HU (uqseg.ct.ood)",
+            "closed_form_voxels": CLOSED_FORM_RULE,
             "settled_voxels": f"voxels whose top-class margin exceeds {SETTLED_MARGIN} + {SETTLED_Z} x the "
                               "logit std are not sampled (error bound < 2e-4 in probability)"},
         training={

@@ -18,6 +18,14 @@ log-normal form stays exact where the plain delta method on p_c (Var ≈ p_c² w
 t it is the complement 1 − p_t = Σ_{c≠t} p_c that is small, so its variance is that of log-normal 1 − p_t, with
     w_rest = Var[log(1 − softmax(η)_t)] ≈ p_t² (e_t − π)ᵀ Σ (e_t − π),   π_c = p_c / (1 − p_t) for c ≠ t, π_t = 0
 (two classes: w_rest = w of the other class, so both classes get the same variance, as they must).
+Second order. The log-normal form is exact to second order in the noise only where p_c ≪ 1; at p ≈ ½ (a boundary
+voxel) the next term of the expansion lowers the variance. For two classes, δ ~ N(m, s²) and p = σ(m), the delta
+method to O(s⁴) gives Var[σ(δ)] ≈ σ'² s² (1 + s² (1 − 6σ' + ½ (1 − 2p)²)) with σ' = p(1 − p), the log-normal form
+σ'² s² (1 + 1.5 (1 − p)² s²); each variance is therefore multiplied by 1 + s² g(p), g(p) = 1.5 − 8 p (1 − p)
+− 1.5 (1 − p)² (p the smaller side: the class's own p, or 1 − p_t for the top class), so that the result is exact
+to O(s⁴) for two classes; for C classes s_c² is the variance of the class's one-vs-rest log-odds, w_c / (1 − p_c)².
+Against quadrature (two classes, m from −12 to 12 nats) the largest relative error of the variance at s = 0.5 falls
+from 20 % to 10 % with it, the median from 0.4 % to 0.1 %.
 
 Σ = diag(d) + P Pᵀ is never formed: w_c = d_c (1 − 2 p_c) + Σ_j p_j² d_j + Σ_r ((e_c − p)ᵀ P_{:,r})², the last term
 from the form's low-rank factor (`uqseg.ct.mc_estimate._LowRankSlabs.spread`). Two classes: with δ = η_1 − η_0 of
@@ -61,16 +69,31 @@ def rest_direction(p: torch.Tensor, axis: int = 1) -> tuple[torch.Tensor, torch.
     return is_top, q, u
 
 
+def _second_order_gain(p_small: torch.Tensor) -> torch.Tensor:
+    """g(p) = 1.5 − 8 p (1 − p) − 1.5 (1 − p)²: the s² coefficient of (second-order variance) / (log-normal variance)
+    for σ(δ), δ ~ N(m, s²), p = σ(m) the smaller side (module docstring): 0 as p → 0, −0.875 at p = ½."""
+    q = 1 - p_small
+    return 1.5 - 8 * p_small * q - 1.5 * q * q
+
+
 def lognormal_moments(p: torch.Tensor, w: torch.Tensor, w_rest: torch.Tensor, is_top: torch.Tensor,
                       axis: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean, variance) of softmax(η) from p = softmax(μ) and the log-probability variances w (module docstring):
     mean_c = p_c e^{w_c/2} / Σ_j p_j e^{w_j/2}; variance_c = mean_c² (e^{w_c} − 1) for c ≠ t, and for the top class t
     (`is_top`) the variance of the small complement 1 − p_t, log-normal the same way: m_rest² (e^{w_rest} − 1) with
     m_rest = Σ_{c≠t} mean_c and w_rest (keepdim shape) from `rest_direction` — next to p_t ≈ 1 the complement, not
-    p_t, is what is log-linear; for two classes both classes get the same variance, as they must."""
+    p_t, is what is log-linear; for two classes both classes get the same variance, as they must. Each variance is
+    then multiplied by the second-order factor max(¼, 1 + s_c² g(p_c)) (`_second_order_gain`; s_c² the variance of
+    the class's one-vs-rest log-odds: w_c / (1 − p_c)², for the top class w_rest / p_t², with p_c its smaller side)."""
     w = w.clamp_min(0)
+    w_rest = w_rest.clamp_min(0)
     mean = p * (0.5 * w).exp()
     mean = mean / mean.sum(axis, keepdim=True)
     m_rest = mean.masked_fill(is_top, 0.0).sum(axis, keepdim=True)
-    top_var = m_rest * m_rest * torch.expm1(w_rest.clamp_min(0))
-    return mean, torch.where(is_top, top_var.expand_as(p), mean * mean * torch.expm1(w))
+    top_var = m_rest * m_rest * torch.expm1(w_rest)
+    variance = torch.where(is_top, top_var.expand_as(p), mean * mean * torch.expm1(w))
+    p_top = p.masked_fill(~is_top, 0.0).sum(axis, keepdim=True)
+    p_rest = p.masked_fill(is_top, 0.0).sum(axis, keepdim=True)
+    s2 = torch.where(is_top, (w_rest / (p_top * p_top)).expand_as(p), w / ((1 - p) * (1 - p)))
+    p_small = torch.where(is_top, p_rest.expand_as(p), p)
+    return mean, variance * (1 + s2 * _second_order_gain(p_small)).clamp_min(0.25)

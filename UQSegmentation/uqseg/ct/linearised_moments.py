@@ -87,13 +87,15 @@ def lognormal_moments(p: torch.Tensor, w: torch.Tensor, w_rest: torch.Tensor, is
     the class's one-vs-rest log-odds: w_c / (1 − p_c)², for the top class w_rest / p_t², with p_c its smaller side)."""
     w = w.clamp_min(0)
     w_rest = w_rest.clamp_min(0)
-    mean = p * (0.5 * w).exp()
-    mean = mean / mean.sum(axis, keepdim=True)
-    m_rest = mean.masked_fill(is_top, 0.0).sum(axis, keepdim=True)
-    top_var = m_rest * m_rest * torch.expm1(w_rest)
-    variance = torch.where(is_top, top_var.expand_as(p), mean * mean * torch.expm1(w))
+    mean = (0.5 * w).exp_().mul_(p)
+    mean = mean.div_(mean.sum(axis, keepdim=True))
+    # every class as if it were not the top one, then the top class's entries replaced (keepdim arrays)
+    q = 1 - p
+    s2 = w / (q * q)
+    variance = torch.expm1(w).mul_(mean).mul_(mean).mul_((1 + s2 * _second_order_gain(p)).clamp_min_(0.25))
     p_top = p.masked_fill(~is_top, 0.0).sum(axis, keepdim=True)
-    p_rest = p.masked_fill(is_top, 0.0).sum(axis, keepdim=True)
-    s2 = torch.where(is_top, (w_rest / (p_top * p_top)).expand_as(p), w / ((1 - p) * (1 - p)))
-    p_small = torch.where(is_top, p_rest.expand_as(p), p)
-    return mean, variance * (1 + s2 * _second_order_gain(p_small)).clamp_min(0.25)
+    p_rest = p.masked_fill(is_top, 0.0).sum(axis, keepdim=True)  # 1 − p_t without the rounding next to p_t ≈ 1
+    m_rest = mean.masked_fill(is_top, 0.0).sum(axis, keepdim=True)
+    top_gain = (1 + w_rest / (p_top * p_top) * _second_order_gain(p_rest)).clamp_min_(0.25)
+    top_var = m_rest * m_rest * torch.expm1(w_rest) * top_gain
+    return mean, torch.where(is_top, top_var, variance)

@@ -382,11 +382,12 @@ def mc_moments(dist: LogitDistribution, k: int, noise: NoiseField, offset: tuple
     mu = dist.mean[0].float()
     c = mu.shape[0]
     shape = tuple(mu.shape[1:])
-    p0 = mu.softmax(0)
-    mean, variance = p0.clone(), torch.zeros_like(p0)
     kept = class_argmax(mu).expand(keep, *shape).clone() if keep else None
     if dist.form == "deterministic" or k == 0:
-        return WindowMoments(mean, variance, kept, 0.0)
+        p0 = mu.softmax(0)
+        return WindowMoments(p0, torch.zeros_like(p0), kept, 0.0)
+    # every voxel is written below: by the closed form (sparse) or by the samples (every tile, dense)
+    mean, variance = torch.empty_like(mu), torch.empty_like(mu)
     tile, block = noise.tile, noise.layout_block
     if any(o % t for o, t in zip(offset, tile)):
         raise ValueError(f"window offset {offset} is not a multiple of the noise tile {tile}")

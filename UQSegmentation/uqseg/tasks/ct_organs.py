@@ -25,7 +25,8 @@ direction as the input volume):
   `ood_map` (threshold, units, share of body voxels (HU > −500) above it, their 95th percentile); `ood` = any
   predicted organ `ood`, or image_uncertainty above the card's `uncertainty.ood_threshold` (when it gives one);
   `variance_display_threshold` (the card's, used by the preview
-  and by Slicer to start colouring the overlay); `active_fraction` = share of the working grid that needed sampling.
+  and by Slicer to start colouring the overlay); `active_fraction` = share of the noise tiles that were sampled (for moments
+  outside the closed form, or for the kept sample labels; uqseg.ct.mc_estimate).
 
 Options: `samples` (k, default 30; 0 or `fast` = one deterministic pass: softmax(μ), zero variance), `seed`.
 """

@@ -234,7 +234,13 @@ def refit_with_pins(model: HybridGNet, image_or_encoded: Image | np.ndarray | En
         mean[sl], std[sl], mode[sl] = frame.from_normalised(m), frame.std_to_pixels(s), frame.from_normalised(f)
         for node, xy in organ_pins.items():
             mean[node] = pins[node]  # the user's pixels exactly, not a round trip through the normalised frame
-    refitted = replace(result, mean=mean, std=std, raw_std=None, calibration=None, mode=mode, samples=samples)
+    # the head's aleatoric std (if any) is kept for every node but the pinned ones: a node the user placed has no
+    # error left to expect
+    aleatoric = None if result.aleatoric is None else result.aleatoric.copy()
+    if aleatoric is not None:
+        aleatoric[list(pins)] = 0.0
+    refitted = replace(result, mean=mean, std=std, raw_std=None, calibration=None, mode=mode, samples=samples,
+                       aleatoric=aleatoric)
     return calibrate(refitted, result.calibration)
 
 

@@ -141,6 +141,13 @@ class HybridGNet(nn.Module):
         """z (B, L) → positions (B, 120, 2) in [0, 1]-normalised square coordinates, and the intermediate
         positions [p₁ (B, 60, 2), p₂ (B, 120, 2)] of the skip variant (empty list otherwise). `feats` may hold
         feature maps of batch 1 (one image, many latent samples): they are broadcast, not copied."""
+        x, inter = self.decode_features(z, feats)
+        return self.head(x, self.lap_fine) + self.template, inter
+
+    def decode_features(self, z: torch.Tensor, feats: list[torch.Tensor] | None = None):
+        """The decoder up to its last layer: the per-node features the position head reads (B, 120, C) with
+        C = `fine_channels` (+ `skip_channels` for the skip variant), and the intermediate positions of `decode`.
+        The per-node std head (std_head.py) reads the same features."""
         b = z.shape[0]
         x = F.relu(self.fc(z)).view(b, self.graph.n_coarse, -1)
         for conv in self.coarse:
@@ -158,7 +165,7 @@ class HybridGNet(nn.Module):
             p2 = self.pos_fine(x, self.lap_fine) + self.template
             inter.append(p2)
             x = torch.cat([x, sample_features(maps[1], p2)], dim=-1)
-        return self.head(x, self.lap_fine) + self.template, inter
+        return x, inter
 
     def forward(self, x: torch.Tensor, sample: bool = True):
         """Training / single-pass forward: (positions, μ, log σ², intermediate positions). With sample=False the

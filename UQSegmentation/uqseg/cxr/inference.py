@@ -11,10 +11,15 @@ predict_landmarks(image, model, samples=N):
 6. node std (one number per node, px) = ½ (σ_x + σ_y); image_uncertainty = its mean over the 120 nodes (input px);
    image_uncertainty_ref = the same in pixels of a 512-pixel square (σ_u · 512: the training images' frame, so it
    does not depend on the input resolution) — the card's `ood_threshold_ref` applies to it;
-7. when the loaded model carries a node calibration (`model.node_calibration`, set by the task's `load` from the
+7. when the loaded model carries a node std head (`model.node_std_head`, set by the task's `load` from the card's
+   `node_std_head` file, `uqseg.cxr.std_head`, cxr-hybridgnet-vae 1.2.0 on), the head reads the decoder's node
+   features at z = μ and the MC node std and gives an aleatoric per-axis std s_i per node (`aleatoric`, input px);
+   `std` becomes sqrt(σ_MC² + s_i²) per axis (Kendall & Gal 2017, Eq. (9)) and the MC std of step 4 is kept as
+   `raw_std`;
+8. when the loaded model carries a node calibration (`model.node_calibration`, set by the task's `load` from the
    card's `node_calibration` file, `uqseg.cxr.calibration`), `std` becomes the calibrated per-axis std
-   (offset_i + scale_i · σ, per node index i) and the MC std of step 4 is kept as `raw_std`. image_uncertainty (and
-   _ref, hence `ood`) stays the mean of the RAW node std: the card's OOD threshold and its checks (non-chest images,
+   (offset_i + scale_i · σ, per node index i, applied to the std of step 7) and the MC std of step 4 is kept as
+   `raw_std`. image_uncertainty (and _ref, hence `ood`) stays the mean of the RAW node std: the card's OOD threshold and its checks (non-chest images,
    noise) were derived on it, and the per-node map is fitted on in-distribution errors only.
 """
 
@@ -27,6 +32,7 @@ import torch
 
 from uqseg.cxr.hybridgnet import HybridGNet
 from uqseg.cxr.preprocess import SquareFrame, network_input
+from uqseg.cxr.std_head import combine
 from uqseg.errors import InputError
 from uqseg.io.image import Image
 
@@ -52,6 +58,8 @@ class LandmarkResult:
     raw_std: np.ndarray = field(repr=False, default=None)
     #: the `uqseg.cxr.calibration.NodeCalibration` that made `std` from `raw_std` (None: none)
     calibration: object = field(repr=False, default=None)
+    #: (120,) the node std head's aleatoric per-axis std s_i, input px (None: the model has no head)
+    aleatoric: np.ndarray = field(repr=False, default=None)
 
     @property
     def node_std(self) -> np.ndarray:
@@ -102,9 +110,10 @@ def sample_latents(mu: torch.Tensor, logvar: torch.Tensor, samples: int, seed: i
 
 
 @torch.inference_mode()
-def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int = 0):
+def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int = 0, with_features: bool = False):
     """Encode x (1, 1, G, G) once, decode `samples` latents in one batch → (positions (N, 120, 2) normalised,
-    the decoding of μ (120, 2), latent σ (L,))."""
+    the decoding of μ (120, 2), latent σ (L,)) and, with `with_features`, the decoder's last node features at z = μ
+    (120, C) (`HybridGNet.decode_features`: what the node std head reads) as a fourth element."""
     mu, logvar, feats = model.encode(x)
     z = torch.cat([mu, sample_latents(mu, logvar, samples, seed)])
     # decoded DECODE_CHUNK latents at a time: memory stays flat in the number of samples (one batch of 136 kB per
@@ -112,6 +121,8 @@ def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int
     # one batch of before, and larger counts gave bit-identical positions in the checks (Testing/
     # test_hostile_models_resources.py)
     pos = torch.cat([model.decode(z[i: i + DECODE_CHUNK], feats)[0] for i in range(0, z.shape[0], DECODE_CHUNK)])
+    if with_features:  # one more decoder pass for z = μ alone, up to its last layer (a few % of the 50 decodes)
+        return pos[1:], pos[0], torch.exp(0.5 * logvar[0]), model.decode_features(mu, feats)[0][0]
     return pos[1:], pos[0], torch.exp(0.5 * logvar[0])
 
 
@@ -133,20 +144,32 @@ def predict_landmarks(image: Image, model: HybridGNet, device: torch.device | st
         return LandmarkResult(shape=tuple(image.shape), mean=frame.from_normalised(mode), std=np.zeros_like(mode),
                               samples=0, latent_sigma=torch.exp(0.5 * logvar[0]).double().cpu().numpy(),
                               frame=frame, mode=frame.from_normalised(mode))
-    pos, mode, sigma = sample_positions(model, x.to(device), samples, seed)
+    head = getattr(model, "node_std_head", None)
+    out = sample_positions(model, x.to(device), samples, seed, with_features=head is not None)
+    pos, mode, sigma = out[:3]
+    aleatoric = None
+    if head is not None:
+        features = out[3]
+        node_std_u = pos.std(0, unbiased=False).mean(-1)  # ½ (σ_x + σ_y), normalised, the head's input
+        log_s = head(features[None].float(), node_std_u[None].float(), model.lap_fine)[0]
+        aleatoric = frame.std_to_pixels(torch.exp(log_s).double().cpu().numpy())
     pos = pos.double().cpu().numpy()
     mean_u, std_u = pos.mean(0), pos.std(0)
     result = LandmarkResult(shape=tuple(image.shape), mean=frame.from_normalised(mean_u),
                             std=frame.std_to_pixels(std_u), samples=samples,
                             latent_sigma=sigma.double().cpu().numpy(), frame=frame,
-                            mode=frame.from_normalised(mode.double().cpu().numpy()))
+                            mode=frame.from_normalised(mode.double().cpu().numpy()), aleatoric=aleatoric)
     return calibrate(result, getattr(model, "node_calibration", None))
 
 
 def calibrate(result: LandmarkResult, calibration) -> LandmarkResult:
-    """Step 7: `result` with `std` calibrated by `calibration` (a NodeCalibration; None: unchanged) and the MC std
-    kept as `raw_std`. The means are untouched."""
-    if calibration is None:
+    """Steps 7–8: `std` = the MC std combined with the result's `aleatoric` head std (None: the MC std), then
+    calibrated by `calibration` (a NodeCalibration; None: not); the MC std kept as `raw_std` when either applies.
+    The means are untouched."""
+    if calibration is None and result.aleatoric is None:
         return result
     raw = result.mc_std
-    return replace(result, std=calibration.apply(raw), raw_std=raw, calibration=calibration)
+    std = raw if result.aleatoric is None else combine(raw, result.aleatoric)
+    if calibration is not None:
+        std = calibration.apply(std)
+    return replace(result, std=std, raw_std=raw, calibration=calibration)

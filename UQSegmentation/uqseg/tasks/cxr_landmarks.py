@@ -5,9 +5,10 @@ Files written per case (the contract: docs/cli-contract.md); positions are pixel
 the input image, stds in input pixels unless stated:
 - landmarks.csv — `node, organ, mean_x, mean_y, std_x, std_y, raw_std_x, raw_std_y`, 120 lines (right_lung 0..43,
   left_lung 44..93, heart 94..119, each organ a closed ring in annotation order); mean and population std over N
-  latent samples (`raw_std_*`); `std_*` = the std every other output shows: the raw std calibrated per node by the
-  model's node calibration (`uqseg.cxr.calibration`, cxr-hybridgnet-vae 1.1.0 on), equal to raw_std_* for a model
-  without one.
+  latent samples (`raw_std_*`); `std_*` = the std every other output shows: the raw std combined with the model's
+  node std head, sqrt(raw² + s²) per axis (`uqseg.cxr.std_head`, cxr-hybridgnet-vae 1.2.0), and/or calibrated per
+  node by the model's node calibration (`uqseg.cxr.calibration`, 1.1.0), equal to raw_std_* for a model with
+  neither.
 - segmentation.seg.nrrd — segments right_lung (1), left_lung (2), heart (3): the mean rings filled (pixel centres
   inside), heart painted last; the input's own grid and geometry.
 - right_lung.mrk.json, left_lung.mrk.json, heart.mrk.json — closed curves through the mean nodes (LPS mm), the
@@ -15,7 +16,8 @@ the input image, stds in input pixels unless stated:
 - preview.png — the image, contours, nodes coloured by their (calibrated) std with a colour bar.
 - summary.json — `image_uncertainty` = mean RAW node std ½ (σ_x + σ_y) over the 120 nodes in input pixels (the MC
   std: the OOD threshold was derived on it, see uqseg.cxr.inference step 7); `organ_uncertainty` likewise raw;
-  `node_calibration` = the map applied to the per-node std (file, form) or null;
+  `node_calibration` = the map applied to the per-node std (file, form) or null; `node_std_head` = the head that
+  added the aleatoric std (file, mean s in input px) or null;
   `image_uncertainty_ref` = the same in pixels of a 512-pixel square (resolution independent); `ood` =
   image_uncertainty_ref above the model card's `ood_threshold_ref` (derived from the validation images);
   `latent_sigma` (mean latent σ), `samples`, `seed`.
@@ -31,6 +33,7 @@ import numpy as np
 
 from uqseg.cxr import batch_csv
 from uqseg.cxr.calibration import load_calibration
+from uqseg.cxr.std_head import load_std_head
 from uqseg.cxr.graph import node_organs, organ_slices
 from uqseg.cxr.hybridgnet import HybridGNet
 from uqseg.cxr.inference import DEFAULT_SAMPLES, LandmarkResult, predict_landmarks
@@ -62,6 +65,8 @@ class CxrLandmarksTask:
         net = load_network(card, build_model, device)
         # the card's node calibration, checked like the weights (None for a card without one: raw std, as before)
         net.node_calibration = load_calibration(card)
+        # the card's node std head (1.2.0 on), checked like the weights; None: the std is the MC std
+        net.node_std_head = load_std_head(card, net.head.c_in, device)
         return net
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:
@@ -108,6 +113,17 @@ def _calibration_entry(result: LandmarkResult, card: ModelCard) -> dict | None:
                           "raw_std_x, raw_std_y and image_uncertainty are the MC std"}
 
 
+def _std_head_entry(result: LandmarkResult, card: ModelCard) -> dict | None:
+    if result.aleatoric is None:
+        return None
+    spec = card.get("node_std_head") or {}
+    return {"file": spec.get("file"), "sha256": spec.get("sha256"),
+            "mean_aleatoric_std": round(float(np.mean(result.aleatoric)), 4),
+            "units": "input pixels (per-axis std s of the node error, the same for x and y)",
+            "applies_to": "std_x, std_y of landmarks.csv = sqrt(raw_std² + s²) per axis, the curves' std, the preview "
+                          "colours, chexmask_u.csv; raw_std_x, raw_std_y and image_uncertainty are the MC std"}
+
+
 def summarise(result: LandmarkResult, card: ModelCard, seed: int = 0, checks: CheckedInput | None = None) -> dict:
     """summary.json without `files` (module docstring): image_uncertainty, ood and the flags."""
     threshold = card.get("uncertainty", {}).get("ood_threshold_ref")
@@ -116,7 +132,7 @@ def summarise(result: LandmarkResult, card: ModelCard, seed: int = 0, checks: Ch
         "task": "cxr-landmarks",
         "image_uncertainty": round(result.image_uncertainty, 4),
         "image_uncertainty_units": "input pixels (mean over the 120 nodes of ½ (raw_std_x + raw_std_y), the MC std "
-                                   "before the node calibration)",
+                                   "before the node std head and any node calibration)",
         "image_uncertainty_ref": round(result.image_uncertainty_ref, 4),
         "ood_threshold_ref": threshold,
         "ood": ood,
@@ -126,6 +142,7 @@ def summarise(result: LandmarkResult, card: ModelCard, seed: int = 0, checks: Ch
         "organ_uncertainty": {o: round(float(result.raw_node_std[sl].mean()), 4)
                               for o, sl in organ_slices().items()},
         "node_calibration": _calibration_entry(result, card),
+        "node_std_head": _std_head_entry(result, card),
         "square_frame": {"size": result.frame.size, "pad_top": result.frame.pad_top,
                          "pad_left": result.frame.pad_left},
     }

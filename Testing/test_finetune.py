@@ -148,7 +148,8 @@ def test_run_writes_a_new_model_folder_with_its_provenance(finetuned):
     task, root, models, rc, out, err, base = finetuned
     assert rc == 0, err
     folder, card = new_card(models)
-    carried = ["node_calibration.json"] if base.get("node_calibration") else []  # cxr 1.1.0 on: copied unchanged
+    # cxr 1.1.0's node calibration / 1.2.0's node std head: copied unchanged
+    carried = [base[k]["file"] for k in ("node_calibration", "node_std_head") if base.get(k)]
     assert folder.name == f"{base.id}-ft1" and sorted(p.name for p in folder.iterdir()) == sorted(
         ["model.json", "weights.safetensors"] + carried)
     assert card["id"] == folder.name and card["version"] == f"{base.version}+ft.1" and card["default"] is False

@@ -82,17 +82,17 @@ def test_scripted_module_macro_generic_tests_and_self_test():
 def test_shipped_models_are_installed_where_the_engine_looks():
     text = MODULE_CMAKE.read_text()
     listed = cmake_set(text, "MODULE_MODEL_FILES")
-    named = set()  # files beside the weights that a card's loader checks and needs (cxr: node_calibration; ct: ood)
+    named = set()  # files beside the weights that a card's loader checks and needs (cxr: node_std_head; ct: ood)
     for card_file in MODELS.glob("*/model.json"):
         card = json.loads(card_file.read_text())
-        for section in ("node_calibration", "ood"):
+        for section in ("node_calibration", "node_std_head", "ood"):
             spec = card.get(section) or {}
             if isinstance(spec, dict) and spec.get("file"):
                 named.add(f"{card_file.parent.name}/{spec['file']}")
     on_disk = sorted(str(p.relative_to(MODELS).as_posix()) for p in MODELS.glob("*/*")
                      if p.name in ("model.json", "weights.safetensors")
                      or str(p.relative_to(MODELS).as_posix()) in named)
-    assert named <= set(on_disk), "a card names a file (node calibration, OOD statistics) that is not in its folder"
+    assert named <= set(on_disk), "a card names a file (node calibration / std head, OOD statistics) that is not in its folder"
     assert on_disk, "no shipped model under Resources/Models"
     assert sorted(listed) == on_disk
     for model_dir in {Path(f).parent for f in on_disk}:

@@ -67,7 +67,8 @@ def features(args) -> None:
     rows = {k: [] for k in ("features", "mean", "mc_std", "truth", "image", "augmented", "val")}
     t0 = time.perf_counter()
     for part in ("train", "val"):
-        images, targets = load_tensors(args.data, split[part], net.input_size)
+        names = split[part][:args.limit] if args.limit else split[part]
+        images, targets = load_tensors(args.data, names, net.input_size)
         copies = args.copies if part == "train" else 0
         for i in range(len(images)):
             x, y = images[i:i + 1], targets[i:i + 1]
@@ -357,6 +358,7 @@ def main(argv=None) -> None:
     f.add_argument("--copies", type=int, default=8, help="augmented copies per training image")
     f.add_argument("--samples", type=int, default=50)
     f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--limit", type=int, default=0, help="only the first N training and N val images (smoke tests)")
     for name in ("cv", "fit"):
         p = sub.add_parser(name)
         p.add_argument("--features", type=Path, required=True)

@@ -71,11 +71,15 @@ def fine_tuned_card(base: ModelCard, new_id: str, new_version: str, fine_tuning:
     if card.get("node_calibration"):  # the file travels with the card (base_files), unchanged: same sha256
         card["fine_tuning"]["node_calibration_note"] = ("the base model's per-node std calibration, fitted on the "
                                                         "base weights' validation errors, not re-fitted")
+    if card.get("node_std_head"):  # likewise: the head was trained on the base network's features and errors
+        card["fine_tuning"]["node_std_head_note"] = ("the base model's node std head, trained on the base network's "
+                                                     "features and errors; not re-trained (Training/"
+                                                     "train_cxr_std_head.py re-trains it on the fine-tuned network)")
     return card
 
 
 #: card sections naming a file beside the weights that a fine-tuned model keeps from its base (copied unchanged)
-CARRIED_FILES = ("node_calibration",)
+CARRIED_FILES = ("node_calibration", "node_std_head")
 
 
 def base_files(base: ModelCard) -> dict[str, Path]:

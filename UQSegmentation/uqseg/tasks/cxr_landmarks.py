@@ -65,8 +65,10 @@ class CxrLandmarksTask:
         net = load_network(card, build_model, device)
         # the card's node calibration, checked like the weights (None for a card without one: raw std, as before)
         net.node_calibration = load_calibration(card)
-        # the card's node std head (1.2.0 on), checked like the weights; None: the std is the MC std
-        net.node_std_head = load_std_head(card, net.head.c_in, device)
+        # the card's node std head (1.2.0 on), checked like the weights; None: the std is the MC std. Set past
+        # nn.Module's attribute hook so it is NOT a submodule: it has its own file and sha256, and the network's
+        # state_dict (what fine-tuning saves as weights.safetensors) stays the network's tensors alone
+        object.__setattr__(net, "node_std_head", load_std_head(card, net.head.c_in, device))
         return net
 
     def predict(self, image: Image, model, options: RunOptions) -> CaseResult:

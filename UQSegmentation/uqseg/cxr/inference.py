@@ -120,10 +120,19 @@ def sample_positions(model: HybridGNet, x: torch.Tensor, samples: int, seed: int
     # latent would take 13.7 GB at 100 000 samples); up to DECODE_CHUNK − 1 samples (the default 50 included) it is the
     # one batch of before, and larger counts gave bit-identical positions in the checks (Testing/
     # test_hostile_models_resources.py)
-    pos = torch.cat([model.decode(z[i: i + DECODE_CHUNK], feats)[0] for i in range(0, z.shape[0], DECODE_CHUNK)])
-    if with_features:  # one more decoder pass for z = μ alone, up to its last layer (a few % of the 50 decodes)
-        return pos[1:], pos[0], torch.exp(0.5 * logvar[0]), model.decode_features(mu, feats)[0][0]
-    return pos[1:], pos[0], torch.exp(0.5 * logvar[0])
+    if not with_features:
+        pos = torch.cat([model.decode(z[i: i + DECODE_CHUNK], feats)[0]
+                         for i in range(0, z.shape[0], DECODE_CHUNK)])
+        return pos[1:], pos[0], torch.exp(0.5 * logvar[0])
+    # the same decoding in its two halves (`decode` = position head ∘ `decode_features`), keeping the node features
+    # of row 0 (z = μ) for the node std head: no extra decoder pass
+    pos, mode_features = [], None
+    for i in range(0, z.shape[0], DECODE_CHUNK):
+        h, _ = model.decode_features(z[i: i + DECODE_CHUNK], feats)
+        pos.append(model.head(h, model.lap_fine) + model.template)
+        mode_features = h[0] if mode_features is None else mode_features
+    pos = torch.cat(pos)
+    return pos[1:], pos[0], torch.exp(0.5 * logvar[0]), mode_features
 
 
 @torch.inference_mode()

@@ -92,7 +92,8 @@ def test_shipped_models_are_installed_where_the_engine_looks():
     on_disk = sorted(str(p.relative_to(MODELS).as_posix()) for p in MODELS.glob("*/*")
                      if p.name in ("model.json", "weights.safetensors")
                      or str(p.relative_to(MODELS).as_posix()) in named)
-    assert named <= set(on_disk), "a card names a file (node calibration / std head, OOD statistics) that is not in its folder"
+    assert named <= set(on_disk), ("a card names a file (node calibration / std head, OOD statistics) that is not in "
+                                   "its folder")
     assert on_disk, "no shipped model under Resources/Models"
     assert sorted(listed) == on_disk
     for model_dir in {Path(f).parent for f in on_disk}:

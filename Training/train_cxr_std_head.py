@@ -148,6 +148,11 @@ def scores(d: dict, rows: np.ndarray, s: np.ndarray) -> dict:
             "combined": pooled_spearman(combined, err)}
 
 
+def training_rows(d: dict, setting: dict) -> np.ndarray:
+    """The rows a setting trains on, before any fold is held out: not val; all copies or the clean images only."""
+    return ~d["val"] & (True if setting["rows"] == "all" else ~d["augmented"])
+
+
 def cv(args) -> None:
     d = load_rows(args.features)
     train_images = np.unique(d["image"][~d["val"]])
@@ -160,7 +165,7 @@ def cv(args) -> None:
         s_all, rows_all = [], []
         for test in folds:
             in_test = np.isin(d["image"], test) & ~d["val"]
-            fit_rows = np.flatnonzero(~in_test & ~d["val"] & (True if setting["rows"] == "all" else ~d["augmented"]))
+            fit_rows = np.flatnonzero(~in_test & training_rows(d, setting))
             test_rows = np.flatnonzero(in_test & ~d["augmented"])
             head, lap = train_head(d, fit_rows, setting["epochs"], seed=args.seed,
                                    hidden=setting.get("hidden", HIDDEN))
@@ -177,25 +182,21 @@ def cv(args) -> None:
     print(f"chosen by CV on the training images: {best} → {args.out / 'cv.json'}")
 
 
-def binned(std, err, bins: int = 8):
-    from calibrate_cxr_std import binned as b
-    return b(std, err, bins)
-
-
 def fit(args) -> None:
     from safetensors.torch import save_file
 
-    from calibrate_cxr_std import plot
+    from calibrate_cxr_std import binned, plot
+    from uqseg.cxr.calibration import spearman
+    from uqseg.cxr.std_head import combine
 
     d = load_rows(args.features)
     setting = SETTINGS[args.setting]
-    fit_rows = np.flatnonzero(~d["val"] & (True if setting["rows"] == "all" else ~d["augmented"]))
+    fit_rows = np.flatnonzero(training_rows(d, setting))
     val_rows = np.flatnonzero(d["val"])
     t0 = time.perf_counter()
     head, lap = train_head(d, fit_rows, setting["epochs"], seed=args.seed, hidden=setting.get("hidden", HIDDEN))
     seconds = time.perf_counter() - t0
     s = head_std(head, lap, d, val_rows)
-    from uqseg.cxr.std_head import combine
     err_px = d["error"][val_rows] * SIDE
     mc_px = d["node_std"][val_rows] * SIDE
     comb_px = combine(d["mc_std"][val_rows], s).mean(-1) * SIDE
@@ -207,7 +208,6 @@ def fit(args) -> None:
                                        "combined": round(float(comb_px.mean()), 3)},
               "val_mean_node_error_px": round(float(err_px.mean()), 3),
               "binned_8": {"mc": binned(mc_px, err_px), "combined": binned(comb_px, err_px)}}
-    from uqseg.cxr.calibration import spearman
     result["val_per_image_spearman_mean"] = {
         "mc": round(float(np.nanmean([spearman(a, b) for a, b in zip(mc_px, err_px)])), 4),
         "combined": round(float(np.nanmean([spearman(a, b) for a, b in zip(comb_px, err_px)])), 4)}

@@ -19,8 +19,9 @@ predict_landmarks(image, model, samples=N):
 8. when the loaded model carries a node calibration (`model.node_calibration`, set by the task's `load` from the
    card's `node_calibration` file, `uqseg.cxr.calibration`), `std` becomes the calibrated per-axis std
    (offset_i + scale_i · σ, per node index i, applied to the std of step 7) and the MC std of step 4 is kept as
-   `raw_std`. image_uncertainty (and _ref, hence `ood`) stays the mean of the RAW node std: the card's OOD threshold and its checks (non-chest images,
-   noise) were derived on it, and the per-node map is fitted on in-distribution errors only.
+   `raw_std`. image_uncertainty (and _ref, hence `ood`) stays the mean of the RAW node std: the card's OOD
+   threshold and its checks (non-chest images, noise) were derived on it, and the per-node map is fitted on
+   in-distribution errors only.
 """
 
 from __future__ import annotations

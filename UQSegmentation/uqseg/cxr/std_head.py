@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,8 +67,6 @@ def gaussian_nll(log_s: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
 
 def combine(mc_std, head_std):
     """Per-axis predictive std sqrt(σ_MC² + s²): mc_std (..., N, 2), head_std (..., N) in the same units."""
-    import numpy as np
-
     return np.sqrt(np.asarray(mc_std, dtype=np.float64) ** 2 + np.asarray(head_std, dtype=np.float64)[..., None] ** 2)
 
 

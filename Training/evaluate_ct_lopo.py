@@ -17,7 +17,9 @@ Then on every held-out patient (split.val_cases) and slab (split.train_cases[*].
   OOD fraction > 0.5 (the task's `ood` rule) or mean variance > variance_threshold;
 - wrong organs: predicted (≥ 1 ml) with Dice < 0.5 — and how many of them are flagged;
 - wrong components: connected components (≥ 1 ml) of a predicted organ of which less than half lies in that
-  organ's reference — flagged by the same rule applied to the component;
+  organ's reference — flagged by the same rule applied to the component, or as a detached fragment (the task's
+  third flag, uqseg.ct.fragments: the component does not touch the organ's largest component in the WHOLE
+  predicted volume, as the task sees it); `flag_fragment` also counts the right components it flags (false alarms);
 - `pelvis`: the same component count restricted to the slices holding hip bones / sacrum (cache `pelvis` mask) —
   the issue's check: on a patient's pelvis, with a model trained without it, nothing confident and wrong may be
   left unflagged;
@@ -39,6 +41,7 @@ import torch
 from scipy import ndimage
 
 from ct_runs import load_run
+from uqseg.ct.fragments import main_body
 from uqseg.ct.inference import predict_ct
 from uqseg.ct.ood import BODY_HU, fit_context_knn
 from uqseg.io.image import Image
@@ -80,13 +83,13 @@ def fit_ood(model, cfg, cache: Path, device, percentile: float, samples: int):
     return knn, var_threshold, int(len(knn.bank))
 
 
-def flagged(mask, var, ood, var_threshold, ood_threshold) -> dict:
+def flagged(mask, var, ood, var_threshold, ood_threshold, fragment: bool = False) -> dict:
     mv = float(var[mask].mean())
     of = float((ood[mask] > ood_threshold).mean())
     by_var = bool(var_threshold is not None and mv > var_threshold)
     by_ood = bool(of > 0.5)
     return {"mean_variance": round(mv, 6), "ood_fraction": round(of, 4), "flag_variance": by_var,
-            "flag_ood": by_ood, "flagged": by_var or by_ood}
+            "flag_ood": by_ood, "flag_fragment": fragment, "flagged": by_var or by_ood or fragment}
 
 
 def assess(pred, label, pelvis, organs, z_slab, var_threshold, ood_threshold, voxel_ml) -> dict:
@@ -113,6 +116,7 @@ def assess(pred, label, pelvis, organs, z_slab, var_threshold, ood_threshold, vo
                 out["wrong_organs"] += 1
                 out["wrong_organs_flagged"] += int(row["flagged"])
         out["organs"][organ] = row
+        main = main_body(pred.work_label == i)[z0:z1]
         comps, n = ndimage.label(p)
         for k in range(1, n + 1):
             c = comps == k
@@ -123,14 +127,20 @@ def assess(pred, label, pelvis, organs, z_slab, var_threshold, ood_threshold, vo
             zs = np.nonzero(c.any((1, 2)))[0]
             rec = {"organ": organ, "ml": round(ml, 2), "in_reference": round(inside, 3),
                    "wrong": inside < 0.5, "z": [int(zs.min() + z0), int(zs.max() + z0)],
-                   "in_pelvis": bool(pel[zs].mean() > 0.5), **flagged(c, var, ood, var_threshold, ood_threshold)}
+                   "in_pelvis": bool(pel[zs].mean() > 0.5),
+                   **flagged(c, var, ood, var_threshold, ood_threshold, fragment=not bool((c & main).any()))}
             out["components"].append(rec)
     comps = out["components"]
     out["wrong_components"] = sum(c["wrong"] for c in comps)
     out["wrong_components_flagged"] = sum(c["wrong"] and c["flagged"] for c in comps)
+    out["wrong_components_flagged_without_fragments"] = sum(c["wrong"] and (c["flag_variance"] or c["flag_ood"])
+                                                            for c in comps)
+    out["right_components_flagged_as_fragments"] = sum(not c["wrong"] and c["flag_fragment"] for c in comps)
     pel_wrong = [c for c in comps if c["wrong"] and c["in_pelvis"]]
     out["pelvis"] = {"slices": int(pel.sum()), "wrong_components": len(pel_wrong),
                      "wrong_components_flagged": sum(c["flagged"] for c in pel_wrong),
+                     "wrong_components_flagged_without_fragments": sum(c["flag_variance"] or c["flag_ood"]
+                                                                       for c in pel_wrong),
                      "unflagged": [c for c in pel_wrong if not c["flagged"]]}
     return out
 

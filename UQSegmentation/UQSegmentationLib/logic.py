@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from UQSegmentationLib.catalog import TaskInfo, task_catalog
+from UQSegmentationLib.flags import FINDING_FLAGS, shown_flags
 from UQSegmentationLib.polling import poll_until
 from UQSegmentationLib.process_runner import PredictProcess
 
@@ -452,14 +453,20 @@ def find_case_dir(out_dir: Path) -> Path:
 
 
 def describe_summary(summary: dict, seconds: float) -> str:
-    """'done in 6.1 s — image uncertainty 1.23; flags: multimodal' for the status line."""
+    """'done in 6.1 s — image uncertainty 1.23; flags: multimodal' for the status line (with a task finding such as
+    detached_fragments, its one-sentence detail after the flags)."""
     text = f"done in {seconds:.1f} s"
     u = summary.get("image_uncertainty")
     if isinstance(u, (int, float)):
         text += f" — image uncertainty {u:.3g}"
-    flags = [f for f in ("multimodal", "ood") if summary.get(f)]
+    flags = shown_flags(summary)
+    findings = [f for f in flags if f in FINDING_FLAGS]
     if flags:
         text += "; flags: " + ", ".join(flags)
+    for f in findings:
+        detail = (summary.get("flag_details") or {}).get(f)
+        if detail:
+            text += f" — {detail}"
     return text
 
 

@@ -26,6 +26,7 @@ from .display.band import load_pectoral_results
 from .display.node_colormap import load_cxr_results
 from .display.variance import load_breast_results, load_ct_results
 from .display.views import set_slice_layers
+from .flags import shown_flags
 
 Loader = Callable[..., dict]
 
@@ -36,8 +37,6 @@ TASK_LOADERS: dict[str, Loader] = {
     "cxr-landmarks": load_cxr_results,
     "ct-organs": load_ct_results,
 }
-
-FLAG_KEYS = ("multimodal", "ood")
 
 
 def register_task_loader(task_id: str, loader: Loader) -> None:
@@ -74,7 +73,7 @@ class ResultNodes:
 
     @property
     def flags(self) -> list[str]:
-        return [k for k in FLAG_KEYS if self.summary.get(k)]
+        return shown_flags(self.summary)
 
     @property
     def overlay(self):

@@ -70,6 +70,8 @@ NAN_PIXELS = "nan_pixels"
 SPACING_IMPLAUSIBLE = "spacing_implausible"
 SPACING_FROM_DEFAULT = "spacing_from_default"
 UNCERTAINTY_ABOVE_THRESHOLD = "uncertainty_above_threshold"
+#: a task finding, not an input one: a predicted organ in more than one piece (uqseg.ct.fragments); not in OOD_FLAGS
+DETACHED_FRAGMENTS = "detached_fragments"
 #: Flags that set summary.json's ``ood``.
 OOD_FLAGS = frozenset({NAN_PIXELS, SPACING_IMPLAUSIBLE, UNCERTAINTY_ABOVE_THRESHOLD})
 
@@ -270,19 +272,21 @@ def check_input(image: Image, profile: Profile) -> CheckedInput:
     return CheckedInput(image=image, details=details)
 
 
-def finish_summary(summary: dict, checked: CheckedInput | None = None) -> dict:
+def finish_summary(summary: dict, checked: CheckedInput | None = None, findings: dict | None = None) -> dict:
     """Add ``flags`` and ``flag_details`` to a task's summary and OR the findings into its ``ood`` (which holds the
-    task's own uncertainty-based decision when this is called). Returns `summary`."""
+    task's own uncertainty-based decision when this is called). `findings`: the task's own further flags
+    ({flag: detail}, e.g. DETACHED_FRAGMENTS); only those in OOD_FLAGS set ``ood``. Returns `summary`."""
     details = {}
     if summary.get("ood"):
         details[UNCERTAINTY_ABOVE_THRESHOLD] = "the image uncertainty is above the model card's threshold"
     if checked is not None:
         details.update(checked.details)
+    details.update(findings or {})
     summary["ood"] = any(flag in OOD_FLAGS for flag in details)
     summary["flags"] = list(details)
     summary["flag_details"] = details
     return summary
 
 
-__all__ = ["CHEST_RADIOGRAPH", "CT", "CheckedInput", "MAMMOGRAM", "OOD_FLAGS", "Profile", "check_input",
-           "finish_summary"]
+__all__ = ["CHEST_RADIOGRAPH", "CT", "CheckedInput", "DETACHED_FRAGMENTS", "MAMMOGRAM", "OOD_FLAGS", "Profile",
+           "check_input", "finish_summary"]

@@ -22,11 +22,16 @@ direction as the input volume):
   on the working grid (isotropic model spacing, so independent of the input resolution), probability²; per organ:
   volume (ml), mean variance and mean entropy inside it and, with an OOD map, `ood_fraction` (share of its voxels
   above the OOD threshold) and `ood` (that share > 0.5: the organ lies mostly in tissue unlike the training data);
+  `fragments` (uqseg.ct.fragments: the organ's detached fragments ≥ 1 ml — connected pieces that do not touch its
+  largest piece — largest first, with volume, LPS centroid and working-grid slices) and `fragments_ml`;
   `ood_map` (threshold, units, share of body voxels (HU > −500) above it, their 95th percentile); `ood` = any
   predicted organ `ood`, or image_uncertainty above the card's `uncertainty.ood_threshold` (when it gives one);
   `variance_display_threshold` (the card's, used by the preview
   and by Slicer to start colouring the overlay); `active_fraction` = share of the noise tiles that were sampled (for moments
-  outside the closed form, or for the kept sample labels; uqseg.ct.mc_estimate).
+  outside the closed form, or for the kept sample labels; uqseg.ct.mc_estimate). The flag `detached_fragments`
+  (in `flags`, with the organs and volumes in `flag_details`) is raised when any organ has a detached fragment: a
+  piece of an organ apart from its main body is most often a confident false positive, which neither the variance
+  nor the OOD map shows; it does not set `ood` (the image is not unlike the training data for it).
 
 Options: `samples` (k, default 30; 0 or `fast` = one deterministic pass: softmax(μ), zero variance), `seed`.
 """
@@ -37,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uqseg.ct.fragments import organ_fragments
 from uqseg.ct.inference import DEFAULT_SAMPLES, CtPrediction, predict_ct
 from uqseg.ct.network import StochasticSegNet3d, load_weights
 from uqseg.ct.ood import BODY_HU, ContextKnn, organ_ood_fractions
@@ -44,7 +50,7 @@ from uqseg.ct.preview import render_ct_preview
 from uqseg.io.ct import require_ct
 from uqseg.io.geometry import volume_geometry
 from uqseg.io.image import Image
-from uqseg.io.input_checks import CT, CheckedInput, check_input, finish_summary
+from uqseg.io.input_checks import CT, DETACHED_FRAGMENTS, CheckedInput, check_input, finish_summary
 from uqseg.io.write import write_segmentation_nrrd, write_volume_nrrd
 from uqseg.metrics.information import entropy
 from uqseg.models.registry import ModelCard, ModelError, checked_file, load_network
@@ -142,6 +148,9 @@ def summary_numbers(pred: CtPrediction, threshold: float | None = None) -> dict:
         per_organ[name] = {"volume_ml": round(float(m.sum()) * voxel_ml, 2),
                            "mean_variance": round(float(var[m].mean()), 6) if m.any() else None,
                            "mean_entropy_nats": round(float(ent[m].mean()), 5) if m.any() else None}
+    for name, parts in organ_fragments(pred.work_label, pred.organs, pred.grid.spacing, pred.grid.origin).items():
+        per_organ[name]["fragments"] = parts["fragments"]
+        per_organ[name]["fragments_ml"] = parts["fragments_ml"]
     score = float(var[organ].mean()) if organ.any() else None
     out = {"image_uncertainty": score, "organs": per_organ, "ood_map": None}
     if pred.work_ood is not None and threshold is not None:
@@ -192,7 +201,18 @@ def summarise(pred: CtPrediction, card: ModelCard, seed: int = 0, checks: Checke
         "active_fraction": pred.active_fraction,
         "inference_ms": pred.timings_ms,
     }
-    return finish_summary(summary, checks)  # flags / flag_details; the input findings join ood
+    return finish_summary(summary, checks, fragment_finding(numbers["organs"]))
+    # flags / flag_details; the input findings join ood, the fragments do not
+
+
+def fragment_finding(organs: dict) -> dict:
+    """{DETACHED_FRAGMENTS: "liver: 2 detached fragments (15.9 ml), ..."} when any organ has one, else {}."""
+    parts = [f"{name}: {len(row['fragments'])} detached fragment{'s' if len(row['fragments']) > 1 else ''} "
+             f"({row['fragments_ml']:g} ml)" for name, row in organs.items() if row.get("fragments")]
+    if not parts:
+        return {}
+    return {DETACHED_FRAGMENTS: "; ".join(parts) + " apart from the organ's main body (check them: most often false "
+                                                   "positives the variance does not show)"}
 
 
 def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, seed: int = 0,

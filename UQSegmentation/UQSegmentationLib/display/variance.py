@@ -184,9 +184,15 @@ def load_breast_results(scene, case_dir, summary: dict, input_volume_node=None, 
 
 def load_ct_results(scene, case_dir, summary: dict, input_volume_node=None, folder_item=None) -> dict:
     """ct-organs: organ segments + the predictive-variance overlay (variance.nrrd); probability.nrrd loaded; the
-    out-of-distribution map (ood.nrrd, display/ood.py) loaded and styled, not shown until asked for."""
+    out-of-distribution map (ood.nrrd, display/ood.py) loaded and styled, not shown until asked for; the detached
+    fragments of summary.json as a locked point list (display/fragments.py, role "fragments")."""
+    from .fragments import load_ct_fragments
     from .ood import load_ct_ood
+
+    def more(scene, case_dir, summary, collector, case):
+        load_ct_ood(scene, case_dir, summary, collector, case)
+        load_ct_fragments(scene, case_dir, summary, collector, case)
 
     return _load_overlay_task(scene, case_dir, summary, input_volume_node, folder_item, "variance",
                               "variance.nrrd", "variance", None, extra_volumes=(("probability", "probability.nrrd"),),
-                              more=load_ct_ood)
+                              more=more)

@@ -243,7 +243,8 @@ def write_outputs(image: Image, pred: CtPrediction, card: ModelCard, out: Path, 
     summary = summarise(pred, card, seed, checks)
     score, fast = summary["image_uncertainty"], pred.samples == 0
     source = Path(image.meta.get("path") or "")
-    flags = (["ood"] if summary["ood"] else []) + (checks.ood_flags if checks else [])
+    flags = (["ood"] if summary["ood"] else []) + (checks.ood_flags if checks else []) + \
+        [f for f in summary["flags"] if f == DETACHED_FRAGMENTS]
     caption = (f"{source.name}  {card.id} v{card.version}  "
                f"{'fast' if fast else f'k={pred.samples}'}  mean organ variance "
                f"{score if score is not None else float('nan'):.4f}  flags: {', '.join(flags) or 'none'}")

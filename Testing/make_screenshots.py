@@ -19,6 +19,8 @@ Slicer scene (`render.headless_scene`), render the Red slice view offscreen thro
 - ct-organs: the shipped real CT sample (Resources/SampleData/ct-abdomen), the axial slice with the most variance
   at the liver, whole (left) and the liver zoomed (right): the predictive-variance overlay (inferno, from the card's
   display threshold) with its legend, the liver segment outlined.
+- ct-organs-fragments: the shipped sample's largest detached fragment (a "liver" island outside the reference liver)
+  with the locked orange point Slicer puts on it, whole slice and zoomed.
 - ct-organs-ood: the out-of-distribution overlay (viridis, from the model's OOD threshold, legend "out of
   distribution") on anatomy the model was not trained on — the thorax crop of ../shared/data/ct_totalseg (the aorta
   report's input) — left, and on the training anatomy (the shipped abdomen sample) right: the chest lights up,
@@ -232,10 +234,41 @@ def ct_organs_ood(out_png: Path, work: Path) -> str:
     return ", ".join(names)
 
 
+def ct_organs_fragments(out_png: Path, work: Path) -> str:
+    """The shipped sample's largest detached fragment: the axial slice through its centroid, whole (left) and zoomed
+    on the fragment (right), with the locked point Slicer shows on it."""
+    from uqseg.demo import ct_sample_dir
+
+    source = ct_sample_dir() / "ct.nii.gz"
+    case_dir = _predict("ct-organs", source, work / "ct-fragments")
+    ns = headless_scene()
+    full = SliceViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
+    zoom = SliceViewRenderer(ns.scene, ns.app_logic, name="Yellow", orientation="Axial", size=(640, 640))
+    volume = load_input_volume(ns.scene, source)
+    result = load_results(ns.scene, case_dir, volume)
+    points = result.nodes.get("fragments")
+    if points is None:
+        raise Failure(f"{case_dir}: no detached fragment on the sample (summary flags: {result.summary.get('flags')})")
+    centre = list(points.GetNthControlPointPosition(0))
+    label = points.GetNthControlPointLabel(0)
+    full.fit(volume)
+    full.slice_node.JumpSlice(*centre)
+    full.slice_node.UpdateMatrices()
+    detail = (result.summary.get("flag_details") or {}).get("detached_fragments", "")
+    full.set_caption(f"detached_fragments: {detail.split(' apart')[0]}", 11)
+    zoom.fit(volume)
+    _zoom_to(zoom, centre, 160.0)
+    zoom.set_caption(f"the point '{label}' (orange) on the fragment; 160 mm field", 12)
+    write_png(out_png, _side_by_side(full.render(), zoom.render()))
+    full.close()
+    zoom.close()
+    return f"{source.name}, {label} at RAS {[round(c, 1) for c in centre]}"
+
+
 SCREENSHOTS = {"mammo-pectoral": mammo_pectoral, "cxr-landmarks": cxr_landmarks, "mammo-breast": mammo_breast,
-               "ct-organs": ct_organs, "ct-organs-ood": ct_organs_ood}
+               "ct-organs": ct_organs, "ct-organs-ood": ct_organs_ood, "ct-organs-fragments": ct_organs_fragments}
 #: screenshots of a task under another name
-SCREENSHOT_TASK = {"ct-organs-ood": "ct-organs"}
+SCREENSHOT_TASK = {"ct-organs-ood": "ct-organs", "ct-organs-fragments": "ct-organs"}
 
 
 def main(argv=None) -> int:

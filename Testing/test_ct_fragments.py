@@ -38,6 +38,18 @@ def test_a_detached_piece_is_reported_with_its_volume_and_lps_centroid():
     assert parts["spleen"] == {"main_ml": 1.73, "fragments": [], "fragments_ml": 0}
 
 
+def test_the_point_of_a_curved_sliver_lies_on_it_though_its_centroid_does_not():
+    lab = np.zeros((10, 40, 40), np.uint8)
+    lab[1:9, 2:14, 2:14] = 1  # main body: 1152 voxels
+    lab[4:6, 32:38, 2:38] = 1  # an L-shaped sliver (792 voxels): a bar along x ...
+    lab[4:6, 2:38, 32:38] = 1  # ... and one along y; its centroid (y, x ~ 27, 27) is outside it
+    frag = organ_fragments(lab, ORGANS, SPACING, ORIGIN)["liver"]["fragments"][0]
+    cx, cy, _ = ((np.array(frag["centroid_lps_mm"]) - ORIGIN) / SPACING)
+    assert lab[4, int(round(cy)), int(round(cx))] == 0  # the centroid is not on the sliver
+    px, py, pz = ((np.array(frag["point_lps_mm"]) - ORIGIN) / SPACING).round().astype(int)
+    assert lab[pz, py, px] == 1 and (py >= 32 or px >= 32)  # the point is, and not on the main body
+
+
 def test_the_main_body_is_the_largest_piece_wherever_it_lies():
     lab = _labels()
     lab[2:12, 2:12, 2:12] = 0  # remove the big block: now the two 216-voxel pieces tie, the first in scan order wins

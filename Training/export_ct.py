@@ -45,6 +45,14 @@ CLOSED_FORM_RULE = (f"voxels whose class logits all have a std <= {LINEARISED_MA
                     "come from samples wherever a sample could change the label")
 
 
+#: the card's `validation.flags.rule` (Training/evaluate_ct_lopo.py)
+FLAG_RULE = ("an organ (or connected component, >= 1 ml) is wrong when its Dice (share inside the reference organ) is "
+             "< 0.5; an organ is flagged when its mean variance exceeds the variance threshold or more than half of it "
+             "is above the OOD threshold (thresholds from the run's own training patients); a component is flagged "
+             "by the same two rules or as a detached fragment (it does not touch the organ's largest component in "
+             "the whole predicted volume, uqseg.ct.fragments: the task's `detached_fragments` flag)")
+
+
 def stages(run: Path) -> list[dict]:
     """The chain of runs that produced `run` (each --init from the previous run's weights), first stage first."""
     out = []
@@ -149,7 +157,8 @@ def flag_summary(results: list[dict]) -> dict:
     """Wrong organs (predicted >= 1 ml, Dice < 0.5) and wrong components over the tests of `results`, and how many
     of them the variance or the OOD map flags."""
     out = {"wrong_organs": 0, "wrong_organs_flagged": 0, "wrong_components": 0, "wrong_components_flagged": 0,
-           "by_ood": 0, "by_variance": 0}
+           "by_ood": 0, "by_variance": 0, "by_fragment": 0, "wrong_components_flagged_without_fragments": 0,
+           "right_components": 0, "right_components_flagged_as_fragments": 0}
     for r in results:
         for t in r["tests"].values():
             out["wrong_organs"] += t["wrong_organs"]
@@ -157,12 +166,21 @@ def flag_summary(results: list[dict]) -> dict:
             out["wrong_components"] += t["wrong_components"]
             out["wrong_components_flagged"] += t["wrong_components_flagged"]
             for c in t["components"]:
+                fragment = bool(c.get("flag_fragment"))
                 if c["wrong"]:
                     out["by_ood"] += int(c["flag_ood"])
                     out["by_variance"] += int(c["flag_variance"])
+                    out["by_fragment"] += int(fragment)
+                    out["wrong_components_flagged_without_fragments"] += int(c["flag_ood"] or c["flag_variance"])
+                else:
+                    out["right_components"] += 1
+                    out["right_components_flagged_as_fragments"] += int(fragment)
     for k in ("organs", "components"):
         n = out[f"wrong_{k}"]
         out[f"{k}_flag_rate"] = round(out[f"wrong_{k}_flagged"] / n, 3) if n else None
+    n = out["wrong_components"]
+    out["components_flag_rate_without_fragments"] = (
+        round(out["wrong_components_flagged_without_fragments"] / n, 3) if n else None)
     return out
 
 
@@ -238,10 +256,7 @@ def export_two_patients(args) -> int:
                     "working grid; Dice on that grid)",
             "this_model": lopo_table(own),
             "leave_one_patient_out": {k: lopo_table(v) for k, v in lopo.items()},
-            "flags": {"rule": "an organ (or connected component, >= 1 ml) is wrong when its Dice (share inside the "
-                              "reference organ) is < 0.5; flagged when its mean variance exceeds the variance "
-                              "threshold or more than half of it is above the OOD threshold (thresholds from the "
-                              "run's own training patients)",
+            "flags": {"rule": FLAG_RULE,
                       "leave_one_patient_out": flag_summary(list(lopo.values())),
                       "this_model_validation_slabs": flag_summary([own])},
             **forms_section(args.forms)},

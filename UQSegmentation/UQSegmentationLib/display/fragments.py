@@ -1,7 +1,8 @@
-"""ct-organs' detached fragments in MRML: one locked point list, a point at each fragment's centroid.
+"""ct-organs' detached fragments in MRML: one locked point list, a point on each fragment.
 
-summary.json lists, per organ, the pieces of it that do not touch its main body (uqseg.ct.fragments; centroids in
-LPS mm). Slicer's world frame is RAS, so a centroid (x, y, z) LPS is placed at (−x, −y, z). Each point is labelled
+summary.json lists, per organ, the pieces of it that do not touch its main body (uqseg.ct.fragments): the point is
+each piece's `point_lps_mm` (its voxel nearest its centroid, so it lies ON the piece even when the piece is a curved
+sliver), in LPS mm. Slicer's world frame is RAS, so (x, y, z) LPS is placed at (−x, −y, z). Each point is labelled
 "<organ> <ml> ml" so a reader can jump to it from the Markups list and decide whether to keep it; the node is locked
 (the points mark findings, they are not meant to be dragged). No node is made when no organ has a fragment."""
 
@@ -16,7 +17,7 @@ def fragment_points(summary: dict) -> list[tuple[str, tuple[float, float, float]
     points = []
     for organ, row in (summary.get("organs") or {}).items():
         for f in (row or {}).get("fragments") or []:
-            x, y, z = (float(v) for v in f["centroid_lps_mm"])
+            x, y, z = (float(v) for v in f.get("point_lps_mm") or f["centroid_lps_mm"])
             s0, s1 = f.get("slices", [None, None])
             points.append((f"{organ} {f['ml']:g} ml", (-x, -y, z),
                            f"{organ}: detached fragment of {f['ml']:g} ml (working-grid slices {s0}-{s1})"))

@@ -46,7 +46,9 @@ def main_body(mask: np.ndarray) -> np.ndarray:
 def organ_fragments(label: np.ndarray, organs: list[str], spacing_xyz, origin_xyz,
                     min_ml: float = MIN_FRAGMENT_ML) -> dict[str, dict]:
     """Per predicted organ (label c = organs[c − 1]): `main_ml` (its largest component), `fragments` (the detached
-    fragments ≥ `min_ml`, largest first: `ml`, `centroid_lps_mm`, `slices` = first and last working-grid z index)
+    fragments ≥ `min_ml`, largest first: `ml`, `centroid_lps_mm`, `point_lps_mm` = the fragment's voxel nearest its
+    centroid — inside it even when the piece is a curved sliver whose centroid is not —, `slices` = first and last
+    working-grid z index)
     and `fragments_ml` (their total). Organs without a voxel are left out."""
     voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
     sx, sy, sz = (float(s) for s in spacing_xyz)
@@ -64,11 +66,17 @@ def organ_fragments(label: np.ndarray, organs: list[str], spacing_xyz, origin_xy
             ml = float(n) * voxel_ml
             if k == main or ml < min_ml:
                 continue
-            zc, yc, xc = ndimage.center_of_mass(comps[slices[k]] == k + 1)
+            piece = comps[slices[k]] == k + 1
             z0, y0, x0 = (s.start for s in slices[k])
-            fragments.append({"ml": round(ml, 2),
-                              "centroid_lps_mm": [round(float(ox + (x0 + xc) * sx), 1), round(float(oy + (y0 + yc) * sy), 1),
-                                                  round(float(oz + (z0 + zc) * sz), 1)],
+            centre = np.array(ndimage.center_of_mass(piece))
+            voxels = np.argwhere(piece)
+            inside = voxels[np.argmin((((voxels - centre) * (sz, sy, sx)) ** 2).sum(1))]
+
+            def lps(zyx):
+                return [round(float(o + (i + float(c)) * d), 1)
+                        for o, i, c, d in zip((ox, oy, oz), (x0, y0, z0), zyx[::-1], (sx, sy, sz))]
+
+            fragments.append({"ml": round(ml, 2), "centroid_lps_mm": lps(centre), "point_lps_mm": lps(inside),
                               "slices": [int(slices[k][0].start), int(slices[k][0].stop - 1)]})
         fragments.sort(key=lambda f: -f["ml"])
         out[organ] = {"main_ml": round(float(sizes[main]) * voxel_ml, 2), "fragments": fragments,

@@ -5,7 +5,7 @@ compares with `golden/sample_outputs.json`, so a refactoring that changes any ou
 summary, a pixel of a preview) fails. After an INTENDED change of the outputs, record them again and say why in the
 commit:
 
-    .venv/bin/python Testing/output_fingerprints.py --write
+    .venv/bin/python Testing/output_fingerprints.py --write [--task ct-organs ...]
 
 What is compared, per file (paths relative to the output folder):
 - NRRD / .seg.nrrd: sizes, space directions and origin, dtype; integer data by its sha256; float data by sum, sum
@@ -212,16 +212,19 @@ def fingerprint_all(tasks=None) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Record or check the fingerprints of the tasks' sample outputs.")
     parser.add_argument("--write", action="store_true", help=f"record them in {GOLDEN.relative_to(REPO)}")
+    parser.add_argument("--task", action="append", choices=sorted(TASK_INPUTS),
+                        help="only these tasks (with --write: the others' records are kept as they are)")
     args = parser.parse_args(argv)
-    now = fingerprint_all()
+    now = fingerprint_all(args.task)
     if args.write:
         GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {GOLDEN}")
+        kept = json.loads(GOLDEN.read_text()) if args.task and GOLDEN.is_file() else {}
+        GOLDEN.write_text(json.dumps({**kept, **now}, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {GOLDEN} ({', '.join(now)})")
         return 0
     golden = json.loads(GOLDEN.read_text())
     failed = False
-    for task in TASK_INPUTS:
+    for task in now:
         problems = differences(golden[task], now[task])
         failed |= bool(problems)
         print(f"{task}: " + ("unchanged" if not problems else "; ".join(problems[:6])))

@@ -61,7 +61,8 @@ def test_the_main_body_is_the_largest_piece_wherever_it_lies():
 
 def test_min_ml_is_a_volume_not_a_voxel_count():
     lab = _labels()
-    coarse = organ_fragments(lab, ORGANS, (4.0, 4.0, 4.0), ORIGIN)["liver"]  # 64 µl a voxel: the 27-voxel piece is 1.7 ml
+    # 64 µl a voxel: the 27-voxel piece is 1.7 ml
+    coarse = organ_fragments(lab, ORGANS, (4.0, 4.0, 4.0), ORIGIN)["liver"]
     assert sorted(f["ml"] for f in coarse["fragments"]) == [1.73, 13.82, 13.82]
 
 

@@ -25,7 +25,8 @@ def _case(tmp_path, island: bool):
     label = np.zeros((nz, ny, nx), np.uint8)
     label[2:10, 10:40, 5:35] = 1  # the liver, on the patient's right (small LPS x)
     if island:
-        label[3:10, 40:55, 60:75] = 1  # 7 x 15 x 15 voxels, centre (6, 47, 67)  # a detached "liver" island on the patient's left, posterior
+        # a detached "liver" island on the patient's left, posterior: 7 x 15 x 15 voxels, centre (6, 47, 67)
+        label[3:10, 40:55, 60:75] = 1
     image = np.where(label > 0, 60.0, 0.0).astype(np.float32)
     write_volume_nrrd(tmp_path / "ct.nrrd", image, SPACING, ORIGIN)
     d = tmp_path / ("island" if island else "clean")
@@ -53,7 +54,8 @@ def test_each_fragment_is_a_locked_point_inside_its_island_in_ras(mrml_scene, tm
     assert node.GetNumberOfControlPoints() == 1
     assert np.allclose(ijk_of(volume, node.GetNthControlPointPosition(0)), (67, 47, 6), atol=1e-3)
     organ, ml, unit = node.GetNthControlPointLabel(0).split()
-    assert (organ, unit) == ("liver", "ml") and float(ml) == pytest.approx(15 * 15 * 7 * 1.5 * 2.0 * 3.0 / 1000, abs=0.01)
+    assert (organ, unit) == ("liver", "ml")
+    assert float(ml) == pytest.approx(15 * 15 * 7 * 1.5 * 2.0 * 3.0 / 1000, abs=0.01)
     ras = node.GetNthControlPointPosition(0)
     ijk = np.linalg.inv(ijk_to_ras(volume)) @ np.array([*ras, 1.0])
     i, j, k = (int(round(v)) for v in ijk[:3])

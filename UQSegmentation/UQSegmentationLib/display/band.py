@@ -179,26 +179,16 @@ def style_boundary_curve(scene, curve, std_max: float | None = None) -> None:
 
 def multimodal_fiducials(scene, name: str, runs, rows, mean_col, ijk_to_ras):
     """A locked fiducial node, one point per multimodal run at its middle row on the mean boundary."""
-    import slicer
+    from .points import locked_point_list
 
-    node = slicer.vtkMRMLMarkupsFiducialNode()
-    node.SetName(name)
-    scene.AddNode(node)
-    node.CreateDefaultDisplayNodes()
     by_row = dict(zip(np.asarray(rows, int).tolist(), np.asarray(mean_col, float).tolist()))
+    points = []
     for r0, r1 in runs:
         mid = (r0 + r1) // 2
         col = by_row.get(mid, by_row.get(r0))
         ras = ijk_to_ras @ np.array([col, mid, 0.0, 1.0])
-        k = node.AddControlPoint(ras[:3].tolist(), f"rows {r0}–{r1}")
-        node.SetNthControlPointDescription(k, f"rows {r0}-{r1}")
-    node.SetLocked(True)
-    display = node.GetDisplayNode()
-    display.SetSelectedColor(*MULTIMODAL_COLOR)
-    display.SetColor(*MULTIMODAL_COLOR)
-    display.SetTextScale(3.0)
-    display.SetGlyphScale(2.5)
-    return node
+        points.append((ras[:3].tolist(), f"rows {r0}–{r1}", f"rows {r0}-{r1}"))
+    return locked_point_list(scene, name, points, MULTIMODAL_COLOR)
 
 
 # ------------------------------------------------------------------------------------------------ the loader

@@ -26,26 +26,14 @@ def fragment_points(summary: dict) -> list[tuple[str, tuple[float, float, float]
 
 def load_ct_fragments(scene, case_dir, summary: dict, collector, case: str):
     """Add the fragments' point list to `collector` as role "fragments" (None when there is none)."""
-    import slicer
+    from .points import locked_point_list
 
     points = fragment_points(summary)
     if not points:
         return None
-    node = slicer.vtkMRMLMarkupsFiducialNode()
-    node.SetName(f"{case} {FRAGMENTS_TITLE}")
-    scene.AddNode(node)
-    collector.add("fragments", node)
-    node.CreateDefaultDisplayNodes()
-    for label, ras, description in points:
-        k = node.AddControlPoint(list(ras), label)
-        node.SetNthControlPointDescription(k, description)
-    node.SetLocked(True)
-    display = node.GetDisplayNode()
-    display.SetSelectedColor(*FRAGMENT_COLOR)
-    display.SetColor(*FRAGMENT_COLOR)
-    display.SetTextScale(3.0)
-    display.SetGlyphScale(2.5)
-    return node
+    return collector.add("fragments", locked_point_list(scene, f"{case} {FRAGMENTS_TITLE}",
+                                                        [(ras, label, text) for label, ras, text in points],
+                                                        FRAGMENT_COLOR))
 
 
 __all__ = ["FRAGMENTS_TITLE", "FRAGMENT_COLOR", "fragment_points", "load_ct_fragments"]

@@ -134,3 +134,21 @@ def test_an_island_of_liver_far_from_the_liver_is_reported_where_it_lies_and_not
     assert s["ood"] == before["ood"]
     line = describe_summary(s, 1.0)
     assert "detached_fragments" in line and f"liver: {n} detached fragment" in line
+
+
+def test_the_console_line_of_uqseg_predict_names_the_flag(tmp_path, capsys):
+    """`uqseg predict` prints one line per case; the fragment finding is on it beside ood / multimodal."""
+    from uqseg.console import predict
+    from uqseg.demo import ct_sample_dir
+
+    summaries, errors = predict("ct-organs", [str(ct_sample_dir() / "ct.nii.gz")], tmp_path, device="cpu", fast=True)
+    assert not errors and "detached_fragments" in summaries[0]["flags"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if "image_uncertainty=" in x)
+    assert "flags=detached_fragments" in line
+
+
+def test_slicer_shows_the_findings_the_engine_raises():
+    from UQSegmentationLib.flags import FINDING_FLAGS as shown
+    from uqseg.io.input_checks import FINDING_FLAGS
+
+    assert tuple(shown) == tuple(FINDING_FLAGS)

@@ -72,6 +72,8 @@ SPACING_FROM_DEFAULT = "spacing_from_default"
 UNCERTAINTY_ABOVE_THRESHOLD = "uncertainty_above_threshold"
 #: a task finding, not an input one: a predicted organ in more than one piece (uqseg.ct.fragments); not in OOD_FLAGS
 DETACHED_FRAGMENTS = "detached_fragments"
+#: task findings on the output that a reader must see beside ``ood`` / ``multimodal`` (console line, Slicer status)
+FINDING_FLAGS = (DETACHED_FRAGMENTS,)
 #: Flags that set summary.json's ``ood``.
 OOD_FLAGS = frozenset({NAN_PIXELS, SPACING_IMPLAUSIBLE, UNCERTAINTY_ABOVE_THRESHOLD})
 
@@ -288,5 +290,5 @@ def finish_summary(summary: dict, checked: CheckedInput | None = None, findings:
     return summary
 
 
-__all__ = ["CHEST_RADIOGRAPH", "CT", "CheckedInput", "DETACHED_FRAGMENTS", "MAMMOGRAM", "OOD_FLAGS", "Profile",
+__all__ = ["CHEST_RADIOGRAPH", "CT", "CheckedInput", "DETACHED_FRAGMENTS", "FINDING_FLAGS", "MAMMOGRAM", "OOD_FLAGS", "Profile",
            "check_input", "finish_summary"]

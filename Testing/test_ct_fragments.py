@@ -149,6 +149,10 @@ def test_the_console_line_of_uqseg_predict_names_the_flag(tmp_path, capsys):
 
 def test_slicer_shows_the_findings_the_engine_raises():
     from UQSegmentationLib.flags import FINDING_FLAGS as shown
-    from uqseg.io.input_checks import FINDING_FLAGS
+    from UQSegmentationLib.flags import shown_flags as lib_shown
+    from uqseg.io.input_checks import FINDING_FLAGS, shown_flags
 
     assert tuple(shown) == tuple(FINDING_FLAGS)
+    for summary in ({"ood": True, "multimodal": True, "flags": ["detached_fragments", "nan_pixels"]},
+                    {"ood": False, "flags": ["spacing_from_default"]}, {}):
+        assert lib_shown(summary) == shown_flags(summary)

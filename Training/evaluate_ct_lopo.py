@@ -41,7 +41,7 @@ import torch
 from scipy import ndimage
 
 from ct_runs import load_run
-from uqseg.ct.fragments import main_body
+from uqseg.ct.fragments import main_body, organ_components
 from uqseg.ct.inference import predict_ct
 from uqseg.ct.ood import BODY_HU, fit_context_knn
 from uqseg.io.image import Image
@@ -117,8 +117,8 @@ def assess(pred, label, pelvis, organs, z_slab, var_threshold, ood_threshold, vo
                 out["wrong_organs_flagged"] += int(row["flagged"])
         out["organs"][organ] = row
         main = main_body(pred.work_label == i)[z0:z1]
-        comps, n = ndimage.label(p)
-        for k in range(1, n + 1):
+        comps, sizes = organ_components(p)
+        for k in range(1, len(sizes) + 1):
             c = comps == k
             ml = float(c.sum()) * voxel_ml
             if ml < MIN_ML:

@@ -5,8 +5,8 @@ FLAG_KEYS: summary.json booleans (`multimodal`, `ood`); FINDING_FLAGS: task find
 in more than one piece, docs/cli-contract.md)."""
 
 FLAG_KEYS = ("multimodal", "ood")
-#: the engine's uqseg.io.input_checks.FINDING_FLAGS, repeated here: the Lib reads summary.json without importing the
-#: engine at module level (Testing/test_ct_fragments.py checks that the two agree)
+#: the engine's uqseg.io.input_checks.FINDING_FLAGS (and shown_flags below its shown_flags), repeated here: the Lib
+#: reads summary.json without importing the engine at module level (Testing/test_ct_fragments.py checks they agree)
 FINDING_FLAGS = ("detached_fragments",)
 
 

@@ -19,14 +19,13 @@ def predict(task_id: str, inputs: list[str], out: Path, model_id=None, device="a
     """`uqseg predict` in this process: `uqseg.tasks.run.run_cases` with the CLI's output — PROGRESS lines and one
     line per finished case on stdout (unless `quiet`), problem lines on stderr. Returns (summaries, error lines).
     `dicom_options`: run_cases' dicom, from_pacs, study, to_pacs, pacs_timeout."""
-    from uqseg.io.input_checks import FINDING_FLAGS
+    from uqseg.io.input_checks import shown_flags
     from uqseg.tasks.run import run_cases
 
     def case_line(summary: dict, case_dir: Path) -> None:
         if not quiet:
             u = summary.get("image_uncertainty")
-            listed = summary.get("flags") or []
-            flags = [f for f in ("multimodal", "ood") if summary.get(f)] + [f for f in FINDING_FLAGS if f in listed]
+            flags = shown_flags(summary)
             print(f"{summary['case']}: image_uncertainty={'n/a' if u is None else f'{u:.4g}'} "
                   f"flags={','.join(flags) or '-'} -> {case_dir}", flush=True)
 

@@ -12,14 +12,14 @@ FRAGMENTS_TITLE = "detached fragments"
 FRAGMENT_COLOR = (1.0, 0.55, 0.0)  # orange: a finding, distinct from the organ colours and the viridis overlays
 
 
-def fragment_points(summary: dict) -> list[tuple[str, tuple[float, float, float], str]]:
-    """(label, RAS mm, description) of every fragment in summary.json, largest first within each organ."""
+def fragment_points(summary: dict) -> list[tuple[tuple[float, float, float], str, str]]:
+    """(RAS mm, label, description) of every fragment in summary.json, largest first within each organ."""
     points = []
     for organ, row in (summary.get("organs") or {}).items():
         for f in (row or {}).get("fragments") or []:
             x, y, z = (float(v) for v in f.get("point_lps_mm") or f["centroid_lps_mm"])
             s0, s1 = f.get("slices", [None, None])
-            points.append((f"{organ} {f['ml']:g} ml", (-x, -y, z),
+            points.append(((-x, -y, z), f"{organ} {f['ml']:g} ml",
                            f"{organ}: detached fragment of {f['ml']:g} ml (working-grid slices {s0}-{s1})"))
     return points
 
@@ -31,9 +31,7 @@ def load_ct_fragments(scene, case_dir, summary: dict, collector, case: str):
     points = fragment_points(summary)
     if not points:
         return None
-    return collector.add("fragments", locked_point_list(scene, f"{case} {FRAGMENTS_TITLE}",
-                                                        [(ras, label, text) for label, ras, text in points],
-                                                        FRAGMENT_COLOR))
+    return collector.add("fragments", locked_point_list(scene, f"{case} {FRAGMENTS_TITLE}", points, FRAGMENT_COLOR))
 
 
 __all__ = ["FRAGMENTS_TITLE", "FRAGMENT_COLOR", "fragment_points", "load_ct_fragments"]

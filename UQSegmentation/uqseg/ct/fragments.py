@@ -43,16 +43,19 @@ def main_body(mask: np.ndarray) -> np.ndarray:
     return comps == int(np.argmax(sizes)) + 1
 
 
+def _lps_mm(index_zyx, spacing_xyz, origin_xyz) -> list[float]:
+    """LPS mm (x, y, z; 0.1 mm) of a working-grid (z, y, x) index (axis-aligned grid: origin + index · spacing)."""
+    return [round(float(o + i * s), 1) for o, i, s in zip(origin_xyz, np.asarray(index_zyx, float)[::-1], spacing_xyz)]
+
+
 def organ_fragments(label: np.ndarray, organs: list[str], spacing_xyz, origin_xyz,
                     min_ml: float = MIN_FRAGMENT_ML) -> dict[str, dict]:
     """Per predicted organ (label c = organs[c − 1]): `main_ml` (its largest component), `fragments` (the detached
     fragments ≥ `min_ml`, largest first: `ml`, `centroid_lps_mm`, `point_lps_mm` = the fragment's voxel nearest its
     centroid — inside it even when the piece is a curved sliver whose centroid is not —, `slices` = first and last
-    working-grid z index)
-    and `fragments_ml` (their total). Organs without a voxel are left out."""
+    working-grid z index) and `fragments_ml` (their total). Organs without a voxel are left out."""
     voxel_ml = float(np.prod(spacing_xyz)) / 1000.0
-    sx, sy, sz = (float(s) for s in spacing_xyz)
-    ox, oy, oz = (float(o) for o in origin_xyz)
+    spacing_zyx = np.asarray(spacing_xyz, float)[::-1]
     out = {}
     for c, organ in enumerate(organs, start=1):
         mask = label == c
@@ -67,16 +70,13 @@ def organ_fragments(label: np.ndarray, organs: list[str], spacing_xyz, origin_xy
             if k == main or ml < min_ml:
                 continue
             piece = comps[slices[k]] == k + 1
-            z0, y0, x0 = (s.start for s in slices[k])
+            corner = np.array([s.start for s in slices[k]], float)  # (z, y, x) of the piece's bounding box
             centre = np.array(ndimage.center_of_mass(piece))
             voxels = np.argwhere(piece)
-            inside = voxels[np.argmin((((voxels - centre) * (sz, sy, sx)) ** 2).sum(1))]
-
-            def lps(zyx):
-                return [round(float(o + (i + float(c)) * d), 1)
-                        for o, i, c, d in zip((ox, oy, oz), (x0, y0, z0), zyx[::-1], (sx, sy, sz))]
-
-            fragments.append({"ml": round(ml, 2), "centroid_lps_mm": lps(centre), "point_lps_mm": lps(inside),
+            inside = voxels[np.argmin((((voxels - centre) * spacing_zyx) ** 2).sum(1))]
+            fragments.append({"ml": round(ml, 2),
+                              "centroid_lps_mm": _lps_mm(corner + centre, spacing_xyz, origin_xyz),
+                              "point_lps_mm": _lps_mm(corner + inside, spacing_xyz, origin_xyz),
                               "slices": [int(slices[k][0].start), int(slices[k][0].stop - 1)]})
         fragments.sort(key=lambda f: -f["ml"])
         out[organ] = {"main_ml": round(float(sizes[main]) * voxel_ml, 2), "fragments": fragments,

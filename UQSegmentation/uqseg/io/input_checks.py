@@ -290,5 +290,12 @@ def finish_summary(summary: dict, checked: CheckedInput | None = None, findings:
     return summary
 
 
-__all__ = ["CHEST_RADIOGRAPH", "CT", "CheckedInput", "DETACHED_FRAGMENTS", "FINDING_FLAGS", "MAMMOGRAM", "OOD_FLAGS", "Profile",
-           "check_input", "finish_summary"]
+def shown_flags(summary: dict) -> list[str]:
+    """The flags of a summary a reader must see, booleans first: e.g. ["ood", "detached_fragments"] (`multimodal` /
+    `ood` when true, then the FINDING_FLAGS listed in `flags`)."""
+    listed = summary.get("flags") or []
+    return [k for k in ("multimodal", "ood") if summary.get(k)] + [k for k in FINDING_FLAGS if k in listed]
+
+
+__all__ = ["CHEST_RADIOGRAPH", "CT", "CheckedInput", "DETACHED_FRAGMENTS", "FINDING_FLAGS", "MAMMOGRAM", "OOD_FLAGS",
+           "Profile", "check_input", "finish_summary", "shown_flags"]

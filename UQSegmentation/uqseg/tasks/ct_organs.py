@@ -201,8 +201,8 @@ def summarise(pred: CtPrediction, card: ModelCard, seed: int = 0, checks: Checke
         "active_fraction": pred.active_fraction,
         "inference_ms": pred.timings_ms,
     }
-    return finish_summary(summary, checks, fragment_finding(numbers["organs"]))
     # flags / flag_details; the input findings join ood, the fragments do not
+    return finish_summary(summary, checks, fragment_finding(numbers["organs"]))
 
 
 def fragment_finding(organs: dict) -> dict:

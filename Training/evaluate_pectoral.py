@@ -8,9 +8,18 @@ its uncertainty means something (Zech et al., MIDL 2026, Fig. 4a/4b, Table 2):
   (x in 8-bit grey levels, one quantum per grey level at full dose, so the added variance is the Poisson variance
   of the lost dose), d ∈ {1, 0.75, 0.5, 0.25, 0.1} → dose.png: mean σ and MAE vs dose;
 - the share of multimodal images (Table 2 form) at each dose;
-- the image-level uncertainty distribution (grid columns) → the `ood` threshold = max over validation images × 1.5.
+- the image-level uncertainty distribution (grid columns) → the `ood` threshold = max over validation images × 1.5;
+- the issue-19 definitions in input pixels (`mae_input_px_all_rows`, `within_2sigma_share`): over EVERY row that holds
+  muscle in the manual mask (pixel-centre boundary on the chest-wall side), a row the model does not call muscle
+  counted with its boundary at the image edge (column −½) and as outside 2σ. `mae_input_px` (the 1.0.0 card's number)
+  averages only the rows both call muscle.
 
     python Training/evaluate_pectoral.py --weights runs/X/weights.safetensors --width 8 --out runs/X/eval
+    python Training/evaluate_pectoral.py --weights runs/cv/s2/weights.safetensors --folds 4 --fold 0 --no-dose \
+        --out runs/cv/eval      # a cross-validation fold: the training images held out by train_pectoral.py
+
+`--tta-gammas 0.8,1,1.25` evaluates test-time augmentation (not part of the shipped pipeline): the network sees the
+input at each intensity gamma and the row distributions are averaged (a mixture), whose moments give μ and σ².
 """
 
 from __future__ import annotations
@@ -24,10 +33,12 @@ import torch
 from safetensors.torch import load_file
 
 from datasets.ddsm_pectoral import list_cases, load_case, split
+from train_pectoral import cv_split
 from uqseg.io.image import Image
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.pectoral import predict_pectoral
-from uqseg.mammo.pectoral_model import PectoralHeatmapNet
+from uqseg.mammo.heatmap import row_moments
+from uqseg.mammo.pectoral_model import VAR_FLOOR, PectoralHeatmapNet
 from uqseg.metrics import spearman  # ties share their average rank
 
 DOSES = (1.0, 0.75, 0.5, 0.25, 0.1)
@@ -55,6 +66,7 @@ def reduce_dose(img255: np.ndarray, dose: float, rng) -> np.ndarray:
 def evaluate(model, root: Path, names: list[str], dose: float = 1.0, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     errs, sigmas, lls, per_image, multimodal, img_mae = [], [], [], [], [], []
+    all_rows_err, all_rows_in2s, per_image_all = [], [], {}
     for name in names:
         img, muscle = load_case(root, name)  # canonical, intensity-normalised 0..1
         img = reduce_dose(img * 255.0, dose, rng)
@@ -72,12 +84,44 @@ def evaluate(model, root: Path, names: list[str], dose: float = 1.0, seed: int =
         common = np.intersect1d(res.rows, np.flatnonzero(~np.isnan(tb)))
         pred = dict(zip(res.rows, res.mean_col))
         img_mae.append(np.mean([abs(pred[r] - tb[r]) for r in common]) if common.size else np.nan)
+        e_all, in2s = all_rows_errors(res, tb)
+        all_rows_err.append(e_all)
+        all_rows_in2s.append(in2s)
+        per_image_all[name] = float(e_all.mean()) if e_all.size else float("nan")
     e, s = np.concatenate(errs), np.concatenate(sigmas)
     return {"errors": e, "sigmas": s, "per_image_uncertainty": np.array(per_image),
             "mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean())),
             "ll": float(np.concatenate(lls).mean()), "mean_sigma": float(s.mean()),
             "mae_input_px": float(np.nanmean(img_mae)), "multimodal_share": float(np.mean(multimodal)),
+            "mae_input_px_all_rows": float(np.concatenate(all_rows_err).mean()),
+            "within_2sigma_share": float(np.concatenate(all_rows_in2s).mean()),
+            "all_rows": int(sum(a.size for a in all_rows_err)), "mae_input_px_all_rows_per_image": per_image_all,
             "rows": int(e.size), "images": len(names)}
+
+
+class GammaTTA(torch.nn.Module):
+    """A pectoral model whose `decode` averages the row distributions over inputs x ** γ (x in 0..1)."""
+
+    def __init__(self, model: PectoralHeatmapNet, gammas: list[float]):
+        super().__init__()
+        self.model, self.gammas = model, gammas
+
+    def decode(self, x: torch.Tensor):
+        prob = torch.stack([self.model.decode(x.clamp(0, 1) ** g)[2] for g in self.gammas]).mean(0)
+        mean, var = row_moments(prob, VAR_FLOOR)
+        return mean, var, prob
+
+
+def all_rows_errors(res, truth_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per reference muscle row (input pixels, canonical side): |predicted − true boundary|, a row the model does not
+    call muscle predicted at the image edge (−½); and whether the error lies within 2σ (never for a missed row)."""
+    rows = np.flatnonzero(~np.isnan(truth_cols))
+    pred = np.full(truth_cols.shape, -0.5)
+    sig = np.zeros(truth_cols.shape)
+    pred[res.rows] = res.mean_col if not res.flipped else (res.shape[1] - 1) - res.mean_col
+    sig[res.rows] = res.std_col
+    err = np.abs(pred[rows] - truth_cols[rows])
+    return err, err <= 2 * sig[rows]
 
 
 def binned(sig: np.ndarray, err: np.ndarray, bins: int = 10):
@@ -92,6 +136,10 @@ def main(argv=None):
     ap.add_argument("--weights", type=Path, required=True)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--folds", type=int, default=0, help="evaluate on cross-validation fold --fold of K instead")
+    ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--no-dose", action="store_true", help="skip the simulated dose reduction (full dose only)")
+    ap.add_argument("--tta-gammas", default="", help="comma-separated gammas for test-time augmentation (module doc)")
     args = ap.parse_args(argv)
     import matplotlib
 
@@ -101,15 +149,22 @@ def main(argv=None):
     model = PectoralHeatmapNet(width=args.width)
     model.load_state_dict(load_file(str(args.weights)))
     model.eval()
-    _, val = split(list_cases(args.data))
+    if args.tta_gammas:
+        model = GammaTTA(model, [float(g) for g in args.tta_gammas.split(",")]).eval()
+    train, val = split(list_cases(args.data))
+    if args.folds:
+        _, val = cv_split(train, args.folds, args.fold)
     args.out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        runs = {d: evaluate(model, args.data, val, d) for d in DOSES}
+        runs = {d: evaluate(model, args.data, val, d) for d in (DOSES[:1] if args.no_dose else DOSES)}
     full = runs[1.0]
     bs, be = binned(full["sigmas"], full["errors"])
     report = {k: v for k, v in full.items() if not isinstance(v, np.ndarray)}
     report["binned_sigma_vs_error"] = {"mean_sigma": bs.round(3).tolist(), "mae": be.round(3).tolist(),
                                        "spearman": spearman(bs, be)}
+    report["cases"] = val
+    report["tta_gammas"] = args.tta_gammas or None
+    report["cv"] = {"folds": args.folds, "fold": args.fold} if args.folds else None
     report["dose"] = {str(d): {"mean_sigma": r["mean_sigma"], "mae": r["mae"], "multimodal_share":
                                r["multimodal_share"]} for d, r in runs.items()}
     pi = full["per_image_uncertainty"]
@@ -130,18 +185,19 @@ def main(argv=None):
     fig.savefig(args.out / "calibration.png", dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    d = [int(x * 100) for x in DOSES]
-    ax.plot(d, [runs[x]["mean_sigma"] for x in DOSES], "o-", label="mean σ")
-    ax.plot(d, [runs[x]["mae"] for x in DOSES], "s-", label="MAE")
-    ax.invert_xaxis()
-    ax.set_xlabel("simulated dose (%)")
-    ax.set_ylabel("grid columns")
-    ax.set_title("Simulated dose reduction (cf. Fig. 4b)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(args.out / "dose.png", dpi=120)
-    plt.close(fig)
+    if not args.no_dose:
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        d = [int(x * 100) for x in DOSES]
+        ax.plot(d, [runs[x]["mean_sigma"] for x in DOSES], "o-", label="mean σ")
+        ax.plot(d, [runs[x]["mae"] for x in DOSES], "s-", label="MAE")
+        ax.invert_xaxis()
+        ax.set_xlabel("simulated dose (%)")
+        ax.set_ylabel("grid columns")
+        ax.set_title("Simulated dose reduction (cf. Fig. 4b)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.out / "dose.png", dpi=120)
+        plt.close(fig)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 

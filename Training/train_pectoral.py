@@ -3,7 +3,11 @@
     python Training/train_pectoral.py --data ../shared/data/mammo_ddsm --out runs/pectoral_nllL_l10 \
         --loss nll_laplace --js-weight 10 --epochs 60
 
-Fixed validation split (every 5th image in sorted order, see datasets/ddsm_pectoral.py). AdamW (weight decay 1e-2),
+Fixed validation split (every 5th image in sorted order, see datasets/ddsm_pectoral.py). For choosing settings
+without looking at it, `--folds K --fold i` trains on the 40 training images minus every K-th one from the i-th
+(sorted order) and evaluates on those held out instead (cross-validation: the validation split is not loaded):
+
+    python Training/train_pectoral.py --out runs/pcv/strong_f0 --augment strong --folds 4 --fold 0 --threads 1 AdamW (weight decay 1e-2),
 gradient norm clipped at 5, ReduceLROnPlateau(0.5, patience 8) on the epoch's mean training loss; the final-epoch
 weights are kept (the validation split is never used to pick a checkpoint, so its numbers are held-out numbers).
 Augmentation: pectoral_augment.py. The loop is `uqseg.finetune.loop.fit`; the run folder (Training/common.py) gets
@@ -23,7 +27,7 @@ from safetensors.torch import load_file
 
 from common import DATA, RunFolder, limit_split, recipe_parser, start
 from datasets.ddsm_pectoral import list_cases, load_tensors, split
-from pectoral_augment import random_affine, random_intensity
+from pectoral_augment import SETTINGS, STANDARD, random_affine, random_intensity
 from uqseg.finetune.loop import ReduceOnPlateau, TensorSet, fit
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.heatmap import row_moments, row_softmax
@@ -65,20 +69,27 @@ class PectoralTraining:
     clip_norm = 5.0
     weight_decay = 1e-2
 
-    def __init__(self, loss: str, js_weight: float):
-        self.loss_name, self.js_weight = loss, js_weight
+    def __init__(self, loss: str, js_weight: float, ranges=STANDARD):
+        self.loss_name, self.js_weight, self.ranges = loss, js_weight, ranges
 
     def optimizer(self, params, lr: float):
         return torch.optim.AdamW(params, lr=lr, weight_decay=self.weight_decay)
 
     def loss(self, model, batch, gen, device):
-        img, msk = random_affine(*batch, gen)
-        img = random_intensity(img, gen)
+        img, msk = random_affine(*batch, gen, self.ranges)
+        img = random_intensity(img, gen, self.ranges)
         target, valid, _ = targets_for(msk)
         prob = row_softmax(model(bg.to_grid(img))[:, 0])
         mean, var = row_moments(prob, VAR_FLOOR)
         loss, data, js = heatmap_loss(prob, mean, var, target, valid, self.loss_name, self.js_weight)
         return loss, {"loss": loss.item(), "data": data.item(), "js": js.item()}
+
+
+def cv_split(names: list[str], folds: int, fold: int) -> tuple[list[str], list[str]]:
+    """(train, held out): every `folds`-th name of the sorted `names` from index `fold` is held out."""
+    names = sorted(names)
+    held = names[fold::folds]
+    return [n for n in names if n not in held], held
 
 
 def main(argv=None):
@@ -90,10 +101,19 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--augment", default="standard", choices=sorted(SETTINGS),
+                    help="augmentation ranges of pectoral_augment.py (default: %(default)s)")
+    ap.add_argument("--folds", type=int, default=0, help="cross-validation on the training images: K folds")
+    ap.add_argument("--fold", type=int, default=0, help="which fold is held out (0..K-1)")
     args = ap.parse_args(argv)
+    if args.folds and not 0 <= args.fold < args.folds:
+        ap.error(f"--fold must lie in 0..{args.folds - 1}")
 
     gen = start(args)
-    train_names, val_names = limit_split(*split(list_cases(args.data)), args.limit, val_div=2, val_min=1)
+    train_names, val_names = split(list_cases(args.data))
+    if args.folds:
+        train_names, val_names = cv_split(train_names, args.folds, args.fold)
+    train_names, val_names = limit_split(train_names, val_names, args.limit, val_div=2, val_min=1)
     train = TensorSet(*load_tensors(args.data, train_names))
     va_img, va_msk = load_tensors(args.data, val_names)
     model = PectoralHeatmapNet(width=args.width)
@@ -111,12 +131,13 @@ def main(argv=None):
         print(*(row.get(c, "") for c in COLUMNS), flush=True)
 
     t0 = time.time()
-    fit(PectoralTraining(args.loss, args.js_weight), model, train, epochs=args.epochs, lr=args.lr, batch=args.batch,
+    fit(PectoralTraining(args.loss, args.js_weight, SETTINGS[args.augment]), model, train, epochs=args.epochs, lr=args.lr, batch=args.batch,
         gen=gen, schedule=ReduceOnPlateau(factor=0.5, patience=8),
         evaluate=lambda m, s: evaluate(m, va_img, va_msk), eval_every=args.eval_every, on_epoch=on_epoch)
     final = evaluate(model, va_img, va_msk)
     config = {"width": args.width, "loss": args.loss, "js_weight": args.js_weight, "epochs": args.epochs,
-              "batch": args.batch, "lr": args.lr, "seed": args.seed, "init": args.init,
+              "batch": args.batch, "lr": args.lr, "seed": args.seed, "init": args.init, "augment": args.augment,
+              "cv": {"folds": args.folds, "fold": args.fold} if args.folds else None,
               "train_cases": train_names, "val_cases": val_names, "train_seconds": round(time.time() - t0, 1),
               "threads": torch.get_num_threads()}
     run.save_weights(model.state_dict())

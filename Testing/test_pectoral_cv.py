@@ -30,7 +30,7 @@ def _names():
 
 def test_folds_hold_out_each_training_image_once_and_never_a_validation_image():
     from datasets.ddsm_pectoral import split
-    from train_pectoral import cv_split
+    from common import cv_split
 
     train, val = split(_names())
     held = []

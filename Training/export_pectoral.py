@@ -5,7 +5,16 @@
 
 The card records the architecture, the preprocessing, the training recipe and data split, the measured validation
 numbers of this run (from evaluate_pectoral.py), the comparison table of all runs given with --compare (their
-metrics.json: Table 1 form), and the validation-derived `ood` threshold.
+metrics.json: Table 1 form; without runs the table of the card being replaced is kept, labelled), and the
+validation-derived `ood` threshold. Issue 19 (version 1.1.0 on):
+
+    python Training/export_pectoral.py --run runs/pectoral_strong_s2 --eval runs/pectoral_strong_s2/eval \
+        --cv runs/pcv/summary.json --previous-eval runs/pcv/shipped_val --version 1.1.0 --note "..."
+
+`--cv` records the cross-validation that chose the run's setting (pectoral_cv_summary.py), `--previous-eval` the
+replaced model's validation numbers under the same definitions (evaluate_pectoral.py on its weights), and the
+issue's targets (MAE over every muscle row ≤ 4.5 input px, ≥ 90 % of rows within 2σ) with whether they are met and
+by how much they are missed; `--note` (repeatable) replaces the notes.
 """
 
 from __future__ import annotations
@@ -31,6 +40,26 @@ def comparison_row(run: Path, epoch: int) -> dict | None:
     return None
 
 
+AUGMENTATION = {
+    "standard": "rotation ±10°, scale 0.9-1.1, shift ±4%, gamma 0.6-1.6, sigmoid window (p 0.3), contrast, "
+                "blur/unsharp, Gaussian noise, film-edge stripes",
+    "strong": "rotation ±15°, scale 0.8-1.25 (up-scaling crops), shift ±8%, gamma 0.5-2.0, sigmoid window (p 0.5), "
+              "film-vs-digital characteristic curve (p 0.4: log1p or expm1 curve, k 2-30), contrast ×0.7-1.3, "
+              "blur/unsharp, Gaussian blur σ 0.5-2 px (p 0.25), Gaussian noise σ ≤ 0.06, film-edge stripes",
+}
+TARGETS = {"mae_input_px_all_rows": 4.5, "within_2sigma_share": 0.90}  # issue 19, point 3
+
+
+def issue_targets(ev: dict) -> dict:
+    """The issue-19 targets on this evaluation: reached, and by how much each is missed (0 when reached)."""
+    mae, share = ev["mae_input_px_all_rows"], ev["within_2sigma_share"]
+    return {"targets": TARGETS,
+            "targets_reached": {"mae_input_px_all_rows": mae <= TARGETS["mae_input_px_all_rows"],
+                                "within_2sigma_share": share >= TARGETS["within_2sigma_share"]},
+            "missed_by": {"mae_input_px_all_rows": round(max(0.0, mae - TARGETS["mae_input_px_all_rows"]), 3),
+                          "within_2sigma_share": round(max(0.0, TARGETS["within_2sigma_share"] - share), 4)}}
+
+
 def main(argv=None):
     ap = export_parser(__doc__, id="mammo-pectoral-hhr", version="1.0.0")
     ap.add_argument("--run", type=Path, required=True)
@@ -38,12 +67,54 @@ def main(argv=None):
     ap.add_argument("--compare", type=Path, nargs="*", default=[])
     ap.add_argument("--compare-epoch", type=int, default=30,
                     help="compare the runs at this epoch (their log.csv has validation metrics every 5 epochs)")
+    ap.add_argument("--cv", type=Path, help="pectoral_cv_summary.py's summary.json (the setting's choice)")
+    ap.add_argument("--previous-eval", type=Path, help="evaluate_pectoral.py's folder for the replaced model")
+    ap.add_argument("--note", action="append", default=[], help="a note for the card (repeatable; replaces the notes)")
     args = ap.parse_args(argv)
 
     config = json.loads((args.run / "config.json").read_text())
     ev = json.loads((args.eval / "evaluation.json").read_text())
     dest = args.models / args.id
+    previous = json.loads((dest / "model.json").read_text()) if (dest / "model.json").is_file() else None
     table = [row for run in sorted(args.compare) if (row := comparison_row(run, args.compare_epoch))]
+    table_note = None
+    if not table and previous and previous.get("validation", {}).get("comparison_table_1"):
+        table = previous["validation"]["comparison_table_1"]
+        table_note = f"the runs of version {previous['version']} (kept from its card)"
+    augment = config.get("augment", "standard")
+    extra_training, extra_validation, sections = {}, {}, {}
+    stage1 = Path(config["init"]).parent / "config.json" if config.get("init") else None
+    if stage1 is not None and stage1.is_file():
+        c1 = json.loads(stage1.read_text())
+        extra_training["stages"] = [
+            {"epochs": c1["epochs"], "lr": c1["lr"], "init": c1.get("init"), "augment": c1.get("augment", "standard"),
+             "train_seconds_cpu": c1["train_seconds"]},
+            {"epochs": config["epochs"], "lr": config["lr"], "init": "stage 1's final weights", "augment": augment,
+             "train_seconds_cpu": config["train_seconds"]}]
+    if args.cv:
+        cv = json.loads(args.cv.read_text())
+        extra_training["cross_validation"] = {
+            "protocol": "Training/pectoral_cv.sh: 4 folds of the 40 training images (every 4th in sorted order from "
+                        "the fold's index is held out), the two-stage recipe per fold on 30 images, the full "
+                        "inference pipeline on the 10 held out; numbers pooled over the 40 held-out images "
+                        "(Training/pectoral_cv_summary.py); the validation split is not used",
+            **cv}
+    if "mae_input_px_all_rows" in ev:
+        extra_validation = {"mae_input_px_all_rows": round(ev["mae_input_px_all_rows"], 3),
+                            "within_2sigma_share": round(ev["within_2sigma_share"], 4),
+                            "all_rows": ev["all_rows"],
+                            "definition_all_rows": "issue 19: every row holding muscle in the manual mask, boundary in "
+                                                   "pixel-centre input columns on the chest-wall side, a row the model "
+                                                   "misses counted at the image edge (column -0.5) and outside 2σ",
+                            "mae_input_px_all_rows_per_image": {k: round(v, 3) for k, v in
+                                                                ev["mae_input_px_all_rows_per_image"].items()},
+                            **issue_targets(ev)}
+    if args.previous_eval and previous:
+        pe = json.loads((args.previous_eval / "evaluation.json").read_text())
+        sections["superseded"] = {previous["version"]: {
+            "weights_sha256": previous["weights"]["sha256"], "augmentation": previous["training"]["augmentation"],
+            "validation_same_protocol": {k: round(pe[k], 4) for k in
+                                         ("mae", "mae_input_px", "mae_input_px_all_rows", "within_2sigma_share")}}}
     card = model_card(
         id=args.id, version=args.version, task="mammo-pectoral",
         title="Pectoral-muscle boundary, heteroscedastic heatmap regression",
@@ -65,9 +136,9 @@ def main(argv=None):
             "loss": config["loss"], "js_weight": config["js_weight"], "epochs": config["epochs"],
             "batch": config["batch"], "optimizer": "AdamW lr %g, weight decay 1e-2, ReduceLROnPlateau(0.5, 8) on "
             "the training loss; final-epoch weights" % config["lr"],
-            "augmentation": "rotation ±10°, scale 0.9-1.1, shift ±4%, gamma 0.6-1.6, sigmoid window, contrast, "
-                            "blur/unsharp, Gaussian noise, film-edge stripes",
+            "augment_setting": augment, "augmentation": AUGMENTATION[augment],
             "train_seconds_cpu": config["train_seconds"], "threads": config.get("threads"),
+            **extra_training,
         },
         validation={
             "protocol": "Training/evaluate_pectoral.py through the full inference pipeline on the 10 validation "
@@ -75,10 +146,12 @@ def main(argv=None):
             "mae_grid": round(ev["mae"], 3), "rmse_grid": round(ev["rmse"], 3), "ll_laplace": round(ev["ll"], 3),
             "mean_sigma_grid": round(ev["mean_sigma"], 3), "mae_input_px": round(ev["mae_input_px"], 3),
             "rows": ev["rows"], "images": ev["images"],
+            **extra_validation,
             "multimodal_share": ev["multimodal_share"],
             "binned_sigma_vs_error": ev["binned_sigma_vs_error"],
             "dose_reduction": ev["dose"],
             "comparison_table_1": table,
+            **({"comparison_table_1_note": table_note} if table_note else {}),
             "comparison_protocol": "Training/train_pectoral.py's own evaluation (work resolution 512x256 -> grid) on "
                                    "the validation split after the same number of epochs (--compare-epoch) from "
                                    "scratch; runs with `init` set are second stages and are listed for reference",
@@ -92,7 +165,8 @@ def main(argv=None):
             "multimodality_rule": "uqseg/mammo/heatmap.py: >= 2 modes of >= 25% of the top peak, >= 5 columns apart, "
                                   "valley < 0.5 x the smaller peak (3-tap smoothed row)",
         },
-        notes=[
+        **sections,
+        notes=args.note or [
             "Targets of the issue on the validation split: MAE <= 4 and RMSE <= 6 grid columns, mean sigma within a "
             "factor 2 of MAE. Reached: MAE and the sigma/MAE ratio; RMSE is slightly above 6 because of a few rows "
             "with large errors where the muscle edge fades (the top decile of sigma holds rows with MAE ~13.5 grid "

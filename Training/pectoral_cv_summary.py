@@ -5,7 +5,7 @@
 For each folder `<setting>_f<fold>/` with `eval/evaluation.json` (and, when present, `eval_tta/evaluation.json`,
 the same fold with test-time augmentation) the issue-19 numbers in input pixels are pooled over the held-out rows of
 all folds (each fold's row mean weighted by its row count): `mae_input_px_all_rows` (every reference muscle row, a
-missed row at the image edge), `within_2sigma_share`, and the grid MAE. A setting is complete when all folds have an
+missed row at the image edge), `within_2sigma_share`, the grid MAE and the MAE per third of the muscle's rows. A setting is complete when all folds have an
 evaluation; the chosen setting is the complete one with the lowest pooled `mae_input_px_all_rows` (ties: the first
 in sorted order). Nothing here reads the validation split.
 """
@@ -38,6 +38,10 @@ def pool(folds: dict[int, dict]) -> dict:
     res = {k: sum(f[k] * f["all_rows"] for f in folds.values()) / n_all for k in POOLED}
     res["mae_grid"] = sum(f["mae"] * f["rows"] for f in folds.values()) / n_grid
     res["rows"], res["images"] = n_all, sum(f["images"] for f in folds.values())
+    if all("all_rows_by_third" in f for f in folds.values()):
+        parts = [f["all_rows_by_third"] for f in folds.values()]
+        res["mae_input_px_by_third"] = [round(sum(p["mae_input_px"][i] * p["rows"][i] for p in parts)
+                                              / sum(p["rows"][i] for p in parts), 3) for i in range(3)]
     res["per_fold_mae_input_px_all_rows"] = {i: round(f["mae_input_px_all_rows"], 3) for i, f in sorted(folds.items())}
     per_image = {k: v for f in folds.values() for k, v in f["mae_input_px_all_rows_per_image"].items()}
     res["worst_images"] = dict(sorted(per_image.items(), key=lambda kv: -kv[1])[:3])

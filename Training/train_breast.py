@@ -35,7 +35,7 @@ from safetensors.torch import load_file
 
 from breast_augment import PATCH, augment_batch
 from breast_boundary_loss import boundary_weighted_ce
-from common import DATA, RunFolder, limit_split, recipe_parser, start
+from common import DATA, RunFolder, add_cv_flags, recipe_parser, split_for, start
 from datasets.ddsm_breast import list_cases, load_cases, split, stack
 from uqseg.finetune.loop import TensorSet, WarmupCosine, fit
 from uqseg.mammo.breast_model import BreastSegNet
@@ -106,10 +106,11 @@ def main(argv=None):
     ap.add_argument("--boundary-weight", type=float, default=0.0,
                     help="β of the boundary-weighted loss (breast_boundary_loss.py); 0: plain class-weighted CE")
     ap.add_argument("--boundary-sigma-mm", type=float, default=2.0, help="σ of the boundary weight, mm")
+    add_cv_flags(ap)
     args = ap.parse_args(argv)
 
     gen = start(args)
-    train_names, val_names = limit_split(*split(list_cases(args.data)), args.limit, val_div=2, val_min=1)
+    train_names, val_names = split_for(args, ap, *split(list_cases(args.data)))
     t_load = time.time()
     tr_img, tr_lab = stack(load_cases(args.data, train_names))
     va_img, va_lab = stack(load_cases(args.data, val_names))
@@ -147,7 +148,8 @@ def main(argv=None):
               "minutes_budget": args.minutes, "boundary_weight": args.boundary_weight,
               "boundary_sigma_mm": args.boundary_sigma_mm, "init": args.init,
               "threads": args.threads or torch.get_num_threads(), "train_cases": train_names, "val_cases": val_names,
-              "train_seconds": round(time.time() - t0, 1), "work_shape": list(tr_img.shape[-2:])}
+              "train_seconds": round(time.time() - t0, 1), "work_shape": list(tr_img.shape[-2:]),
+              "cv": {"folds": args.folds, "fold": args.fold} if args.folds else None}
     run.save_weights(model.state_dict())
     run.write_json("config.json", config)
     run.write_json("metrics.json", final)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from common import DATA, RunFolder, limit_split, recipe_parser, start
+from common import DATA, RunFolder, add_cv_flags, recipe_parser, split_for, start
 from datasets.ddsm_pectoral import list_cases, load_tensors, split
 from pectoral_augment import SETTINGS, STANDARD, random_affine, random_intensity
 from uqseg.finetune.loop import ReduceOnPlateau, TensorSet, fit
@@ -85,13 +85,6 @@ class PectoralTraining:
         return loss, {"loss": loss.item(), "data": data.item(), "js": js.item()}
 
 
-def cv_split(names: list[str], folds: int, fold: int) -> tuple[list[str], list[str]]:
-    """(train, held out): every `folds`-th name of the sorted `names` from index `fold` is held out."""
-    names = sorted(names)
-    held = names[fold::folds]
-    return [n for n in names if n not in held], held
-
-
 def main(argv=None):
     ap = recipe_parser(__doc__, DATA / "mammo_ddsm")
     ap.add_argument("--loss", default="nll_laplace", choices=["nll_laplace", "nll_gaussian", "mae", "mse"])
@@ -103,17 +96,11 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--augment", default="standard", choices=sorted(SETTINGS),
                     help="augmentation ranges of pectoral_augment.py (default: %(default)s)")
-    ap.add_argument("--folds", type=int, default=0, help="cross-validation on the training images: K folds")
-    ap.add_argument("--fold", type=int, default=0, help="which fold is held out (0..K-1)")
+    add_cv_flags(ap)
     args = ap.parse_args(argv)
-    if args.folds and not 0 <= args.fold < args.folds:
-        ap.error(f"--fold must lie in 0..{args.folds - 1}")
 
     gen = start(args)
-    train_names, val_names = split(list_cases(args.data))
-    if args.folds:
-        train_names, val_names = cv_split(train_names, args.folds, args.fold)
-    train_names, val_names = limit_split(train_names, val_names, args.limit, val_div=2, val_min=1)
+    train_names, val_names = split_for(args, ap, *split(list_cases(args.data)))
     train = TensorSet(*load_tensors(args.data, train_names))
     va_img, va_msk = load_tensors(args.data, val_names)
     model = PectoralHeatmapNet(width=args.width)

@@ -1,9 +1,9 @@
-"""Issue 19's tools for mammo-pectoral: cross-validation folds of the training images, the stronger augmentation, the
-issue's error definition (every reference muscle row, a missed row at the image edge), test-time augmentation and the
-pooling of held-out numbers over folds. What a user of the card relies on: the folds never hold a validation image
+"""Issue 19's cross-validation tools (mammo-pectoral and mammo-breast): folds of the training images, the stronger
+augmentation, the issue's error definition (every reference muscle row, a missed row at the image edge), test-time
+augmentation and the pooling of held-out numbers over folds. What a user of the card relies on: the folds never hold a validation image
 and hold out every training image exactly once; a row the model misses costs its whole distance to the edge; the
 augmentation moves mask and image together and keeps intensities in 0..1; the standard setting's draws are the
-original recipe's (its weights reproduce).
+original recipe's (its weights reproduce); a breast card only takes folds trained with its own recipe.
 """
 
 from __future__ import annotations
@@ -162,3 +162,57 @@ def test_cv_summary_pools_rows_and_chooses_only_complete_settings(tmp_path):
     assert s["settings"]["a"]["mae_input_px_all_rows"] == pytest.approx(7.0)  # (4·100 + 8·300) / 400
     assert s["settings"]["b"]["mae_input_px_all_rows"] == pytest.approx(6.0)
     assert not s["settings"]["c"]["complete"] and s["chosen"] == "b"
+
+
+# ------------------------------------------------------------------------------------ mammo-breast's CV card refresh
+def _breast_fold(root: Path, i: int, folds: int, dice: float, stages=((15, 3e-3), (30, 1.5e-3), (30, 1e-3)), width=16):
+    for s, (epochs, lr) in zip(("s1", "s2", "s3"), stages):
+        (root / f"f{i}" / s).mkdir(parents=True)
+        (root / f"f{i}" / s / "config.json").write_text(json.dumps({
+            "epochs": epochs, "lr": lr, "width": width, "cv": {"folds": folds, "fold": i}, "threads": 1,
+            "train_seconds": 10.0, "val_cases": [f"img{i}.png"]}))
+    (root / f"f{i}" / "eval").mkdir()
+    rows = [{"name": f"img{i}_{k}.png", "dice_breast": dice, "dice_pectoral": dice - 0.1, "dice_tissue": 0.98}
+            for k in range(2)]
+    (root / f"f{i}" / "eval" / "evaluation.json").write_text(json.dumps({
+        "per_image": rows, "pectoral_fn_images": [], **{k: {"mean": dice} for k in ("dice_breast", "dice_tissue")},
+        "dice_pectoral": {"mean": dice - 0.1}}))
+
+
+def test_breast_card_gets_the_pooled_cv_and_the_missed_targets(tmp_path):
+    from refresh_breast_card import check_recipe, refreshed
+    from breast_cv_summary import summarise
+
+    card = {"version": "2.0.0", "architecture": {"width": 16}, "validation": {}, "notes": None,
+            "training": {"stages": [{"epochs": 15, "lr": 3e-3}, {"epochs": 30, "lr": 1.5e-3},
+                                    {"epochs": 30, "lr": 1e-3}]}}
+    _breast_fold(tmp_path, 0, 2, 0.96)
+    _breast_fold(tmp_path, 1, 2, 0.94)
+    info = check_recipe(card, tmp_path, 2)
+    s = summarise(tmp_path, 2)
+    new = refreshed(card, s, info, "2.1.0", "cv")
+    cvd = new["validation"]["cross_validated"]
+    assert new["version"] == "2.1.0" and s["images"] == 4
+    assert cvd["dice_breast_mean"] == pytest.approx(0.95) and cvd["targets_reached"]["dice_breast"]
+    assert cvd["dice_pectoral_mean"] == pytest.approx(0.85) and not cvd["targets_reached"]["dice_pectoral"]
+    assert cvd["missed_by"]["dice_pectoral"] == pytest.approx(0.03)
+    assert card["version"] == "2.0.0"  # the input card is not changed
+
+
+def test_breast_card_refuses_folds_of_another_recipe(tmp_path):
+    from refresh_breast_card import check_recipe
+
+    card = {"architecture": {"width": 16},
+            "training": {"stages": [{"epochs": 15, "lr": 3e-3}, {"epochs": 30, "lr": 1.5e-3},
+                                    {"epochs": 30, "lr": 1e-3}]}}
+    _breast_fold(tmp_path / "a", 0, 1, 0.95, width=8)
+    with pytest.raises(ValueError, match="width 8"):
+        check_recipe(card, tmp_path / "a", 1)
+    _breast_fold(tmp_path / "b", 0, 1, 0.95, stages=((15, 3e-3), (30, 1.5e-3), (10, 1e-3)))
+    with pytest.raises(ValueError, match="stages"):
+        check_recipe(card, tmp_path / "b", 1)
+    _breast_fold(tmp_path / "c", 0, 2, 0.95)
+    with pytest.raises(ValueError, match="missing"):  # fold 1 of 2 never finished
+        check_recipe(card, tmp_path / "c", 2)
+    with pytest.raises(ValueError, match="fold 0 of 3"):  # fold 0 was trained for another number of folds
+        check_recipe(card, tmp_path / "c", 3)

@@ -157,11 +157,13 @@ def test_cv_summary_pools_rows_and_chooses_only_complete_settings(tmp_path):
     for f, (m, n) in enumerate([(4.0, 100), (8.0, 300)]):
         _fold_eval(tmp_path / f"a_f{f}" / "eval", m, n, 0.9)
         _fold_eval(tmp_path / f"b_f{f}" / "eval", 6.0, n, 0.95)
+        _fold_eval(tmp_path / f"b_f{f}" / "eval_tta", 5.0, n, 0.95)  # test-time augmentation of b
     _fold_eval(tmp_path / "c_f0" / "eval", 1.0, 100, 1.0)  # one fold only: never chosen
     s = summarise(tmp_path, folds=2)
     assert s["settings"]["a"]["mae_input_px_all_rows"] == pytest.approx(7.0)  # (4·100 + 8·300) / 400
     assert s["settings"]["b"]["mae_input_px_all_rows"] == pytest.approx(6.0)
-    assert not s["settings"]["c"]["complete"] and s["chosen"] == "b"
+    assert not s["settings"]["c"]["complete"] and s["chosen"] == "b"  # the single pass, not "b+tta"
+    assert s["test_time_augmentation"] == {"b": {"gain_px": pytest.approx(1.0), "network_passes": 3}}
 
 
 # ------------------------------------------------------------------------------------ mammo-breast's CV card refresh

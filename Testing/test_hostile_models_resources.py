@@ -30,6 +30,7 @@ SHIPPED = REPO / "Resources" / "Models"
 CT_SAMPLE = REPO / "Resources" / "SampleData" / "ct-abdomen" / "ct.nii.gz"
 REFUSED, PROCESSED = "refused", "processed"
 PECTORAL = "mammo-pectoral-hhr"
+PECTORAL_SHIPPED_VERSION = json.loads((SHIPPED / PECTORAL / "model.json").read_text())["version"]
 
 
 @dataclass(frozen=True)
@@ -447,8 +448,8 @@ def test_shadowing_user_model_is_refused_by_plain_id_and_default(models_dir):
         with pytest.raises(ModelError) as error:
             find_model("mammo-pectoral", name)
         assert str(error.value).startswith(str(models_dir / "pectoral-v1.1")), error.value
-    shipped = find_model("mammo-pectoral", f"{PECTORAL}@1.0.0")
-    assert (shipped.source, shipped.version) == ("shipped", "1.0.0")
+    shipped = find_model("mammo-pectoral", f"{PECTORAL}@{PECTORAL_SHIPPED_VERSION}")
+    assert (shipped.source, shipped.version) == ("shipped", PECTORAL_SHIPPED_VERSION)
     user = find_model("mammo-pectoral", f"{PECTORAL}@1.1.0")
     assert (user.source, user.folder) == ("user", models_dir / "pectoral-v1.1")
     with pytest.raises(ModelError, match="no version '9.9'"):
@@ -460,7 +461,7 @@ def test_same_version_copy_is_refused_even_by_id_at_version(models_dir):
 
     shadow_same_version(models_dir)
     with pytest.raises(ModelError, match="same id and version"):
-        find_model("mammo-pectoral", f"{PECTORAL}@1.0.0")
+        find_model("mammo-pectoral", f"{PECTORAL}@{PECTORAL_SHIPPED_VERSION}")
 
 
 def test_user_models_with_their_own_ids_are_unaffected(models_dir):

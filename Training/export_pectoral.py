@@ -60,6 +60,29 @@ def issue_targets(ev: dict) -> dict:
                           "within_2sigma_share": round(max(0.0, TARGETS["within_2sigma_share"] - share), 4)}}
 
 
+def cross_validation(summary: dict) -> dict:
+    """The card's training.cross_validation block from pectoral_cv_summary.py's summary."""
+    return {"protocol": "Training/pectoral_cv.sh: 4 folds of the 40 training images (every 4th in sorted order from "
+                        "the fold's index is held out), the two-stage recipe per fold on 30 images, the full "
+                        "inference pipeline on the 10 held out; numbers pooled over the 40 held-out images "
+                        "(Training/pectoral_cv_summary.py); the validation split is not used",
+            **summary}
+
+
+def issue_validation(ev: dict) -> dict:
+    """The issue-19 validation fields of an evaluate_pectoral.py evaluation (all rows, within 2σ, targets)."""
+    return {"mae_input_px_all_rows": round(ev["mae_input_px_all_rows"], 3),
+            "within_2sigma_share": round(ev["within_2sigma_share"], 4),
+            "all_rows": ev["all_rows"],
+            "definition_all_rows": "issue 19: every row holding muscle in the manual mask, boundary in pixel-centre "
+                                   "input columns on the chest-wall side, a row the model misses counted at the image "
+                                   "edge (column -0.5) and outside 2σ",
+            "mae_input_px_all_rows_per_image": {k: round(v, 3) for k, v in
+                                                ev["mae_input_px_all_rows_per_image"].items()},
+            "mae_input_px_all_rows_by_third": [round(v, 3) for v in ev["all_rows_by_third"]["mae_input_px"]],
+            **issue_targets(ev)}
+
+
 def main(argv=None):
     ap = export_parser(__doc__, id="mammo-pectoral-hhr", version="1.0.0")
     ap.add_argument("--run", type=Path, required=True)
@@ -92,23 +115,9 @@ def main(argv=None):
             {"epochs": config["epochs"], "lr": config["lr"], "init": "stage 1's final weights", "augment": augment,
              "train_seconds_cpu": config["train_seconds"]}]
     if args.cv:
-        cv = json.loads(args.cv.read_text())
-        extra_training["cross_validation"] = {
-            "protocol": "Training/pectoral_cv.sh: 4 folds of the 40 training images (every 4th in sorted order from "
-                        "the fold's index is held out), the two-stage recipe per fold on 30 images, the full "
-                        "inference pipeline on the 10 held out; numbers pooled over the 40 held-out images "
-                        "(Training/pectoral_cv_summary.py); the validation split is not used",
-            **cv}
+        extra_training["cross_validation"] = cross_validation(json.loads(args.cv.read_text()))
     if "mae_input_px_all_rows" in ev:
-        extra_validation = {"mae_input_px_all_rows": round(ev["mae_input_px_all_rows"], 3),
-                            "within_2sigma_share": round(ev["within_2sigma_share"], 4),
-                            "all_rows": ev["all_rows"],
-                            "definition_all_rows": "issue 19: every row holding muscle in the manual mask, boundary in "
-                                                   "pixel-centre input columns on the chest-wall side, a row the model "
-                                                   "misses counted at the image edge (column -0.5) and outside 2σ",
-                            "mae_input_px_all_rows_per_image": {k: round(v, 3) for k, v in
-                                                                ev["mae_input_px_all_rows_per_image"].items()},
-                            **issue_targets(ev)}
+        extra_validation = issue_validation(ev)
     if args.previous_eval and previous:
         pe = json.loads((args.previous_eval / "evaluation.json").read_text())
         sections["superseded"] = {previous["version"]: {

@@ -218,3 +218,33 @@ def test_breast_card_refuses_folds_of_another_recipe(tmp_path):
         check_recipe(card, tmp_path / "c", 2)
     with pytest.raises(ValueError, match="fold 0 of 3"):  # fold 0 was trained for another number of folds
         check_recipe(card, tmp_path / "c", 3)
+
+
+# ------------------------------------------------------------------------- mammo-pectoral: acceptance and card refresh
+def test_shipped_pectoral_model_flags_every_non_mammogram(shipped_model, shared_data):
+    """The acceptance check a retrained candidate must pass before it replaces the shipped weights (issue 19's strong
+    candidate failed it: 7 of 11): chest X-rays, CT slices and noise are all flagged by the shipped model."""
+    pytest.importorskip("SimpleITK")
+    from pectoral_ood_check import check
+
+    card, net = shipped_model("mammo-pectoral")
+    with torch.no_grad():
+        result = check(net, card["uncertainty"]["ood_threshold_grid"], shared_data)
+    assert result["inputs"] == 11 and result["passed"], [r for r in result["per_input"] if not r["flagged"]]
+
+
+def test_pectoral_card_refresh_adds_the_issue_fields_and_refuses_another_models_evaluation():
+    from refresh_pectoral_card import refreshed
+
+    card = {"version": "1.0.0", "validation": {"mae_grid": 3.551}, "training": {}, "notes": ["old"]}
+    ev = {"mae": 3.5511, "mae_input_px_all_rows": 6.0, "within_2sigma_share": 0.93, "all_rows": 100,
+          "mae_input_px_all_rows_per_image": {"a.png": 6.0},
+          "all_rows_by_third": {"mae_input_px": [5.0, 5.0, 8.0], "rows": [33, 33, 34]}}
+    new = refreshed(card, ev, {"chosen": "strong"}, [], "1.0.1", ["new"])
+    v = new["validation"]
+    assert new["version"] == "1.0.1" and new["notes"] == ["new", "old"]
+    assert v["missed_by"] == {"mae_input_px_all_rows": 1.5, "within_2sigma_share": 0.0}
+    assert v["targets_reached"] == {"mae_input_px_all_rows": False, "within_2sigma_share": True}
+    assert new["training"]["cross_validation"]["chosen"] == "strong" and card["version"] == "1.0.0"
+    with pytest.raises(ValueError, match="not an evaluation of this model"):
+        refreshed(card, {**ev, "mae": 3.9}, None, [], "1.0.1", [])

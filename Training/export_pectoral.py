@@ -6,10 +6,12 @@
 The card records the architecture, the preprocessing, the training recipe and data split, the measured validation
 numbers of this run (from evaluate_pectoral.py), the comparison table of all runs given with --compare (their
 metrics.json: Table 1 form; without runs the table of the card being replaced is kept, labelled), and the
-validation-derived `ood` threshold. Issue 19 (version 1.1.0 on):
+validation-derived `ood` threshold. A run that replaces shipped weights (issue 19) must first pass
+pectoral_ood_check.py (issue 19's strong candidate did not, and was never shipped); then:
 
-    python Training/export_pectoral.py --run runs/pectoral_strong_s2 --eval runs/pectoral_strong_s2/eval \
-        --cv runs/pcv/summary.json --previous-eval runs/pcv/shipped_val --version 1.1.0 --note "..."
+    python Training/export_pectoral.py --run runs/pectoral_X_s2 --eval runs/pectoral_X_s2/eval \
+        --cv runs/pcv/summary.json --previous-eval runs/pectoral_shipped/eval --version 2.0.0 --note "..."
+    python Training/region_thresholds.py --write pectoral
 
 `--cv` records the cross-validation that chose the run's setting (pectoral_cv_summary.py), `--previous-eval` the
 replaced model's validation numbers under the same definitions (evaluate_pectoral.py on its weights), and the

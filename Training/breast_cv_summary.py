@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import print_json
+
 DICE = ("dice_breast", "dice_pectoral", "dice_tissue")
 
 
@@ -41,10 +43,7 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, required=True)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    text = json.dumps(summarise(args.root, args.folds), indent=2)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    print_json(summarise(args.root, args.folds), args.out)
 
 
 if __name__ == "__main__":

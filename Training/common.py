@@ -6,7 +6,8 @@ Recipes
     start(args)               torch threads, the global seed, and the recipe's torch.Generator (made before the
                               network is built, so the network's initialisation draws from the seeded global stream)
     limit_split(...)          the first N training images and a share of the validation ones (--limit, smoke tests)
-    cv_split, add_cv_flags, split_for   cross-validation folds of the training images (--folds K --fold i)
+    cv_split, add_cv_flags, cv_fold, split_for   cross-validation folds of the training images (--folds K --fold i)
+    print_json(obj, out)      print a result as JSON and write it to `out` too
     RunFolder(out, columns)   the run folder: weights.safetensors (the final weights), checkpoint.safetensors (the
                               weights at the last evaluation: an interrupted run can go on with --init), config.json,
                               metrics.json, log.csv (one row per epoch, appended and closed row by row, so an
@@ -94,14 +95,27 @@ def add_cv_flags(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--fold", type=int, default=0, help="which fold is held out (0..K-1)")
 
 
+def cv_fold(args, ap: argparse.ArgumentParser, train: list[str]) -> tuple[list[str], list[str]]:
+    """cv_split of the training names by --folds / --fold (add_cv_flags), the fold checked against the folds."""
+    if not 0 <= args.fold < args.folds:
+        ap.error(f"--fold must lie in 0..{args.folds - 1}")
+    return cv_split(train, args.folds, args.fold)
+
+
 def split_for(args, ap: argparse.ArgumentParser, train: list[str], val: list[str]) -> tuple[list[str], list[str]]:
     """The (train, val) names a recipe uses: the fixed split, or a cross-validation fold of its training names
     (add_cv_flags), then --limit."""
     if args.folds:
-        if not 0 <= args.fold < args.folds:
-            ap.error(f"--fold must lie in 0..{args.folds - 1}")
-        train, val = cv_split(train, args.folds, args.fold)
+        train, val = cv_fold(args, ap, train)
     return limit_split(train, val, args.limit, val_div=2, val_min=1)
+
+
+def print_json(obj, out: Path | None = None) -> None:
+    """Print `obj` as indented JSON, and write the same text to `out` when given (the CV summaries and checks)."""
+    text = json.dumps(obj, indent=2)
+    if out:
+        out.write_text(text)
+    print(text)
 
 
 def jsonable(value):

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from common import cv_split
+from common import add_cv_flags, cv_fold
 from datasets.ddsm_breast import label_classes, list_cases, split
 from uqseg.io import load_image
 from uqseg.mammo.breast import predict_breast
@@ -88,8 +88,7 @@ def main(argv=None):
     ap.add_argument("--split", choices=("val", "train", "fold"), default="val",
                     help="which split to evaluate: the post-processing rules are chosen on `train`, reported on `val`; "
                          "`fold`: the training images held out by cross-validation fold --fold of --folds")
-    ap.add_argument("--folds", type=int, default=0)
-    ap.add_argument("--fold", type=int, default=0)
+    add_cv_flags(ap)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -103,7 +102,7 @@ def main(argv=None):
     if args.split == "fold":
         if not args.folds:
             ap.error("--split fold needs --folds K --fold i")
-        names = cv_split(train_names, args.folds, args.fold)[1]
+        names = cv_fold(args, ap, train_names)[1]
     per_image, ent_all, err_all = [], [], []
     for name in names:
         image = load_image(args.data / "images" / name)

@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file
 
 from datasets.ddsm_pectoral import list_cases, load_case, split
-from common import cv_split
+from common import add_cv_flags, cv_fold
 from uqseg.io.image import Image
 from uqseg.mammo import boundary_grid as bg
 from uqseg.mammo.pectoral import predict_pectoral
@@ -141,8 +141,7 @@ def main(argv=None):
     ap.add_argument("--weights", type=Path, required=True)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--folds", type=int, default=0, help="evaluate on cross-validation fold --fold of K instead")
-    ap.add_argument("--fold", type=int, default=0)
+    add_cv_flags(ap)  # --folds K --fold i: the training images held out by that fold instead of the validation split
     ap.add_argument("--no-dose", action="store_true", help="skip the simulated dose reduction (full dose only)")
     ap.add_argument("--tta-gammas", default="", help="comma-separated gammas for test-time augmentation (module doc)")
     args = ap.parse_args(argv)
@@ -158,7 +157,7 @@ def main(argv=None):
         model = GammaTTA(model, [float(g) for g in args.tta_gammas.split(",")]).eval()
     train, val = split(list_cases(args.data))
     if args.folds:
-        _, val = cv_split(train, args.folds, args.fold)
+        _, val = cv_fold(args, ap, train)
     args.out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         runs = {d: evaluate(model, args.data, val, d) for d in (DOSES[:1] if args.no_dose else DOSES)}

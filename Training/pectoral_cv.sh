@@ -2,8 +2,8 @@
 # 4-fold cross-validation of one mammo-pectoral training setting on the 40 training images (issue 19): per fold the
 # shipped two-stage recipe (60 epochs at lr 1e-3 from scratch, then 60 at 5e-4 from stage 1) on 30 images, then the
 # full inference pipeline on the 10 held out (evaluate_pectoral.py --folds 4 --fold i), without and with test-time
-# augmentation. One thread per run, so two
-# settings run side by side on two cores (~55 min each on this project's 2-core machine).
+# augmentation. One thread per run, so two settings run side by side on two cores (~60 min for both on this
+# project's 2-core machine, with other work beside them).
 #
 #   bash Training/pectoral_cv.sh standard runs/pcv    # and, beside it:  bash Training/pectoral_cv.sh strong runs/pcv
 #   python Training/pectoral_cv_summary.py runs/pcv   # the pooled held-out numbers per setting

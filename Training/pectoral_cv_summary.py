@@ -19,6 +19,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from common import print_json
+
 POOLED = ("mae_input_px_all_rows", "within_2sigma_share")
 TTA_PASSES = 3  # evaluate_pectoral.py --tta-gammas 0.8,1,1.25 (pectoral_cv.sh)
 RULE = ("lowest pooled held-out mae_input_px_all_rows among the single-pass settings evaluated on every fold; "
@@ -72,11 +74,7 @@ def main(argv=None):
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    result = summarise(args.root, args.folds)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    print_json(summarise(args.root, args.folds), args.out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from common import DATA
+from common import DATA, print_json
 from uqseg.io import load_image
 from uqseg.io.image import Image
 from uqseg.mammo.pectoral import predict_pectoral
@@ -68,10 +68,7 @@ def main(argv=None):
     threshold = json.loads((args.eval / "evaluation.json").read_text())["ood_threshold_grid"]
     with torch.no_grad():
         result = {"weights": str(args.weights), **check(model, threshold, args.data)}
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    print_json(result, args.out)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from breast_cv_summary import summarise
+from common import write_model
 from uqseg.models.registry import sha256_of
 
 TARGETS = {"dice_breast": 0.95, "dice_pectoral": 0.88}  # issue 19, point 3 (MLO)
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     new = refreshed(card, summary, folds_info, args.version, args.note)
-    path.write_text(json.dumps(new, indent=2, ensure_ascii=False) + "\n")
+    path = write_model(args.model, new)  # the card writer of the exporters (weights kept, sha256 checked again)
     print(json.dumps({"wrote": str(path), "version": args.version,
                       "cross_validated": new["validation"]["cross_validated"]}, indent=1))
     return 0

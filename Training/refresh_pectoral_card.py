@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from common import write_model
 from export_pectoral import cross_validation, issue_validation
 from uqseg.models.registry import sha256_of
 
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    path.write_text(json.dumps(new, indent=2, ensure_ascii=False) + "\n")
+    path = write_model(args.model, new)  # the card writer of the exporters (weights kept, sha256 checked again)
     v = new["validation"]
     print(json.dumps({"wrote": str(path), "version": args.version, "targets_reached": v["targets_reached"],
                       "missed_by": v["missed_by"]}, indent=1))

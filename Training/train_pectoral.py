@@ -7,11 +7,13 @@ Fixed validation split (every 5th image in sorted order, see datasets/ddsm_pecto
 without looking at it, `--folds K --fold i` trains on the 40 training images minus every K-th one from the i-th
 (sorted order) and evaluates on those held out instead (cross-validation: the validation split is not loaded):
 
-    python Training/train_pectoral.py --out runs/pcv/strong_f0 --augment strong --folds 4 --fold 0 --threads 1 AdamW (weight decay 1e-2),
-gradient norm clipped at 5, ReduceLROnPlateau(0.5, patience 8) on the epoch's mean training loss; the final-epoch
-weights are kept (the validation split is never used to pick a checkpoint, so its numbers are held-out numbers).
-Augmentation: pectoral_augment.py. The loop is `uqseg.finetune.loop.fit`; the run folder (Training/common.py) gets
-weights.safetensors, config.json, metrics.json, log.csv (validation every 5 epochs) and checkpoint.safetensors.
+    python Training/train_pectoral.py --out runs/pcv/strong_f0 --augment strong --folds 4 --fold 0 --threads 1
+
+AdamW (weight decay 1e-2), gradient norm clipped at 5, ReduceLROnPlateau(0.5, patience 8) on the epoch's mean training
+loss; the final-epoch weights are kept (the validation split is never used to pick a checkpoint, so its numbers are
+held-out numbers). Augmentation: pectoral_augment.py. The loop is `uqseg.finetune.loop.fit`; the run folder
+(Training/common.py) gets weights.safetensors, config.json, metrics.json, log.csv (validation every 5 epochs) and
+checkpoint.safetensors.
 Metrics on the 256×256 grid within muscle rows: MAE, RMSE (grid columns), LL (mean Laplace log-likelihood of the
 true boundary under the predicted (μ, σ²)), mean σ.
 """
@@ -118,7 +120,8 @@ def main(argv=None):
         print(*(row.get(c, "") for c in COLUMNS), flush=True)
 
     t0 = time.time()
-    fit(PectoralTraining(args.loss, args.js_weight, SETTINGS[args.augment]), model, train, epochs=args.epochs, lr=args.lr, batch=args.batch,
+    fit(PectoralTraining(args.loss, args.js_weight, SETTINGS[args.augment]), model, train, epochs=args.epochs,
+        lr=args.lr, batch=args.batch,
         gen=gen, schedule=ReduceOnPlateau(factor=0.5, patience=8),
         evaluate=lambda m, s: evaluate(m, va_img, va_msk), eval_every=args.eval_every, on_epoch=on_epoch)
     final = evaluate(model, va_img, va_msk)
